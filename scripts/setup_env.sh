@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create .venv (or $VENV) with everything the demo, the benchmark and the tests need.
+# Usage: bash scripts/setup_env.sh     (GPU machines: EXTRAS=test,speech,cuda bash scripts/setup_env.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+EXTRAS="${EXTRAS:-test,speech}"
+
+# espeak-ng (offline TTS) and sox come from Debian packages.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=""
+  command -v espeak-ng >/dev/null || missing="$missing espeak-ng"
+  command -v sox >/dev/null || missing="$missing sox"
+  if [ -n "$missing" ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  fi
+fi
+
+quiet_pip() {  # pip, without this machine's harmless "Location ... is ignored" noise
+  "$VENV/bin/pip" "$@" 2>&1 | { grep -v -e "is ignored" -e "BuildBackendWarning" || true; }
+}
+
+python3 -m venv "$VENV"
+quiet_pip install -q --upgrade pip
+quiet_pip install -q -e ".[${EXTRAS}]"
+# openai-whisper declares triton (a GPU compiler) as a dependency; its real needs are in pyproject.
+quiet_pip install -q --no-deps openai-whisper==20250625
+"$VENV/bin/python" -c "import jax, flax, optax, orbax.checkpoint, grain, whisper; print('environment ready: jax', jax.__version__, jax.devices())"
