@@ -1,0 +1,229 @@
+"""Building blocks of the Qwen2.5 / Kimi-Audio decoder in Flax NNX.
+
+Every parameter carries `logical_axes` metadata (`embed`, `heads`, `kv_heads`,
+`head_dim`, `mlp`, `vocab`, ...); `paras2s_jax.sharding` maps those names onto a mesh.
+Module and attribute names mirror the Hugging Face checkpoint (`self_attn.q_proj`,
+`mlp.gate_proj`, `input_layernorm`, ...) so the key map stays mechanical.
+
+Shapes in docstrings: B batch, S new tokens, T key/cache length, E hidden, N query
+heads, K kv heads, D head dim, F MLP width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+_INIT_STD = 0.02  # HF `initializer_range`
+_MASK_VALUE = float(jnp.finfo(jnp.float32).min)
+
+
+def _normal(rngs: nnx.Rngs, shape: Sequence[int], dtype: jnp.dtype) -> jax.Array:
+    return (_INIT_STD * jax.random.normal(rngs.params(), tuple(shape), jnp.float32)).astype(dtype)
+
+
+class Dense(nnx.Module):
+    """`y = x · kernel (+ bias)`, contracting the trailing `len(in_dims)` axes of x.
+
+    kernel: [*in_dims, *out_dims]; bias: [*out_dims]. Multi-axis shapes keep heads as
+    their own axis so they can be sharded (q_proj kernel is [E, N, D]).
+    """
+
+    def __init__(
+        self,
+        in_dims: Sequence[int],
+        out_dims: Sequence[int],
+        axes: Sequence[str | None],
+        *,
+        use_bias: bool,
+        param_dtype: jnp.dtype,
+        rngs: nnx.Rngs,
+    ):
+        in_dims, out_dims = tuple(in_dims), tuple(out_dims)
+        self.num_in = len(in_dims)
+        self.kernel = nnx.Param(
+            _normal(rngs, in_dims + out_dims, param_dtype), logical_axes=tuple(axes)
+        )
+        self.bias = (
+            nnx.Param(jnp.zeros(out_dims, param_dtype), logical_axes=tuple(axes[self.num_in :]))
+            if use_bias
+            else None
+        )
+
+    def __call__(self, x: jax.Array, out_dtype: jnp.dtype | None = None) -> jax.Array:
+        kernel = self.kernel[...].astype(x.dtype)
+        y = jnp.tensordot(x, kernel, axes=self.num_in, preferred_element_type=out_dtype)
+        if self.bias is not None:
+            y = y + self.bias[...].astype(y.dtype)
+        return y
+
+
+class Embed(nnx.Module):
+    """Token embedding table [V, E]."""
+
+    def __init__(self, vocab: int, dim: int, *, param_dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.embedding = nnx.Param(
+            _normal(rngs, (vocab, dim), param_dtype), logical_axes=("vocab", "embed")
+        )
+
+    def __call__(self, ids: jax.Array, dtype: jnp.dtype) -> jax.Array:
+        return jnp.take(self.embedding[...], ids, axis=0).astype(dtype)
+
+
+class RMSNorm(nnx.Module):
+    """Qwen2 RMSNorm: normalise in float32, cast back, then scale (no +1 offset)."""
+
+    def __init__(self, dim: int, eps: float, *, param_dtype: jnp.dtype):
+        self.eps = eps
+        self.weight = nnx.Param(jnp.ones((dim,), param_dtype), logical_axes=("norm",))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return self.weight[...].astype(x.dtype) * x32.astype(x.dtype)
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm with scale and bias (the last layer of the Whisper-feature adaptor)."""
+
+    def __init__(self, dim: int, eps: float, *, param_dtype: jnp.dtype):
+        self.eps = eps
+        self.weight = nnx.Param(jnp.ones((dim,), param_dtype), logical_axes=("norm",))
+        self.bias = nnx.Param(jnp.zeros((dim,), param_dtype), logical_axes=("norm",))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        mean = jnp.mean(x32, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
+        y = y * self.weight[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)
+        return y.astype(x.dtype)
+
+
+def rope_tables(
+    positions: jax.Array, head_dim: int, theta: float, dtype: jnp.dtype
+) -> tuple[jax.Array, jax.Array]:
+    """cos, sin: [B, S, D] for integer positions [B, S], computed in float32 (HF layout)."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    freqs = positions.astype(jnp.float32)[..., None] * inv_freq
+    angles = jnp.concatenate([freqs, freqs], axis=-1)
+    return jnp.cos(angles).astype(dtype), jnp.sin(angles).astype(dtype)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """Rotate-half RoPE on x: [B, S, H, D] (not the interleaved variant)."""
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return x * cos[:, :, None, :] + rotated * sin[:, :, None, :]
+
+
+class Attention(nnx.Module):
+    """Grouped-query self-attention with q/k/v biases and no output bias (Qwen2)."""
+
+    def __init__(
+        self, hidden: int, num_heads: int, num_kv_heads: int, *,
+        param_dtype: jnp.dtype, rngs: nnx.Rngs,
+    ):
+        head_dim = hidden // num_heads
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        dense = dict(param_dtype=param_dtype, rngs=rngs)
+        self.q_proj = Dense(
+            (hidden,), (num_heads, head_dim), ("embed", "heads", "head_dim"), use_bias=True, **dense
+        )
+        self.k_proj = Dense(
+            (hidden,), (num_kv_heads, head_dim), ("embed", "kv_heads", "head_dim"),
+            use_bias=True, **dense,
+        )
+        self.v_proj = Dense(
+            (hidden,), (num_kv_heads, head_dim), ("embed", "kv_heads", "head_dim"),
+            use_bias=True, **dense,
+        )
+        self.o_proj = Dense(
+            (num_heads, head_dim), (hidden,), ("heads", "head_dim", "embed"),
+            use_bias=False, **dense,
+        )
+
+    def __call__(
+        self,
+        x: jax.Array,
+        cos: jax.Array,
+        sin: jax.Array,
+        mask: jax.Array,
+        kv_cache: tuple[jax.Array, jax.Array] | None,
+        cache_index: jax.Array | None,
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+        """x: [B, S, E]; mask: bool[B, S, T]; kv_cache: ([B, T, K, D], [B, T, K, D]).
+
+        Without a cache T == S. With one, the new keys/values are written at
+        `cache_index` and attention runs over the whole cache.
+        """
+        q = apply_rope(self.q_proj(x), cos, sin)
+        k = apply_rope(self.k_proj(x), cos, sin)
+        v = self.v_proj(x)
+        if kv_cache is not None:
+            cache_k, cache_v = kv_cache
+            start = (0, cache_index, 0, 0)
+            k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), start)
+            v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), start)
+            kv_cache = (k, v)
+            k, v = k.astype(x.dtype), v.astype(x.dtype)
+        batch, length = q.shape[:2]
+        groups = self.num_heads // self.num_kv_heads
+        q = q.reshape(batch, length, self.num_kv_heads, groups, self.head_dim)
+        scores = jnp.einsum("bskgd,btkd->bkgst", q, k, preferred_element_type=jnp.float32)
+        scores = scores / math.sqrt(self.head_dim)
+        scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
+        probs = jax.nn.softmax(scores, axis=-1).astype(x.dtype)
+        out = jnp.einsum("bkgst,btkd->bskgd", probs, v)
+        out = out.reshape(batch, length, self.num_heads, self.head_dim)
+        return self.o_proj(out), kv_cache
+
+
+class MLP(nnx.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x)), no biases."""
+
+    def __init__(self, hidden: int, width: int, *, param_dtype: jnp.dtype, rngs: nnx.Rngs):
+        dense = dict(use_bias=False, param_dtype=param_dtype, rngs=rngs)
+        self.gate_proj = Dense((hidden,), (width,), ("embed", "mlp"), **dense)
+        self.up_proj = Dense((hidden,), (width,), ("embed", "mlp"), **dense)
+        self.down_proj = Dense((width,), (hidden,), ("mlp", "embed"), **dense)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nnx.Module):
+    """Pre-norm Qwen2 decoder layer, shared by the trunk and the audio (MIMO) branch."""
+
+    def __init__(
+        self, hidden: int, width: int, num_heads: int, num_kv_heads: int, eps: float, *,
+        param_dtype: jnp.dtype, rngs: nnx.Rngs,
+    ):
+        self.input_layernorm = RMSNorm(hidden, eps, param_dtype=param_dtype)
+        self.self_attn = Attention(
+            hidden, num_heads, num_kv_heads, param_dtype=param_dtype, rngs=rngs
+        )
+        self.post_attention_layernorm = RMSNorm(hidden, eps, param_dtype=param_dtype)
+        self.mlp = MLP(hidden, width, param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(
+        self,
+        x: jax.Array,
+        cos: jax.Array,
+        sin: jax.Array,
+        mask: jax.Array,
+        kv_cache: tuple[jax.Array, jax.Array] | None = None,
+        cache_index: jax.Array | None = None,
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+        with jax.named_scope("attention"):
+            attn_out, kv_cache = self.self_attn(
+                self.input_layernorm(x), cos, sin, mask, kv_cache, cache_index
+            )
+        x = x + attn_out
+        with jax.named_scope("mlp"):
+            x = x + self.mlp(self.post_attention_layernorm(x))
+        return x, kv_cache
