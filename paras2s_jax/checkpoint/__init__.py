@@ -1,15 +1,18 @@
-"""Checkpoint formats: Hugging Face safetensors key map (and, later, Orbax)."""
+"""Checkpoints: Hugging Face safetensors (import/export, key map) and Orbax."""
 
-from paras2s_jax.checkpoint.hf_keys import (
-    CheckpointKeyError,
-    KeySpec,
-    check_keys,
-    iter_hf_tensors,
-    key_specs,
-    load_hf_tensors,
+from paras2s_jax.checkpoint.hf_io import (
+    CheckpointFileError,
+    export_hf,
+    import_hf,
+    iter_tensors,
+    load_hf_checkpoint,
+    read_config,
 )
+from paras2s_jax.checkpoint.hf_keys import CheckpointKeyError, KeySpec, iter_hf_tensors, key_specs
+from paras2s_jax.checkpoint.safetensors_io import SafetensorsError, SafetensorsFile
 
 __all__ = [
-    "CheckpointKeyError", "KeySpec", "check_keys", "iter_hf_tensors", "key_specs",
-    "load_hf_tensors",
+    "CheckpointFileError", "CheckpointKeyError", "KeySpec", "SafetensorsError",
+    "SafetensorsFile", "export_hf", "import_hf", "iter_hf_tensors", "iter_tensors", "key_specs",
+    "load_hf_checkpoint", "read_config",
 ]

@@ -1,4 +1,10 @@
-"""Read Hugging Face checkpoint directories (single file or sharded with an index)."""
+"""Hugging Face checkpoint directories <-> `KimiAudio`, one tensor at a time.
+
+Import reads the index (never guessing shard names: Kimi-Audio's are irregular),
+memory-maps each tensor, and builds every parameter straight onto its shards of the
+mesh; the host holds at most one tensor's pages at a time. Export writes shards of a
+bounded size, the index, and `config.json`, with the original key names.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 from flax import nnx
-from safetensors import SafetensorError, safe_open
+from jax.sharding import Mesh, SingleDeviceSharding
 
-from paras2s_jax.checkpoint.hf_keys import load_hf_tensors
+from paras2s_jax.checkpoint.hf_keys import check_keys, key_specs
+from paras2s_jax.checkpoint.safetensors_io import SafetensorsFile, write_safetensors
 from paras2s_jax.model.config import KimiAudioConfig
 from paras2s_jax.model.kimi_audio import KimiAudio
+from paras2s_jax.sharding import PARAM_RULES, Rules, state_shardings
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
 
 
 class CheckpointFileError(OSError):
@@ -40,34 +50,145 @@ def shard_files(directory: str | Path) -> dict[str, Path]:
     single = directory / SINGLE_FILE
     if not single.exists():
         raise CheckpointFileError(f"{directory}: neither {INDEX_FILE} nor {SINGLE_FILE} found")
-    return {name: single for name in _open(single).keys()}
+    return {name: single for name in SafetensorsFile(single).keys()}
 
 
-def _open(path: Path) -> Any:
-    try:
-        return safe_open(str(path), framework="numpy")
-    except (SafetensorError, OSError) as err:
-        raise CheckpointFileError(f"{path}: unreadable safetensors file ({err})") from err
+def _by_file(files: dict[str, Path]) -> dict[Path, list[str]]:
+    grouped: dict[Path, list[str]] = {}
+    for name, path in files.items():
+        grouped.setdefault(path, []).append(name)
+    return grouped
 
 
 def iter_tensors(directory: str | Path) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, array) for every tensor, one shard file open at a time."""
-    by_file: dict[Path, list[str]] = {}
-    for name, path in shard_files(directory).items():
-        by_file.setdefault(path, []).append(name)
-    for path, names in by_file.items():
-        handle = _open(path)
+    """(name, memory-mapped array) for every tensor, one shard file open at a time."""
+    for path, names in _by_file(shard_files(directory)).items():
+        handle = SafetensorsFile(path)
         for name in names:
-            try:
-                yield name, handle.get_tensor(name)
-            except (SafetensorError, OSError) as err:
-                raise CheckpointFileError(f"{path}: cannot read tensor {name} ({err})") from err
+            if name not in handle.keys():
+                raise CheckpointFileError(f"{path}: the index lists {name}, the file lacks it")
+            yield name, handle.get(name)
 
 
-def load_hf_checkpoint(directory: str | Path, seed: int = 0, **config_overrides: Any) -> KimiAudio:
-    """A `KimiAudio` (unsharded, on the default device) from a HF checkpoint directory."""
+def read_config(directory: str | Path, **overrides: Any) -> KimiAudioConfig:
+    """The `KimiAudioConfig` of a checkpoint directory (its `config.json`)."""
+    return KimiAudioConfig.from_hf_config(Path(directory) / CONFIG_FILE, **overrides)
+
+
+def import_hf(
+    directory: str | Path,
+    mesh: Mesh | None = None,
+    rules: Rules = PARAM_RULES,
+    **config_overrides: Any,
+) -> KimiAudio:
+    """A `KimiAudio` whose parameters are read from `directory` onto their shards.
+
+    config_overrides: e.g. `param_dtype="bfloat16"` (the dtype tensors are cast to on
+    load) or `dtype` (compute). Every tensor is checked against the model: a missing,
+    unexpected or misshapen tensor raises an error naming it.
+    """
     directory = Path(directory)
-    config = KimiAudioConfig.from_hf_config(directory / "config.json", **config_overrides)
-    model = KimiAudio(config, rngs=nnx.Rngs(seed))
-    load_hf_tensors(model, dict(iter_tensors(directory)), source=str(directory))
-    return model
+    config = read_config(directory, **config_overrides)
+    abstract = nnx.eval_shape(lambda: KimiAudio(config, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    specs = key_specs(abstract)
+    files = shard_files(directory)
+    check_keys(specs, list(files), str(directory))
+    shardings = dict(nnx.to_flat_state(state_shardings(state, mesh, rules))) if mesh else None
+    flat = dict(nnx.to_flat_state(state))
+    device = SingleDeviceSharding(jax.devices()[0])
+    for path, names in _by_file(files).items():
+        handle = SafetensorsFile(path)
+        for name in names:
+            spec = specs.get(name)
+            if spec is None:  # ignored buffers (RoPE inverse frequencies)
+                continue
+            if name not in handle.keys():
+                raise CheckpointFileError(f"{path}: the index lists {name}, the file lacks it")
+            view = spec.to_flax(handle.get(name))  # a strided view: no copy yet
+            variable = flat[spec.path]
+            sharding = shardings[spec.path].get_value() if shardings else device
+            array = jax.make_array_from_callback(
+                spec.shape, sharding,
+                lambda index, v=view, dt=variable.dtype: np.asarray(v[index], dtype=dt),
+            )
+            flat[spec.path] = variable.replace(array)
+            del view
+    return nnx.merge(graphdef, nnx.from_flat_state(list(flat.items())))
+
+
+def load_hf_checkpoint(directory: str | Path, **config_overrides: Any) -> KimiAudio:
+    """A `KimiAudio` on the default device from a HF checkpoint directory."""
+    return import_hf(directory, None, **config_overrides)
+
+
+def rope_inv_freq(config: KimiAudioConfig) -> np.ndarray:
+    """The `rotary_emb.inv_freq` buffer older checkpoints store per layer, as float32."""
+    exponents = np.arange(0, config.head_dim, 2, dtype=np.int64).astype(np.float32)
+    return 1.0 / (config.rope_theta ** (exponents / config.head_dim))
+
+
+def rope_buffer_keys(config: KimiAudioConfig) -> list[str]:
+    """Names of the per-layer RoPE buffers, trunk first, as Kimi-Audio stores them."""
+    trunk = [f"model.layers.{i}.self_attn.rotary_emb.inv_freq" for i in range(config.num_layers)]
+    mimo = [
+        f"model.mimo_layers.{i}.self_attn.rotary_emb.inv_freq" for i in range(config.mimo_layers)
+    ]
+    return trunk + mimo
+
+
+def export_hf(
+    model: KimiAudio,
+    directory: str | Path,
+    max_shard_bytes: int = 5 * 1024**3,
+    rope_buffers: bool = True,
+) -> dict[str, str]:
+    """Write `model` as a HF checkpoint (shards + index + config.json); returns the weight map.
+
+    Tensors keep the model's parameter dtype. With `rope_buffers`, the per-layer
+    `rotary_emb.inv_freq` buffers of the original checkpoint are written too.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config: KimiAudioConfig = model.config
+    specs = key_specs(model)
+    flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+    dtype = np.dtype(config.storage_dtype)
+    entries: dict[str, tuple[tuple[int, ...], np.dtype]] = {
+        k: (s.hf_shape, dtype) for k, s in specs.items()
+    }
+    if rope_buffers:
+        half = (config.head_dim // 2,)
+        entries.update({k: (half, dtype) for k in rope_buffer_keys(config)})
+
+    shards: list[list[str]] = [[]]
+    size = 0
+    for key, (shape, dt) in entries.items():
+        nbytes = int(np.prod(shape)) * dt.itemsize
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(key)
+        size += nbytes
+
+    def tensor(key: str) -> np.ndarray:
+        if key in specs:
+            spec = specs[key]
+            return spec.to_hf(np.asarray(jax.device_get(flat[spec.path].get_value())))
+        return rope_inv_freq(config)
+
+    weight_map: dict[str, str] = {}
+    total = 0
+    for i, keys in enumerate(shards, start=1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        total += write_safetensors(
+            directory / name,
+            ((k, tensor(k)) for k in keys),
+            shapes={k: entries[k] for k in keys},
+            metadata={"format": "pt"},
+        )
+        weight_map.update({k: name for k in keys})
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (directory / INDEX_FILE).write_text(json.dumps(index, indent=2))
+    (directory / CONFIG_FILE).write_text(json.dumps(config.to_hf_config(), indent=2))
+    return weight_map

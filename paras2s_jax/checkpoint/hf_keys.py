@@ -11,7 +11,6 @@ import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -110,20 +109,6 @@ def check_keys(specs: Mapping[str, KeySpec], available: list[str], source: str) 
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} key(s): {', '.join(unexpected[:8])}")
         raise CheckpointKeyError(f"{source}: " + "; ".join(parts))
-
-
-def load_hf_tensors(
-    model: nnx.Module, tensors: Mapping[str, np.ndarray], source: str = "checkpoint"
-) -> None:
-    """Copy HF-named tensors into `model` in place (every key must match)."""
-    specs = key_specs(model)
-    check_keys(specs, list(tensors), source)
-    state = nnx.state(model, nnx.Param)
-    flat = dict(nnx.to_flat_state(state))
-    for key, spec in specs.items():
-        variable = flat[spec.path]
-        variable.set_value(jnp.asarray(spec.to_flax(np.asarray(tensors[key])), variable.dtype))
-    nnx.update(model, state)
 
 
 def iter_hf_tensors(model: nnx.Module) -> Iterator[tuple[str, np.ndarray]]:

@@ -152,6 +152,8 @@ class KimiAudioConfig:
             # Checkpoints written without rope_theta use the Qwen2 config-class default.
             rope_theta=float(raw.get("rope_theta", 10000.0)),
             max_position_embeddings=raw.get("max_position_embeddings", 8192),
+            # Parameters keep the checkpoint's storage dtype unless overridden.
+            param_dtype="bfloat16" if raw.get("torch_dtype") == "bfloat16" else "float32",
         )
         if is_kimia:
             fields.update(

@@ -1,0 +1,97 @@
+"""Orbax checkpoints of a `KimiAudio`: parameters + the model config, restored sharded.
+
+Layout of a model checkpoint directory (a composite Orbax checkpoint)::
+
+    DIR/params/        the parameter tree (StandardSave), one array per parameter
+    DIR/model_config/  KimiAudioConfig as JSON
+
+Training checkpoints store the same two items next to the optimizer and data state,
+so `restore_model` also reads a training step directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from flax import nnx
+from jax.sharding import Mesh, SingleDeviceSharding
+
+from paras2s_jax.model.config import KimiAudioConfig, SpecialTokens
+from paras2s_jax.model.kimi_audio import KimiAudio
+from paras2s_jax.sharding import PARAM_RULES, Rules, state_shardings
+
+PARAMS_ITEM = "params"
+CONFIG_ITEM = "model_config"
+
+
+def config_to_json(config: KimiAudioConfig) -> dict[str, Any]:
+    """A JSON-able dict of the config (inverse: `config_from_json`)."""
+    return dataclasses.asdict(config)
+
+
+def config_from_json(data: dict[str, Any], **overrides: Any) -> KimiAudioConfig:
+    """Rebuild a `KimiAudioConfig` from `config_to_json` output."""
+    fields = dict(data)
+    fields["special"] = SpecialTokens(**fields["special"])
+    fields.update(overrides)
+    return KimiAudioConfig(**fields)
+
+
+def model_save_args(model: KimiAudio) -> dict[str, Any]:
+    """The composite items (params, model_config) that describe `model` in a checkpoint."""
+    return {
+        PARAMS_ITEM: ocp.args.StandardSave(nnx.to_pure_dict(nnx.state(model, nnx.Param))),
+        CONFIG_ITEM: ocp.args.JsonSave(config_to_json(model.config)),
+    }
+
+
+def save_model(directory: str | Path, model: KimiAudio) -> None:
+    """Write `model` as an Orbax checkpoint at `directory` (which must not exist)."""
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+        checkpointer.save(Path(directory).absolute(), ocp.args.Composite(**model_save_args(model)))
+
+
+def read_model_config(directory: str | Path, **overrides: Any) -> KimiAudioConfig:
+    """The model config stored in an Orbax checkpoint directory."""
+    path = Path(directory).absolute()
+    if not (path / CONFIG_ITEM).exists():
+        raise FileNotFoundError(f"{path}: no {CONFIG_ITEM}/ item; not a model checkpoint")
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+        args = ocp.args.Composite(**{CONFIG_ITEM: ocp.args.JsonRestore()})
+        restored = checkpointer.restore(path, args)
+    return config_from_json(restored[CONFIG_ITEM], **overrides)
+
+
+def restore_model(
+    directory: str | Path,
+    mesh: Mesh | None = None,
+    rules: Rules = PARAM_RULES,
+    **config_overrides: Any,
+) -> KimiAudio:
+    """Restore a model, each array straight onto its shard of `mesh` (or one device).
+
+    config_overrides: e.g. `param_dtype` to restore in another dtype, `dtype` for compute.
+    """
+    path = Path(directory).absolute()
+    config = read_model_config(path, **config_overrides)
+    abstract = nnx.eval_shape(lambda: KimiAudio(config, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    if mesh is not None:
+        shardings = state_shardings(state, mesh, rules)
+    else:
+        device = SingleDeviceSharding(jax.devices()[0])
+        shardings = jax.tree.map(lambda _: device, state)
+    target = jax.tree.map(
+        lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s),
+        nnx.to_pure_dict(state), nnx.to_pure_dict(shardings),
+    )
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+        restored = checkpointer.restore(
+            path, ocp.args.Composite(**{PARAMS_ITEM: ocp.args.StandardRestore(target)})
+        )
+    nnx.replace_by_pure_dict(state, restored[PARAMS_ITEM])
+    return nnx.merge(graphdef, state)
