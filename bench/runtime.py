@@ -1,0 +1,131 @@
+"""The one path every back-end call takes: cache look-up, retries, cost/latency ledger.
+
+Back ends describe a call (role, backend, model, inputs) and how to compute it; the
+Runtime answers from the SQLite cache when it can, otherwise runs it (with retries for
+remote calls), stores the answer, and appends a line to the ledger.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.cache import Cache, cache_key
+from bench.remote import DEFAULT_PRICES, RetryPolicy, call_with_retries, estimate_cost, redact
+from bench.schema import JsonlAppender
+
+
+@dataclass
+class ItemStats:
+    """Calls made on behalf of one item (kept per worker thread)."""
+
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    cached: int = 0
+    paid: int = 0
+
+
+@dataclass
+class Totals:
+    calls: int = 0
+    cached: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    by_backend: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+class Runtime:
+    """Cache + retries + ledger shared by all back ends of a run."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        ledger_path: str | Path | None = None,
+        retry: RetryPolicy | None = None,
+        prices: dict[str, dict[str, float]] | None = None,
+    ):
+        self.cache = cache
+        self.retry = retry or RetryPolicy()
+        self.prices = prices if prices is not None else DEFAULT_PRICES
+        self._ledger = JsonlAppender(ledger_path) if ledger_path else None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.totals = Totals()
+
+    @contextmanager
+    def item(self):
+        """Collect the stats of the calls made inside this block on this thread."""
+        self._local.stats = ItemStats()
+        try:
+            yield self._local.stats
+        finally:
+            self._local.stats = None
+
+    def call(
+        self,
+        role: str,
+        backend: str,
+        model: str,
+        inputs: dict[str, Any],
+        compute: Callable[[], tuple[dict, dict]],
+        remote: bool,
+    ) -> dict:
+        """Return the cached value for these inputs, or compute, cache and log it.
+
+        `compute` returns (value, usage); usage feeds the cost estimate.
+        """
+        key = cache_key(backend, model, inputs)
+        stats = getattr(self._local, "stats", None)
+        hit = self.cache.get(key)
+        if hit is not None:
+            self._log(role, backend, model, key, cached=True, latency=0.0, cost=0.0, attempts=0)
+            if stats:
+                stats.cached += 1
+            return hit
+        t0 = time.monotonic()
+        if remote:
+            (value, usage), attempts = call_with_retries(
+                compute, self.retry, f"{role} call to {backend}/{model}"
+            )
+        else:
+            (value, usage), attempts = compute(), 1
+        latency = time.monotonic() - t0
+        cost = estimate_cost(self.prices, model, usage) if remote else 0.0
+        self.cache.put(key, role, backend, model, value)
+        self._log(role, backend, model, key, False, latency, cost, attempts, usage)
+        if stats:
+            stats.paid += int(remote)
+            stats.cost_usd += cost
+            stats.latency_s += latency
+        return value
+
+    def _log(self, role, backend, model, key, cached, latency, cost, attempts, usage=None):
+        name = f"{role}:{backend}/{model}"
+        with self._lock:
+            t = self.totals
+            t.calls += 1
+            t.cached += int(cached)
+            t.cost_usd += cost
+            t.latency_s += latency
+            b = t.by_backend.setdefault(name, {"calls": 0, "cached": 0, "cost_usd": 0.0,
+                                               "latency_s": 0.0})
+            b["calls"] += 1
+            b["cached"] += int(cached)
+            b["cost_usd"] += cost
+            b["latency_s"] += latency
+        if self._ledger:
+            self._ledger.append({
+                "time": time.time(), "role": role, "backend": backend,
+                "model": redact(model), "key": key[:16], "cached": cached,
+                "latency_s": round(latency, 4), "cost_usd": cost, "attempts": attempts,
+                "usage": usage or {},
+            })
+
+    def close(self) -> None:
+        if self._ledger:
+            self._ledger.close()
