@@ -1,0 +1,172 @@
+"""Grain pipelines of SFT examples: JSONL / array-record shards -> bucketed batches.
+
+An SFT record holds the speech prompt and the reply of both output streams::
+
+    {"prompt_audio": [codes], "prompt_text": [ids] (optional),
+     "reply_text": [ids], "reply_audio": [codes], ...}
+
+Each record becomes one teacher-forced sequence `build_prompt + build_reply` (see
+`paras2s_jax.layout`). The order is a deterministic function of the seed and the step:
+shuffle (a new permutation every epoch) -> repeat -> stride by process -> batch, so the
+`P` processes together read exactly the global batch one process would read, and the
+iterator state (an index) restores the position exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+
+from paras2s_jax import layout
+from paras2s_jax.model.config import KimiAudioConfig
+
+BATCH_KEYS = ("text", "audio", "text_mask", "audio_mask", "continuous", "attention_mask")
+
+
+class DataError(ValueError):
+    """A training record is malformed; the message names the file, record and field."""
+
+
+def _id_list(record: dict, field: str, lo: int, hi: int, where: str, required: bool) -> list:
+    if field not in record:
+        if required:
+            raise DataError(f"{where}: missing field {field!r}")
+        return []
+    value = record[field]
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise DataError(f"{where}: field {field!r} must be a list of ints")
+    bad = [v for v in value if not lo <= v < hi]
+    if bad:
+        raise DataError(f"{where}: field {field!r} has id {bad[0]} outside [{lo}, {hi})")
+    return value
+
+
+def validate_record(record: Any, config: KimiAudioConfig, where: str) -> dict:
+    """Check an SFT record's fields and id ranges; return it with defaults filled in."""
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    text_hi, codes = config.special.msg_end, config.audio_codebook_size  # regular text ids only
+    out = dict(record)
+    out["prompt_text"] = _id_list(record, "prompt_text", 0, text_hi, where, required=False)
+    out["prompt_audio"] = _id_list(record, "prompt_audio", 0, codes, where, required=True)
+    out["reply_text"] = _id_list(record, "reply_text", 0, text_hi, where, required=True)
+    out["reply_audio"] = _id_list(record, "reply_audio", 0, codes, where, required=True)
+    if not out["prompt_audio"] and not out["prompt_text"]:
+        raise DataError(f"{where}: empty prompt (both 'prompt_audio' and 'prompt_text')")
+    return out
+
+
+def read_records(paths: Sequence[str | Path], config: KimiAudioConfig) -> list[dict]:
+    """Every record of the JSONL (`*.jsonl`) or array-record (`*.array_record`) files.
+
+    Array-record entries are the same JSON objects, UTF-8 encoded.
+    """
+    if not paths:
+        raise DataError("no data files given (config.data.train_files / eval_files is empty)")
+    records = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise DataError(f"{path}: data file not found")
+        if path.suffix == ".array_record":
+            source = grain.sources.ArrayRecordDataSource([str(path)])
+            lines = (source[i].decode() for i in range(len(source)))
+        else:
+            lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            where = f"{path}, record {i}"
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{where}: invalid JSON ({err})") from err
+            records.append(validate_record(raw, config, where))
+    return records
+
+
+def sft_sequence(record: dict, config: KimiAudioConfig) -> layout.Streams:
+    """Prompt + reply streams of one (validated) record."""
+    msg = layout.Message("user", text=tuple(record["prompt_text"]),
+                         audio=tuple(record["prompt_audio"]))
+    prompt = layout.build_prompt([msg], config)
+    reply = layout.build_reply(record["reply_text"], record["reply_audio"], config)
+    return layout.concat(prompt, reply)
+
+
+def bucket_for(length: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket length >= `length`."""
+    for b in sorted(buckets):
+        if length <= b:
+            return b
+    raise DataError(f"a sequence of {length} tokens exceeds the largest bucket {max(buckets)} "
+                    "(raise config.data.buckets)")
+
+
+def collate(streams: Sequence[layout.Streams], rows: int, buckets: Sequence[int],
+            pad_id: int) -> dict[str, np.ndarray]:
+    """[rows, bucket] arrays, right-padded; missing rows are all padding (no loss)."""
+    length = bucket_for(max((len(s) for s in streams), default=1), buckets)
+    out = layout.right_pad(list(streams), length, pad_id)
+    if len(streams) < rows:
+        extra = rows - len(streams)
+        for k in BATCH_KEYS:
+            fill = pad_id if out[k].dtype == np.int32 else False
+            out[k] = np.concatenate([out[k], np.full((extra, length), fill, out[k].dtype)])
+    return out
+
+
+def _check_lengths(records: list[dict], config: KimiAudioConfig, buckets: Sequence[int]) -> None:
+    longest = max(buckets)
+    for i, r in enumerate(records):
+        n = len(sft_sequence(r, config))
+        if n > longest:
+            raise DataError(f"record {i} ({r.get('id', 'no id')}): {n} tokens exceed the "
+                            f"largest bucket {longest} (raise config.data.buckets)")
+
+
+def train_dataset(
+    records: list[dict],
+    config: KimiAudioConfig,
+    global_batch: int,
+    buckets: Sequence[int],
+    seed: int,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> grain.IterDataset:
+    """Endless, shuffled, bucketed batches of this process's share of the global batch."""
+    pi = jax.process_index() if process_index is None else process_index
+    pc = jax.process_count() if process_count is None else process_count
+    if global_batch % pc:
+        raise DataError(f"config.data.global_batch={global_batch} is not divisible by "
+                        f"{pc} processes")
+    _check_lengths(records, config, buckets)
+    rows = global_batch // pc
+    ds = grain.MapDataset.source(records).shuffle(seed=seed).repeat(None)
+    ds = ds[pi::pc]  # row r of process p's batch b is global element b*B + r*P + p
+    ds = ds.map(lambda r: sft_sequence(r, config))
+    ds = ds.batch(rows, drop_remainder=True,
+                  batch_fn=lambda s: collate(s, rows, buckets, config.special.pad))
+    return ds.to_iter_dataset()
+
+
+def eval_batches(
+    records: list[dict], config: KimiAudioConfig, batch: int, buckets: Sequence[int]
+) -> list[dict[str, np.ndarray]]:
+    """All eval records once, in order, as full-size batches (this process's share)."""
+    pi, pc = jax.process_index(), jax.process_count()
+    rows = batch // pc
+    seqs = [sft_sequence(r, config) for r in records[pi::pc]]
+    num = -(-len(records) // batch)  # every process yields the same number of batches
+    return [collate(seqs[i * rows:(i + 1) * rows], rows, buckets, config.special.pad)
+            for i in range(num)]
+
+
+def to_global(local: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict:
+    """Assemble each process's rows into one global array per key."""
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}

@@ -1,0 +1,130 @@
+"""Stage 1 entry point: supervised fine-tuning on demonstrations, with toy-judge eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import ml_collections
+from flax import nnx
+
+from paras2s_jax.train import data as data_lib
+from paras2s_jax.train import sft, stages, trainer
+from paras2s_jax.train import step as step_lib
+
+
+def _toy_files(cfg: ml_collections.ConfigDict, workdir: Path) -> None:
+    """Write the toy world's data (once; process 0) and point the config at it."""
+    from paras2s_jax.toyworld import ToyDataConfig, write_toy_data
+
+    out = workdir / "toy_data"
+    toy = ToyDataConfig(**cfg.toy.data.to_dict())
+    marker = out / "DONE.json"
+    if jax.process_index() == 0 and not marker.exists():
+        write_toy_data(out, toy)
+        marker.write_text(json.dumps(cfg.toy.data.to_dict()))
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("toy data written")
+    with cfg.unlocked():
+        cfg.data.train_files = sorted(str(p) for p in out.glob("train-*.jsonl"))
+        cfg.data.eval_files = [str(out / "eval-demos.jsonl")]
+        cfg.toy.queries = str(out / "eval-queries.jsonl")
+
+
+def _eval_loss_fn(run: trainer.Run, batches: list[dict]):
+    """Mean eval CE per stream (token-weighted over the whole eval set)."""
+    @jax.jit
+    def sums(params, batch):
+        terms = sft.sft_loss(nnx.merge(run.graphdef, params, run.rest), batch)
+        return {k: v[0] for k, v in terms.items()}, {k: v[1] for k, v in terms.items()}
+
+    def evaluate(r: trainer.Run) -> dict[str, float]:
+        tot = {s: 0.0 for s in sft.STREAMS}
+        cnt = {s: 0.0 for s in sft.STREAMS}
+        sharding_2d = r.batch_sharding(2)
+        for local in batches:
+            batch = data_lib.to_global(local, sharding_2d)
+            s, c = jax.device_get(sums(r.state["params"], batch))
+            for k in tot:
+                tot[k] += float(s[k])
+                cnt[k] += float(c[k])
+        w = r.cfg.loss.weights
+        out = {f"loss_{k}": tot[k] / max(cnt[k], 1.0) for k in tot}
+        out["loss"] = sum(w[k] * out[f"loss_{k}"] for k in sft.STREAMS)
+        return out
+
+    return evaluate
+
+
+def toy_score(run: trainer.Run, cfg: ml_collections.ConfigDict, params=None):
+    """Mean toy-judge score of the model on the held-out toy queries."""
+    from paras2s_jax.sampling import SamplingConfig
+    from paras2s_jax.toyworld.demos import read_queries
+    from paras2s_jax.toyworld.evaluate import score_model
+
+    s = cfg.toy.sampling
+    sampling = SamplingConfig(
+        max_new_tokens=s.max_new_tokens, text_temperature=s.text_temperature,
+        text_top_k=s.text_top_k, audio_temperature=s.audio_temperature,
+        audio_top_k=s.audio_top_k, num_samples=1)
+    queries = read_queries(cfg.toy.queries)
+    model = run.model(params)
+    return score_model(model, queries, jax.random.PRNGKey(cfg.toy.eval_seed), sampling,
+                       batch_size=s.batch_size)
+
+
+@stages.register("sft")
+def run_sft(cfg: ml_collections.ConfigDict) -> dict:
+    """Train with the SFT loss; returns the final metrics (and toy scores if enabled)."""
+    workdir = Path(cfg.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if cfg.toy.enabled:
+        _toy_files(cfg, workdir)
+    run = trainer.setup(cfg)
+    mc = run.model_config
+    results: dict = {}
+    say = print if jax.process_index() == 0 else (lambda *a, **k: None)
+
+    if cfg.toy.enabled and cfg.toy.judge:
+        base = toy_score(run, cfg)
+        results["toy_score_base"] = base.mean
+        say(f"toy judge, base model : {base.summary()}", flush=True)
+
+    records = data_lib.read_records(cfg.data.train_files, mc)
+    ds = data_lib.train_dataset(records, mc, cfg.data.global_batch, tuple(cfg.data.buckets),
+                                seed=cfg.data.shuffle_seed)
+    data_iter = iter(ds)
+    eval_fn = None
+    if cfg.data.eval_files:
+        eval_records = data_lib.read_records(cfg.data.eval_files, mc)
+        eval_fn = _eval_loss_fn(run, data_lib.eval_batches(
+            eval_records, mc, cfg.data.global_batch, tuple(cfg.data.buckets)))
+
+    step_fn = step_lib.build_train_step(
+        run.graphdef, run.rest, sft.sft_loss, sft.sft_counts, dict(cfg.loss.weights),
+        run.tx, run.schedule, accum_steps=cfg.optimizer.accum_steps)
+    step_fn = jax.jit(step_fn, donate_argnums=0, out_shardings=(run.shardings, None))
+
+    ckpt = trainer.checkpointer(run)
+    start = trainer.restore_latest(run, ckpt, data_iter)
+    if start:
+        say(f"resumed from step {start} ({ckpt.manager.directory})", flush=True)
+    last = trainer.train_loop(run, step_fn, data_iter, ckpt=ckpt, start_step=start,
+                              eval_fn=eval_fn, data_state=data_iter)
+    ckpt.close()
+    results.update({f"train/{k}": v for k, v in last.items()})
+    if eval_fn is not None:
+        results.update({f"eval/{k}": v for k, v in eval_fn(run).items()})
+
+    if cfg.toy.enabled and cfg.toy.judge:
+        final = toy_score(run, cfg)
+        results["toy_score_sft"] = final.mean
+        say(f"toy judge, base model : {results['toy_score_base']:.3f}", flush=True)
+        say(f"toy judge, after SFT  : {final.summary()}", flush=True)
+    if jax.process_index() == 0:
+        (workdir / "results.json").write_text(json.dumps(
+            {k: float(v) for k, v in results.items()}, indent=2))
+    return results

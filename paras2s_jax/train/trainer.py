@@ -1,0 +1,196 @@
+"""The small loop core every stage shares: set up model + state on a mesh, then loop.
+
+A stage (see `stages.py`) owns its loss, step and data; it calls `setup` for the
+mesh, model, optimizer and sharded train state, and `train_loop` to run its jitted
+step with checkpoints, evaluation, metrics and profiling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from paras2s_jax import sharding
+from paras2s_jax.model import KimiAudio, KimiAudioConfig, kimi_audio_7b, tiny
+from paras2s_jax.train import step as step_lib
+from paras2s_jax.train.checkpointing import CheckpointConfig, Checkpointer, abstract_like
+from paras2s_jax.train.metrics import MetricWriter, ProfileWindow, StepTimer
+from paras2s_jax.train.optim import OptimizerConfig, make_optimizer, schedule
+
+PRESETS: dict[str, Callable[..., KimiAudioConfig]] = {"tiny": tiny, "kimi_audio_7b": kimi_audio_7b}
+
+
+def model_config(cfg: ml_collections.ConfigDict) -> KimiAudioConfig:
+    """The frozen `KimiAudioConfig` of `cfg.model` (preset + overrides)."""
+    if cfg.preset not in PRESETS:
+        raise ValueError(f"config.model.preset={cfg.preset!r}; known: {', '.join(PRESETS)}")
+    overrides = {k: v for k, v in cfg.overrides.to_dict().items()}
+    for name in ("dtype", "param_dtype", "remat"):
+        overrides[name] = cfg[name]
+    return PRESETS[cfg.preset](**overrides)
+
+
+def optimizer_config(cfg: ml_collections.ConfigDict) -> OptimizerConfig:
+    fields = {f.name for f in dataclasses.fields(OptimizerConfig)}
+    return OptimizerConfig(**{k: v for k, v in cfg.to_dict().items() if k in fields})
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything a stage's loop needs, built from the config."""
+
+    cfg: ml_collections.ConfigDict
+    mesh: jax.sharding.Mesh
+    model_config: KimiAudioConfig
+    graphdef: nnx.GraphDef
+    rest: nnx.State
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+    state: dict
+    shardings: dict
+    workdir: Path
+
+    def model(self, params: nnx.State | None = None) -> KimiAudio:
+        """A live model view of `params` (default: the current state's)."""
+        return nnx.merge(self.graphdef, self.state["params"] if params is None else params,
+                         self.rest)
+
+    def batch_sharding(self, ndim: int = 2) -> NamedSharding:
+        return sharding.batch_sharding(self.mesh, ndim)
+
+
+def init_model(cfg: ml_collections.ConfigDict, mc: KimiAudioConfig,
+               mesh: jax.sharding.Mesh) -> KimiAudio:
+    """Fresh (born sharded), from a HF checkpoint directory, or from our Orbax checkpoint."""
+    source, path = cfg.init.source, cfg.init.path
+    if source == "fresh":
+        return sharding.create_sharded(lambda: KimiAudio(mc, rngs=nnx.Rngs(cfg.seed)), mesh)
+    if source == "hf":
+        from paras2s_jax.checkpoint.hf_io import load_hf_checkpoint
+
+        model = load_hf_checkpoint(path, seed=cfg.seed, dtype=mc.dtype,
+                                   param_dtype=mc.param_dtype, remat=mc.remat)
+        sharding.shard_module(model, mesh)
+        return model
+    if source == "orbax":  # params of a checkpoint written by this trainer (any stage)
+        import orbax.checkpoint as ocp
+
+        abstract = nnx.eval_shape(lambda: KimiAudio(mc, rngs=nnx.Rngs(cfg.seed)))
+        graphdef, params, rest = nnx.split(abstract, nnx.Param, ...)
+        shards = sharding.state_shardings(params, mesh)
+        target = {"params": abstract_like(params, shards)}
+        restored = ocp.StandardCheckpointer().restore(
+            Path(path).absolute() / "state", ocp.args.StandardRestore(target), strict=False)
+        return nnx.merge(graphdef, restored["params"], rest)
+    raise ValueError(f"config.init.source must be 'fresh', 'hf' or 'orbax', got {source!r}")
+
+
+def setup(cfg: ml_collections.ConfigDict) -> Run:
+    """Mesh, model, optimizer and the sharded train state (optimizer state sharded too)."""
+    mesh = sharding.make_mesh(sharding.MeshConfig(**cfg.mesh.to_dict()))
+    mc = model_config(cfg.model)
+    model = init_model(cfg, mc, mesh)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    ocfg = optimizer_config(cfg.optimizer)
+    tx = make_optimizer(ocfg)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    param_shardings = sharding.state_shardings(params, mesh)
+    init = lambda p: step_lib.init_state(p, tx, cfg.seed)  # noqa: E731
+    abstract = jax.eval_shape(init, params)
+    shardings = step_lib.state_shardings(param_shardings, abstract, tx, replicated)
+    state = jax.jit(init, out_shardings=shardings)(params)
+    workdir = Path(cfg.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    return Run(cfg, mesh, mc, graphdef, rest, tx, schedule(ocfg), state, shardings, workdir)
+
+
+def checkpointer(run: Run) -> Checkpointer:
+    c = run.cfg.checkpoint
+    return Checkpointer(CheckpointConfig(
+        directory=str(run.workdir / "checkpoints"), keep_last=c.keep_last,
+        keep_best=c.keep_best, best_metric=c.best_metric, best_mode=c.best_mode,
+        async_save=c.async_save))
+
+
+def restore_latest(run: Run, ckpt: Checkpointer, data_iter: Any) -> int:
+    """Resume from the latest checkpoint, if any; returns the step to start from."""
+    latest = ckpt.latest_step()
+    if latest is None:
+        return 0
+    state, _ = ckpt.restore(latest, abstract_like(run.state, run.shardings), data_iter)
+    run.state = state
+    return int(latest)
+
+
+def train_loop(
+    run: Run,
+    step_fn: Callable[[dict, dict], tuple[dict, dict]],
+    batches: Iterator[dict[str, np.ndarray]],
+    *,
+    ckpt: Checkpointer,
+    start_step: int,
+    eval_fn: Callable[[Run], dict[str, float]] | None = None,
+    data_state: Any = None,
+) -> dict[str, float]:
+    """Run `step_fn` from `start_step` to `cfg.train.total_steps`; return the last metrics.
+
+    Dispatches step t before reading step t-1's metrics, so the host never stalls the
+    device. Saves every `save_every` steps and at the end (with the data position
+    `data_state`, a grain iterator), evaluating first when the save is an eval step.
+    """
+    t = run.cfg.train
+    writer = MetricWriter(run.workdir / "tb", t.total_steps, start_step, t.progress)
+    profile = ProfileWindow(run.workdir / "tb", t.profile_start, t.profile_steps)
+    timer = StepTimer()
+    sharding_2d = run.batch_sharding(2)
+    pending: tuple[int, dict] | None = None
+    last: dict[str, float] = {}
+
+    def flush() -> None:
+        nonlocal pending, last
+        if pending is not None:
+            done, metrics = pending
+            last = writer.train_step(done, jax.device_get(metrics), timer.lap())
+            if last.get("skipped"):
+                writer.text(f"step {done}: non-finite loss or gradient, update skipped")
+            pending = None
+
+    try:
+        for step in range(start_step, t.total_steps):
+            profile.before_step(step)
+            batch = {k: jax.make_array_from_process_local_data(sharding_2d, v)
+                     for k, v in next(batches).items()}
+            run.state, metrics = step_fn(run.state, batch)
+            flush()  # the previous step's metrics, read while this step runs
+            pending = (step, metrics)
+            profile.after_step(step, block_on=metrics)
+            done = step + 1
+            is_eval = eval_fn is not None and t.eval_every > 0 and done % t.eval_every == 0
+            is_save = done % t.save_every == 0 or done == t.total_steps
+            eval_metrics = None
+            if is_eval:
+                flush()
+                eval_metrics = eval_fn(run)
+                writer.scalars(done, eval_metrics, prefix="eval")
+                writer.text(f"step {done}: " + ", ".join(
+                    f"eval/{k}={v:.4f}" for k, v in eval_metrics.items()))
+            if is_save:
+                metrics_for_best = None
+                if eval_metrics is not None:
+                    metrics_for_best = {f"eval/{k}": v for k, v in eval_metrics.items()}
+                ckpt.save(done, run.state, data_state, metrics=metrics_for_best,
+                          meta={"stage": run.cfg.stage})
+        flush()
+    finally:
+        ckpt.wait()
+        writer.close()
+    return last
