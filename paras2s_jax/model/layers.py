@@ -11,7 +11,6 @@ heads, K kv heads, D head dim, F MLP width, V vocabulary.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import jax
@@ -19,7 +18,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 _INIT_STD = 0.02  # HF `initializer_range`
-_MASK_VALUE = float(jnp.finfo(jnp.float32).min)
 
 
 def _normal(rngs: nnx.Rngs, shape: Sequence[int], dtype: jnp.dtype) -> jax.Array:
@@ -171,15 +169,8 @@ class Attention(nnx.Module):
             v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), start)
             kv_cache = (k, v)
             k, v = k.astype(x.dtype), v.astype(x.dtype)
-        batch, length = q.shape[:2]
-        groups = self.num_heads // self.num_kv_heads
-        q = q.reshape(batch, length, self.num_kv_heads, groups, self.head_dim)
-        scores = jnp.einsum("bskgd,btkd->bkgst", q, k, preferred_element_type=jnp.float32)
-        scores = scores / math.sqrt(self.head_dim)
-        scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
-        probs = jax.nn.softmax(scores, axis=-1).astype(x.dtype)
-        out = jnp.einsum("bkgst,btkd->bskgd", probs, v)
-        out = out.reshape(batch, length, self.num_heads, self.head_dim)
+        # Grouped kv heads are broadcast inside; scale 1/sqrt(D); softmax in float32.
+        out = jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, :, :])
         return self.o_proj(out), kv_cache
 
 

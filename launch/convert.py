@@ -1,0 +1,113 @@
+"""Convert Kimi-Audio checkpoints between Hugging Face safetensors and Orbax.
+
+    # HF directory (config.json, model.safetensors.index.json, shards, tokenizer files)
+    # -> Orbax, each tensor placed straight onto its shard of the mesh
+    python launch/convert.py import --hf /path/Kimi-Audio-7B-Instruct --out ckpt/kimi \
+        --fsdp 8 --param-dtype bfloat16
+
+    # Orbax -> HF safetensors with the original key names (for the PyTorch ecosystem)
+    python launch/convert.py export --checkpoint ckpt/kimi --out hf_out --max-shard-gb 5
+
+    # a small random checkpoint in the real layout (no weights needed)
+    python launch/convert.py random --out /tmp/kimi_tiny --preset tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TOKENIZER_FILES = ("tiktoken.model", "tokenizer_config.json")
+TOKENIZER_DIR = "tokenizer"
+
+
+def _mesh(args: argparse.Namespace):
+    import jax
+
+    from paras2s_jax.sharding import MeshConfig, make_mesh
+
+    if jax.device_count() == 1 and args.fsdp == args.tensor == 1:
+        return None
+    return make_mesh(MeshConfig(data=-1, fsdp=args.fsdp, tensor=args.tensor))
+
+
+def run_import(args: argparse.Namespace) -> None:
+    from paras2s_jax.checkpoint import import_hf
+    from paras2s_jax.checkpoint.orbax_io import save_model
+    from paras2s_jax.model import count_params
+
+    overrides = {"param_dtype": args.param_dtype} if args.param_dtype else {}
+    start = time.perf_counter()
+    model = import_hf(args.hf, _mesh(args), **overrides)
+    loaded = time.perf_counter()
+    out = Path(args.out)
+    save_model(out, model)
+    tokenizer = [Path(args.hf) / f for f in TOKENIZER_FILES if (Path(args.hf) / f).exists()]
+    if tokenizer:
+        (out / TOKENIZER_DIR).mkdir()
+        for f in tokenizer:
+            shutil.copy(f, out / TOKENIZER_DIR / f.name)
+    print(f"imported {count_params(model):,} parameters ({model.config.param_dtype}) from "
+          f"{args.hf} in {loaded - start:.1f} s; Orbax checkpoint at {out} "
+          f"({time.perf_counter() - loaded:.1f} s)")
+
+
+def run_export(args: argparse.Namespace) -> None:
+    from paras2s_jax.checkpoint import export_hf
+    from paras2s_jax.checkpoint.orbax_io import restore_model
+
+    model = restore_model(args.checkpoint, _mesh(args))
+    weight_map = export_hf(model, args.out, max_shard_bytes=int(args.max_shard_gb * 1024**3))
+    tokenizer = Path(args.checkpoint) / TOKENIZER_DIR
+    if tokenizer.exists():
+        for f in tokenizer.iterdir():
+            shutil.copy(f, Path(args.out) / f.name)
+    print(f"exported {len(weight_map)} tensors in {len(set(weight_map.values()))} shard(s) "
+          f"to {args.out}")
+
+
+def run_random(args: argparse.Namespace) -> None:
+    from paras2s_jax.checkpoint.random_checkpoint import write_random_checkpoint
+    from paras2s_jax.model import config as presets
+
+    config = getattr(presets, args.preset)()
+    weight_map = write_random_checkpoint(
+        args.out, config, num_layer_shards=args.shards, seed=args.seed, dtype=args.dtype
+    )
+    print(f"wrote a random {args.preset} checkpoint ({len(weight_map)} tensors, "
+          f"{len(set(weight_map.values()))} files) to {args.out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    imp = sub.add_parser("import", help="HF safetensors -> Orbax")
+    imp.add_argument("--hf", required=True, help="HF checkpoint directory")
+    imp.add_argument("--out", required=True, help="Orbax checkpoint directory to create")
+    imp.add_argument("--param-dtype", choices=("float32", "bfloat16"),
+                     help="dtype parameters are cast to on load (default: the checkpoint's)")
+    exp = sub.add_parser("export", help="Orbax -> HF safetensors")
+    exp.add_argument("--checkpoint", required=True, help="Orbax model checkpoint directory")
+    exp.add_argument("--out", required=True, help="HF directory to write")
+    exp.add_argument("--max-shard-gb", type=float, default=5.0, help="shard size cap (GiB)")
+    for p in (imp, exp):
+        p.add_argument("--fsdp", type=int, default=1, help="FSDP axis of the mesh")
+        p.add_argument("--tensor", type=int, default=1, help="tensor-parallel axis of the mesh")
+    rnd = sub.add_parser("random", help="write a random checkpoint in the real layout")
+    rnd.add_argument("--out", required=True)
+    rnd.add_argument("--preset", default="tiny", choices=("tiny", "kimi_audio_7b"))
+    rnd.add_argument("--shards", type=int, default=3, help="number of layer shard files")
+    rnd.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
+    rnd.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    {"import": run_import, "export": run_export, "random": run_random}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

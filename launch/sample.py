@@ -1,0 +1,98 @@
+"""Sample dual-stream replies from an Orbax Kimi-Audio checkpoint.
+
+    python launch/sample.py --checkpoint ckpt/kimi --audio-codes "12 873 5 ..." \
+        --num-samples 4 --out samples.jsonl
+    python launch/sample.py --checkpoint ckpt/kimi --text "Tell me a joke." --output-type text
+
+The prompt is one user turn: optional text (encoded with the checkpoint's tokenizer, or
+given as ids with --text-ids) followed by optional speech as semantic codes. Each reply
+is printed (decoded text when a tokenizer is present, else token ids; audio codes) and
+written as one JSON line with both streams and their log-probabilities. Turning codes
+into a waveform needs the speech back end (detokenizer), not part of this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _ints(text: str | None) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.replace(",", " ").split()) if text else ()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="Orbax model checkpoint directory")
+    parser.add_argument("--text", help="user text (needs the checkpoint's tokenizer/)")
+    parser.add_argument("--text-ids", help="user text as token ids, space separated")
+    parser.add_argument("--audio-codes", help="user speech as semantic codes, space separated")
+    parser.add_argument("--num-samples", type=int, default=1, help="replies to sample (G)")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--text-temperature", type=float, default=0.0)
+    parser.add_argument("--text-top-k", type=int, default=5)
+    parser.add_argument("--audio-temperature", type=float, default=0.8)
+    parser.add_argument("--audio-top-k", type=int, default=10)
+    parser.add_argument("--output-type", choices=("both", "text"), default="both")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="JSONL file for the replies")
+    args = parser.parse_args()
+
+    import jax
+    import numpy as np
+
+    from paras2s_jax.checkpoint.orbax_io import restore_model
+    from paras2s_jax.layout import Message, build_prompt, left_pad, parse_reply
+    from paras2s_jax.sampling import SamplingConfig, generate
+    from paras2s_jax.tokenizer import KimiTextTokenizer
+
+    model = restore_model(args.checkpoint)
+    cfg = model.config
+    tok_dir = Path(args.checkpoint) / "tokenizer"
+    tokenizer = KimiTextTokenizer(tok_dir) if tok_dir.exists() else None
+    if args.text and tokenizer is None:
+        parser.error(f"--text needs a tokenizer at {tok_dir}; pass --text-ids instead")
+    text_ids = tuple(tokenizer.encode(args.text)) if args.text else _ints(args.text_ids)
+    codes = _ints(args.audio_codes)
+    if not text_ids and not codes:
+        parser.error("give a prompt: --text, --text-ids and/or --audio-codes")
+    messages = [Message("user", text=text_ids)] if text_ids else []
+    if codes:
+        messages.append(Message("user", audio=codes))
+    prompt = build_prompt(messages, cfg, output_type=args.output_type)
+    sampling = SamplingConfig(
+        max_new_tokens=args.max_new_tokens, text_temperature=args.text_temperature,
+        text_top_k=args.text_top_k, audio_temperature=args.audio_temperature,
+        audio_top_k=args.audio_top_k, output_type=args.output_type,
+        num_samples=args.num_samples,
+    )
+    out = generate(model, left_pad([prompt], len(prompt), cfg.special.pad),
+                   jax.random.key(args.seed), sampling)
+    out = jax.device_get(out)
+    sink = open(args.out, "w") if args.out else None
+    for g in range(args.num_samples):
+        text, audio = parse_reply(out.text[g], out.audio[g], cfg)
+        record = {
+            "sample": g, "text_ids": text, "audio_codes": audio,
+            "text": tokenizer.decode(text) if tokenizer else None,
+            "finished": bool(out.finished[g]), "steps": int(out.lengths[g]),
+            "text_logprob": float(np.sum(out.text_logprobs[g])),
+            "audio_logprob": float(np.sum(out.audio_logprobs[g])),
+        }
+        shown = record["text"] if tokenizer else text
+        print(f"[{g}] text: {shown!r}\n    audio codes ({len(audio)}): {audio[:32]}"
+              f"{' ...' if len(audio) > 32 else ''}")
+        if sink:
+            sink.write(json.dumps(record) + "\n")
+    if sink:
+        sink.close()
+        print(f"wrote {args.num_samples} replies to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

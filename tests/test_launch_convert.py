@@ -1,0 +1,32 @@
+"""The convert and sample commands, end to end, as a user runs them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> str:
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_random_import_export_sample(tmp_path):
+    hf, orbax, back = tmp_path / "hf", tmp_path / "orbax", tmp_path / "back"
+    assert "89 tensors, 4 files" in _run("launch/convert.py", "random", "--out", str(hf))
+    assert "481,152 parameters (bfloat16)" in _run(
+        "launch/convert.py", "import", "--hf", str(hf), "--out", str(orbax))
+    assert (orbax / "tokenizer" / "tiktoken.model").exists()
+    assert "exported 89 tensors" in _run(
+        "launch/convert.py", "export", "--checkpoint", str(orbax), "--out", str(back))
+    out = _run("launch/sample.py", "--checkpoint", str(orbax), "--text", "Can I buy a beer?",
+               "--audio-codes", "1 2 3", "--num-samples", "3", "--max-new-tokens", "12",
+               "--audio-temperature", "1.0", "--out", str(tmp_path / "s.jsonl"))
+    assert "[2] text:" in out
+    records = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [r["sample"] for r in records] == [0, 1, 2]
+    assert all(r["steps"] <= 12 and r["text_logprob"] <= 0 for r in records)
