@@ -104,7 +104,8 @@ def accuracy(rows) -> dict[str, dict[str, float]]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="score current thresholds on held-out audio")
+    ap.add_argument("--check", action="store_true",
+                    help="score current thresholds on held-out audio")
     ap.add_argument("--out", type=Path, help="also write the result as JSON here")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory():

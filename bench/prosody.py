@@ -64,7 +64,8 @@ def analyse(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Prosody:
     voiced = f0[f0 > 0]
     if len(voiced) >= 3:
         st = 12 * np.log2(voiced / 100.0)
-        f0_median, f0_range = float(np.median(voiced)), float(np.percentile(st, 90) - np.percentile(st, 10))
+        f0_median = float(np.median(voiced))
+        f0_range = float(np.percentile(st, 90) - np.percentile(st, 10))
     else:
         f0_median, f0_range = 0.0, 0.0
     frame = sample_rate // 100

@@ -126,6 +126,10 @@ class Runtime:
                 "usage": usage or {},
             })
 
+    def open_ledger(self, path: str | Path) -> None:
+        """Append every call of this run to a JSONL ledger at `path`."""
+        self._ledger = JsonlAppender(path)
+
     def close(self) -> None:
         if self._ledger:
             self._ledger.close()

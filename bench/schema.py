@@ -157,7 +157,9 @@ def _plain(record: Any) -> dict:
     return out
 
 
-def iter_jsonl(path: str | os.PathLike, tolerate_torn_tail: bool = False) -> Iterator[tuple[int, Any]]:
+def iter_jsonl(
+    path: str | os.PathLike, tolerate_torn_tail: bool = False
+) -> Iterator[tuple[int, Any]]:
     """Yield (line number, parsed object); blank lines are skipped.
 
     `tolerate_torn_tail` drops an unparsable *last* line: what a killed writer leaves.

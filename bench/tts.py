@@ -57,9 +57,9 @@ class OpenAITTS:
 class EspeakVoice:
     """espeak-ng settings; defaults are espeak's own."""
 
-    voice: str = "en-us"
+    voice: str = "en-us+f3"  # the clearest default for pocketsphinx (measured)
     pitch: int = 50  # 0-99
-    rate: int = 175  # words per minute
+    rate: int = 150  # words per minute (espeak default 175; slower is recognised better)
     amplitude: int = 100  # 0-200
 
     def args(self) -> list[str]:

@@ -1,0 +1,200 @@
+"""Judges: rate how well a spoken reply continues the user's spoken turn (1-5).
+
+`OpenAIJudge` is the paper's judge (GPT-4.1 by default) with our own Continuation
+Fitness prompt, temperature 0 and strict parsing of "The score is N."; a malformed
+answer is re-asked, then recorded as an error. `RuleJudge` is a transparent offline
+heuristic over the structured fields; its outputs say so and are not comparable with
+LLM-judge numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from bench.remote import Endpoint, usage_of
+from bench.runtime import Runtime
+from bench.style import StyleCaption
+
+SYSTEM_PROMPT = """\
+You evaluate spoken conversations. Your criterion is CONTINUATION FITNESS: does the \
+assistant's spoken reply, in what it says and in how it sounds, fit the user's spoken \
+turn as a natural next turn? The user's speaking style (emotion, sarcasm, apparent age, \
+apparent gender, speed, volume) is part of the message: the same words can call for a \
+different answer when said differently. A good assistant is friendly, helpful and \
+emotionally intelligent: it shares joy, comforts sadness, hears the real (negative) intent \
+behind sarcasm and does not take a sincere remark as sarcasm, is careful with children \
+(safety first), makes suggestions that suit the speaker, and speaks in a fitting tone, \
+speed and volume.
+
+Rate on this scale:
+5 - The style cues are recognised and reflected in both the content and the voice.
+4 - The content handles the cues well, but the voice adds nothing (or is neutral).
+3 - The cues seem considered but the reply is generic or mechanically empathetic, or it \
+reacts emotionally to a neutral turn.
+2 - The cues are handled badly: wrong emotion identified, or the style is partly off.
+1 - Reversed or missing empathy, condescension, a fully mismatched style, or a sincere \
+remark taken as sarcasm (or the reverse).
+
+Write one or two short sentences of reasoning, then end with exactly this sentence: \
+The score is N. (N is one integer from 1 to 5.)"""
+
+USER_TEMPLATE = """\
+Scenario (why the user's speaking style matters here):
+{scenario}
+
+What a fitting reply does for this user (reference):
+{reference}
+
+USER TURN
+Transcript: {user_transcript}
+Speaking style: {user_caption}
+
+ASSISTANT REPLY
+Transcript: {reply_transcript}
+Speaking style: {reply_caption}"""
+
+REASK = ("Your answer did not end with the required sentence. Reply again: one or two short "
+         "sentences of reasoning, then exactly 'The score is N.' with N an integer from 1 to 5.")
+
+_SCORE_RE = re.compile(r"The score is ([1-5])\.\s*$")
+
+
+class JudgeFormatError(RuntimeError):
+    """The judge never produced a parsable score."""
+
+
+@dataclass(frozen=True)
+class JudgeInput:
+    scenario: str
+    reference: str  # what a fitting reply does for this item's style
+    contrast_reference: str  # the same for the other style of the pair (rule judge)
+    reply_style: str  # how a fitting reply sounds
+    user_transcript: str
+    user_caption: StyleCaption
+    reply_transcript: str
+    reply_caption: StyleCaption
+
+
+@dataclass(frozen=True)
+class Verdict:
+    score: int
+    reason: str
+    heuristic: bool
+
+
+class Judge(Protocol):
+    name: str
+    heuristic: bool
+
+    def judge(self, inp: JudgeInput) -> Verdict: ...
+
+
+def parse_score(text: str) -> tuple[int, str] | None:
+    """(score, reason) when `text` ends with exactly one 'The score is N.'; else None."""
+    text = (text or "").strip()
+    if text.count("The score is") != 1:
+        return None
+    m = _SCORE_RE.search(text)
+    if not m:
+        return None
+    return int(m.group(1)), text[: m.start()].strip()
+
+
+class OpenAIJudge:
+    """Chat-completions judge; every request is cached, re-asks included."""
+
+    heuristic = False
+
+    def __init__(self, endpoint: Endpoint, runtime: Runtime, max_reasks: int = 1):
+        self.endpoint, self.runtime, self.max_reasks = endpoint, runtime, max_reasks
+        self.name = f"openai-judge/{endpoint.label()}"
+        self._client = endpoint.client()
+
+    def _ask(self, messages: list[dict]) -> str:
+        def compute():
+            resp = self._client.chat.completions.create(
+                model=self.endpoint.model, messages=messages, temperature=0, max_tokens=300,
+            )
+            return {"text": resp.choices[0].message.content or ""}, usage_of(resp)
+
+        return self.runtime.call("judge", "openai-judge", self.endpoint.label(),
+                                 {"messages": messages, "temperature": 0}, compute,
+                                 remote=True)["text"]
+
+    def judge(self, inp: JudgeInput) -> Verdict:
+        user = USER_TEMPLATE.format(
+            scenario=inp.scenario, reference=inp.reference or "(none given)",
+            user_transcript=inp.user_transcript or "(nothing recognised)",
+            user_caption=inp.user_caption.caption,
+            reply_transcript=inp.reply_transcript or "(nothing recognised)",
+            reply_caption=inp.reply_caption.caption,
+        )
+        messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                    {"role": "user", "content": user}]
+        answers = []
+        for _ in range(self.max_reasks + 1):
+            text = self._ask(messages)
+            answers.append(text)
+            parsed = parse_score(text)
+            if parsed:
+                return Verdict(parsed[0], parsed[1], heuristic=False)
+            messages = messages + [{"role": "assistant", "content": text},
+                                   {"role": "user", "content": REASK}]
+        shown = " | ".join(repr(a[:120]) for a in answers)
+        raise JudgeFormatError(f"judge gave no valid 'The score is N.' in {len(answers)} "
+                               f"answers: {shown}")
+
+
+_STOP = set("""a an the and or but if so to of in on at for with from by is are was were be
+been am i you he she it we they me my your our their this that these those there here do does
+did not no yes just very really what how oh well can will would could should have has had
+""".split())
+
+# Words in a reference reply style -> the caption field and value that show it.
+_VOICE_CUES = {
+    "slow": ("speed", "slow"), "slowly": ("speed", "slow"), "fast": ("speed", "fast"),
+    "quick": ("speed", "fast"), "energetic": ("speed", "fast"), "soft": ("volume", "soft"),
+    "quiet": ("volume", "soft"), "gentle": ("volume", "soft"), "loud": ("volume", "loud"),
+    "excited": ("pitch", "high"), "cheerful": ("pitch", "high"), "bright": ("pitch", "high"),
+    "low": ("pitch", "low"), "calm": ("speed", "normal"), "even": ("volume", "normal"),
+}
+
+
+def _content_words(text: str) -> set[str]:
+    words = re.findall(r"[a-z']+", (text or "").lower())
+    # Crude stemming so "congratulations" meets "congratulate" half-way, on purpose cheap.
+    return {w.rstrip("s")[:7] for w in words if w not in _STOP and len(w) > 2}
+
+
+class RuleJudge:
+    """HEURISTIC offline judge: keyword overlap with the item's reference vs the contrasting
+    style's reference (content), and expected voice cues vs the reply caption (voice)."""
+
+    name = "rule-judge/heuristic-v1"
+    heuristic = True
+
+    def judge(self, inp: JudgeInput) -> Verdict:
+        reply = _content_words(inp.reply_transcript)
+        if not reply:
+            return Verdict(1, "[HEURISTIC rule judge, not an LLM] no words recognised in the "
+                              "reply.", heuristic=True)
+        own_ref, other_ref = _content_words(inp.reference), _content_words(inp.contrast_reference)
+        own = len(reply & own_ref) / max(len(own_ref), 1)
+        other = len(reply & other_ref) / max(len(other_ref), 1)
+        cues = [_VOICE_CUES[w] for w in re.findall(r"[a-z]+", inp.reply_style.lower())
+                if w in _VOICE_CUES]
+        hits = sum(getattr(inp.reply_caption, f) == v for f, v in cues)
+        voice_ok = bool(cues) and hits / len(cues) >= 0.5
+        if other > own:
+            score, why = (2 if voice_ok else 1), "content fits the *other* style better"
+        elif own >= 0.25:
+            score, why = (5 if voice_ok else 4), "content fits this style"
+        elif own > 0:
+            score, why = 3, "content partly fits this style"
+        else:
+            score, why = (3 if voice_ok else 2), "content shows no sign of this style"
+        reason = (f"[HEURISTIC rule judge, not an LLM] {why} (reference overlap {own:.2f} vs "
+                  f"contrast {other:.2f}); voice cues matched {hits}/{len(cues)}.")
+        return Verdict(score, reason, heuristic=True)

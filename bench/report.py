@@ -1,0 +1,204 @@
+"""Paper-style tables and plots from judgements: `python -m bench.report`.
+
+Per dimension and Synthetic / Real / Overall: the mean 1-5 score with a 95% percentile
+bootstrap CI over items (10,000 resamples, fixed seed). Overall pools all scored items,
+as the paper's Overall does (it is the item-weighted mean of Synthetic and Real).
+Failed items are not scored; their count is shown next to every mean.
+
+    python -m bench.report runs/bench/A/judgements.jsonl [B.jsonl ...] --paper --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.paper import PAPER_RESULTS
+from bench.schema import DIMENSIONS, Judgement, read_judgements
+
+SPLIT_COLUMNS = ("synthetic", "real", "overall")
+N_BOOT = 10_000
+
+
+@dataclass(frozen=True)
+class Cell:
+    mean: float | None
+    lo: float | None
+    hi: float | None
+    n: int  # scored items
+    failed: int
+
+
+def bootstrap_ci(scores: list[int] | np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean."""
+    x = np.asarray(scores, dtype=float)
+    if len(x) == 0:
+        raise ValueError("bootstrap_ci: no scores")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    a = (1 - level) / 2
+    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def cell(js: list[Judgement]) -> Cell:
+    scores = [j.score for j in js if j.score is not None]
+    failed = len(js) - len(scores)
+    if not scores:
+        return Cell(None, None, None, 0, failed)
+    lo, hi = bootstrap_ci(scores)
+    return Cell(float(np.mean(scores)), lo, hi, len(scores), failed)
+
+
+def table(judgements: list[Judgement]) -> dict[str, dict[str, Cell]]:
+    """row (dimension or 'all') -> column (synthetic/real/overall) -> Cell."""
+    dims = [d for d in DIMENSIONS if any(j.dimension == d for j in judgements)]
+    out = {}
+    for row in [*dims, "all"]:
+        rj = [j for j in judgements if row == "all" or j.dimension == row]
+        out[row] = {c: cell([j for j in rj if c == "overall" or j.split == c])
+                    for c in SPLIT_COLUMNS}
+    return out
+
+
+def _fmt(c: Cell) -> str:
+    if c.mean is None:
+        return f"- (0 scored, {c.failed} failed)" if c.failed else "-"
+    fail = f", {c.failed} failed" if c.failed else ""
+    return f"{c.mean:.3f} [{c.lo:.2f}, {c.hi:.2f}] (n={c.n}{fail})"
+
+
+def render_markdown(judgements: list[Judgement]) -> str:
+    """One system's table."""
+    systems = sorted({j.system for j in judgements})
+    heuristic = any(j.heuristic for j in judgements)
+    lines = [f"### ParaS2SBench - {', '.join(systems) or '(no results)'}", ""]
+    if heuristic:
+        lines += ["_Judge: HEURISTIC offline rule judge; not comparable with the paper._", ""]
+    lines += ["| Dimension | Synthetic | Real | Overall |", "|---|---|---|---|"]
+    for row, cols in table(judgements).items():
+        name = "**All**" if row == "all" else row
+        lines.append(f"| {name} | " + " | ".join(_fmt(cols[c]) for c in SPLIT_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def csv_rows(system: str, t: dict[str, dict[str, Cell]]) -> list[dict]:
+    return [{"system": system, "dimension": row, "split": col,
+             "mean": "" if c.mean is None else round(c.mean, 4),
+             "ci_low": "" if c.lo is None else round(c.lo, 4),
+             "ci_high": "" if c.hi is None else round(c.hi, 4), "n": c.n, "failed": c.failed}
+            for row, cols in t.items() for col, c in cols.items()]
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["system"])
+        w.writeheader()
+        w.writerows(rows)
+
+
+def plot(by_system: dict[str, list[Judgement]], out: Path) -> list[Path]:
+    """Per-dimension bars per system (with CIs) and score histograms."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers
+    import matplotlib.pyplot as plt
+
+    tables = {s: table(js) for s, js in by_system.items()}
+    rows = [r for r in [*DIMENSIONS, "all"] if any(r in t for t in tables.values())]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(rows), 3.6))
+    width = 0.8 / max(len(tables), 1)
+    for i, (system, t) in enumerate(tables.items()):
+        cells = [t.get(r, {}).get("overall") for r in rows]
+        means = [c.mean if c and c.mean is not None else 0.0 for c in cells]
+        pairs = list(zip(means, cells, strict=True))
+        err = [[m - (c.lo if c and c.lo is not None else m) for m, c in pairs],
+               [(c.hi if c and c.hi is not None else m) - m for m, c in pairs]]
+        ax.bar(np.arange(len(rows)) + i * width, means, width, yerr=err, capsize=3,
+               label=system[:40])
+    ax.set_xticks(np.arange(len(rows)) + width * (len(tables) - 1) / 2, rows)
+    ax.set_ylim(1, 5)
+    ax.set_ylabel("mean score (95% CI)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths = [out / "scores_by_dimension.png"]
+    fig.savefig(paths[0], dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for system, js in by_system.items():
+        counts = [sum(j.score == k for j in js) for k in range(1, 6)]
+        ax.plot(range(1, 6), counts, marker="o", label=system[:40])
+    ax.set_xticks(range(1, 6))
+    ax.set_xlabel("score")
+    ax.set_ylabel("items")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out / "score_histogram.png")
+    fig.savefig(paths[1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def write_report(judgements: list[Judgement], out: Path, plots: bool = True) -> None:
+    """report.md, table.csv and (optionally) PNG plots for one system's run."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(render_markdown(judgements) + "\n")
+    by_system: dict[str, list[Judgement]] = {}
+    for j in judgements:
+        by_system.setdefault(j.system, []).append(j)
+    _write_csv(out / "table.csv", [r for s, js in by_system.items()
+                                   for r in csv_rows(s, table(js))])
+    if plots and judgements:
+        plot(by_system, out)
+
+
+def compare_markdown(by_system: dict[str, list[Judgement]], paper: bool) -> str:
+    """Several systems side by side (Synthetic / Real / Overall + per-dimension overall)."""
+    dims = [d for d in DIMENSIONS if any(j.dimension == d for js in by_system.values()
+                                         for j in js)]
+    head = ["System", "Synthetic", "Real", "Overall", *dims]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for system, js in by_system.items():
+        t = table(js)
+        tag = " (heuristic judge)" if any(j.heuristic for j in js) else ""
+        cells = [_fmt(t["all"][c]) for c in SPLIT_COLUMNS] + [_fmt(t[d]["overall"]) for d in dims]
+        lines.append(f"| {system}{tag} | " + " | ".join(cells) + " |")
+    if paper:
+        for name, r in PAPER_RESULTS.items():
+            cells = [f"{r[c]:.3f}" for c in SPLIT_COLUMNS] + ["n/a"] * len(dims)
+            lines.append(f"| {name} (paper, GPT-4.1 judge) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n")[0])
+    ap.add_argument("results", nargs="+", type=Path, help="judgements.jsonl files")
+    ap.add_argument("--paper", action="store_true", help="add the paper's published rows")
+    ap.add_argument("--out", type=Path, default=None, help="write compare.md/.csv and plots here")
+    args = ap.parse_args(argv)
+    by_system: dict[str, list[Judgement]] = {}
+    for path in args.results:
+        for j in read_judgements(path):
+            by_system.setdefault(j.system, []).append(j)
+    text = compare_markdown(by_system, args.paper)
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "compare.md").write_text(text + "\n")
+        rows = [r for s, js in by_system.items() for r in csv_rows(s, table(js))]
+        if args.paper:
+            rows += [{"system": f"{n} (paper)", "dimension": "all", "split": c, "mean": r[c],
+                      "ci_low": "", "ci_high": "", "n": "", "failed": ""}
+                     for n, r in PAPER_RESULTS.items() for c in SPLIT_COLUMNS]
+        _write_csv(args.out / "compare.csv", rows)
+        plot(by_system, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""Score a system on ParaS2SBench: `python -m bench.score`.
+
+Every (query, style) item goes: prompt speech -> system under test -> reply speech;
+then ASR and style captions of prompt and reply -> judge -> a 1-5 score. With no
+arguments it scores the bundled offline set (espeak-ng speech, pocketsphinx ASR,
+prosody captions, HEURISTIC rule judge) with no keys and no downloads:
+
+    python -m bench.score
+
+The paper's set-up (keys from the environment, OpenAI-compatible servers):
+
+    python -m bench.score --queries Q.jsonl --system audio-chat \
+        --system-model gpt-4o-audio-preview --asr openai --asr-model whisper-1 \
+        --style openai --style-base-url http://HOST/v1 \
+        --style-model Audio-Reasoner --style-key-env '' --judge openai --judge-model gpt-4.1
+
+Every back-end call is cached in SQLite (--cache), results are appended durably to
+<out>/judgements.jsonl, and re-running the same command resumes: finished items are
+skipped and no paid call is repeated. Items that failed with retryable errors are
+tried again on the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bench import report
+from bench.asr import OpenAIASR, PocketSphinxASR, WhisperLocalASR
+from bench.audio import load_audio
+from bench.cache import Cache
+from bench.judge import JudgeInput, OpenAIJudge, RuleJudge
+from bench.remote import ConfigError, Endpoint, RetryPolicy, TransientError, redact
+from bench.runtime import Runtime
+from bench.schema import (
+    JsonlAppender,
+    Judgement,
+    Query,
+    StyleVariant,
+    read_judgements,
+    read_queries,
+    write_jsonl,
+)
+from bench.style import OpenAIStyleCaptioner, ProsodyCaptioner
+from bench.systems import (
+    AudioChatSystem,
+    PipelineSystem,
+    ToplineSystem,
+    WavFolderSystem,
+    checkpoint_system,
+)
+from bench.tts import EspeakTTS, OpenAITTS
+
+OFFLINE_DIR = Path(__file__).parent / "data" / "offline"
+DEFAULT_MODELS = {"system": "gpt-4o-audio-preview", "asr": "whisper-1",
+                  "style": "gpt-4o-audio-preview", "judge": "gpt-4.1", "tts": "gpt-4o-mini-tts",
+                  "chat": "gpt-4.1"}
+
+
+def _endpoint_args(ap: argparse.ArgumentParser, role: str) -> None:
+    ap.add_argument(f"--{role}-model", default=DEFAULT_MODELS[role], help=f"{role} model name")
+    ap.add_argument(f"--{role}-base-url", default=None,
+                    help=f"{role}: OpenAI-compatible base URL (default: the OpenAI API)")
+    ap.add_argument(f"--{role}-key-env", default="OPENAI_API_KEY",
+                    help=f"{role}: NAME of the environment variable holding the API key "
+                         "('' for keyless servers)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.score", description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--queries", type=Path, default=OFFLINE_DIR / "queries.jsonl")
+    ap.add_argument("--out", type=Path, default=None, help="results folder "
+                    "(default runs/bench/<system>)")
+    ap.add_argument("--cache", type=Path, default=Path("runs/bench/cache.sqlite"))
+    ap.add_argument("--system", default="wavdir",
+                    choices=["wavdir", "pipeline", "topline", "audio-chat", "checkpoint"])
+    ap.add_argument("--system-path", type=Path, default=OFFLINE_DIR / "replies" / "style_aware",
+                    help="wavdir: reply folder; checkpoint: Orbax checkpoint")
+    ap.add_argument("--system-voice", default="alloy", help="audio-chat reply voice")
+    _endpoint_args(ap, "system")
+    _endpoint_args(ap, "chat")  # text model of pipeline/topline
+    ap.add_argument("--tts", default="openai", choices=["openai", "espeak"],
+                    help="speech output of pipeline/topline")
+    ap.add_argument("--tts-voice", default="alloy")
+    _endpoint_args(ap, "tts")
+    ap.add_argument("--asr", default="pocketsphinx", choices=["pocketsphinx", "whisper-local",
+                                                               "openai"])
+    ap.add_argument("--asr-checkpoint", default=None, help="whisper-local: checkpoint .pt file")
+    _endpoint_args(ap, "asr")
+    ap.add_argument("--style", default="prosody", choices=["prosody", "openai"])
+    _endpoint_args(ap, "style")
+    ap.add_argument("--judge", default="rule", choices=["rule", "openai"])
+    _endpoint_args(ap, "judge")
+    ap.add_argument("--judge-reasks", type=int, default=1, help="re-asks on a malformed answer")
+    ap.add_argument("--concurrency", type=int, default=4, help="items in flight at once")
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
+    ap.add_argument("--max-attempts", type=int, default=5, help="tries per call (429/5xx/timeout)")
+    ap.add_argument("--backoff", type=float, default=1.0, help="first retry delay, seconds")
+    ap.add_argument("--prices", type=Path, default=None, help="JSON price table override")
+    ap.add_argument("--limit", type=int, default=None, help="score only the first N queries")
+    ap.add_argument("--dimensions", default=None, help="comma list, e.g. emotion,sarcasm")
+    ap.add_argument("--split", default="all", choices=["all", "synthetic", "real"])
+    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--no-plots", action="store_true")
+    return ap.parse_args(argv)
+
+
+def _endpoint(args: argparse.Namespace, role: str) -> Endpoint:
+    return Endpoint(model=getattr(args, f"{role}_model"),
+                    base_url=getattr(args, f"{role}_base_url"),
+                    key_env=getattr(args, f"{role}_key_env"), timeout_s=args.timeout)
+
+
+def build_backends(args: argparse.Namespace, runtime: Runtime):
+    """(system, asr, style, judge) as the flags ask; ConfigError when one cannot be set up."""
+    if args.asr == "openai":
+        asr = OpenAIASR(_endpoint(args, "asr"), runtime)
+    elif args.asr == "whisper-local":
+        if not args.asr_checkpoint:
+            raise ConfigError("--asr whisper-local needs --asr-checkpoint PATH.pt")
+        asr = WhisperLocalASR(args.asr_checkpoint, runtime)
+    else:
+        asr = PocketSphinxASR(runtime)
+    style = (OpenAIStyleCaptioner(_endpoint(args, "style"), runtime) if args.style == "openai"
+             else ProsodyCaptioner(runtime))
+    judge = (OpenAIJudge(_endpoint(args, "judge"), runtime, args.judge_reasks)
+             if args.judge == "openai" else RuleJudge())
+    if args.system == "checkpoint":
+        system = checkpoint_system(args.system_path)
+    elif args.system == "wavdir":
+        system = WavFolderSystem(args.system_path)
+    elif args.system == "audio-chat":
+        system = AudioChatSystem(_endpoint(args, "system"), runtime, args.system_voice)
+    else:
+        tts = (OpenAITTS(_endpoint(args, "tts"), runtime, args.tts_voice) if args.tts == "openai"
+               else EspeakTTS(runtime))
+        chat = _endpoint(args, "chat")
+        system = (PipelineSystem(asr, chat, tts, runtime) if args.system == "pipeline"
+                  else ToplineSystem(chat, tts, runtime))
+    return system, asr, style, judge
+
+
+def select(queries: list[Query], args: argparse.Namespace) -> list[Query]:
+    """Apply --split, --dimensions, --limit (in that order)."""
+    out = [q for q in queries if args.split == "all" or q.split == args.split]
+    if args.dimensions:
+        wanted = {d.strip() for d in args.dimensions.split(",") if d.strip()}
+        out = [q for q in out if q.dimension in wanted]
+    return out[: args.limit] if args.limit is not None else out
+
+
+def score_item(query: Query, style: StyleVariant, backends, runtime: Runtime,
+               names: dict[str, str]) -> Judgement:
+    """Run one item end to end; any failure becomes an error on this item only."""
+    system, asr, captioner, judge = backends
+    base = dict(item_id=query.item_id(style), query_id=query.id, style=style.name,
+                dimension=query.dimension, split=query.split, system=system.name,
+                backends=names, heuristic=judge.heuristic)
+    t0 = time.monotonic()
+    fields: dict = {}
+    stage = "input_audio"
+    with runtime.item() as stats:
+        try:
+            load_audio(style.audio)  # refuse a bad prompt before paying for a reply
+            stage = "system"
+            out = system.respond(query, style)
+            fields["reply_audio"] = out.audio
+            stage = "reply_audio"
+            load_audio(out.audio)
+            stage = "asr"
+            fields["input_transcript"] = asr.transcribe(style.audio)
+            fields["reply_transcript"] = asr.transcribe(out.audio)
+            stage = "style"
+            cap_in, cap_out = captioner.describe(style.audio), captioner.describe(out.audio)
+            fields["input_caption"], fields["reply_caption"] = cap_in.caption, cap_out.caption
+            stage = "judge"
+            verdict = judge.judge(JudgeInput(
+                scenario=query.scenario, reference=style.reference,
+                contrast_reference=query.contrast(style).reference, reply_style=style.reply_style,
+                user_transcript=fields["input_transcript"], user_caption=cap_in,
+                reply_transcript=fields["reply_transcript"], reply_caption=cap_out))
+            result = dict(score=verdict.score, reason=verdict.reason)
+        except Exception as err:  # one item's failure must not end a weeks-long run
+            msg = str(err) if isinstance(err, TransientError) else f"{type(err).__name__}: {err}"
+            result = dict(score=None, error=redact(msg)[:1000], error_stage=stage,
+                          transient=isinstance(err, TransientError))
+    return Judgement(**base, **fields, **result, cost_usd=round(stats.cost_usd, 6),
+                     latency_s=round(time.monotonic() - t0, 3), cached_calls=stats.cached,
+                     paid_calls=stats.paid)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
+
+
+def run(args: argparse.Namespace) -> list[Judgement]:
+    queries = select(read_queries(args.queries), args)
+    prices = json.loads(args.prices.read_text()) if args.prices else None
+    cache = Cache(args.cache)
+    runtime = Runtime(cache, retry=RetryPolicy(args.max_attempts, args.backoff), prices=prices)
+    backends = build_backends(args, runtime)
+    system, asr, style, judge = backends
+    out = args.out or Path("runs/bench") / _slug(system.name)
+    out.mkdir(parents=True, exist_ok=True)
+    runtime.open_ledger(out / "ledger.jsonl")
+    names = {"system": system.name, "asr": asr.name, "style": style.name, "judge": judge.name}
+    results_path = out / "judgements.jsonl"
+    previous = read_judgements(results_path, tolerate_torn_tail=True) if results_path.exists() \
+        else []
+    other = {j.system for j in previous} - {system.name}
+    if other:
+        raise ConfigError(f"{results_path} holds results of another system ({sorted(other)[0]});"
+                          " use a different --out")
+    done = {j.item_id for j in previous if not j.transient}
+    items = [(q, s) for q in queries for s in q.styles if q.item_id(s) not in done]
+    (out / "run.json").write_text(json.dumps({
+        "queries": str(args.queries), "backends": names, "started": time.time(),
+        "items_total": 2 * len(queries), "items_resumed": 2 * len(queries) - len(items),
+        "heuristic_judge": judge.heuristic}, indent=2) + "\n")
+    print(f"Scoring {len(items)} items ({2 * len(queries) - len(items)} already done) "
+          f"-> {results_path}", file=sys.stderr)
+    writer = JsonlAppender(results_path)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, args.concurrency)) as pool, \
+                tqdm(total=len(items), disable=args.no_progress, file=sys.stderr,
+                     unit="item") as bar:
+            futures = [pool.submit(score_item, q, s, backends, runtime, names) for q, s in items]
+            for fut in as_completed(futures):
+                writer.append(fut.result())
+                bar.update(1)
+    finally:
+        writer.close()
+        runtime.close()
+    # Compact: one record per item (the last), in query order; atomic replace.
+    order = {q.item_id(s): i for i, q in enumerate(queries) for s in q.styles}
+    final = sorted((j for j in read_judgements(results_path, True) if j.item_id in order),
+                   key=lambda j: order[j.item_id])
+    write_jsonl(results_path, final)
+    totals = runtime.totals
+    summary = {"calls": totals.calls, "cached": totals.cached,
+               "est_cost_usd": round(totals.cost_usd, 4), "by_backend": totals.by_backend}
+    (out / "ledger_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    report.write_report(final, out, plots=not args.no_plots)
+    print(report.render_markdown(final))
+    failed = [j for j in final if j.score is None]
+    print(f"\nScored by: system={names['system']}; ASR={names['asr']}; style={names['style']}; "
+          f"judge={names['judge']}")
+    if judge.heuristic:
+        print("NOTE: HEURISTIC rule judge (offline, not an LLM): these numbers are NOT "
+              "comparable with the paper's GPT-4.1 scores.")
+    print(f"Items: {len(final)} ({len(failed)} failed, see 'error' in {results_path}); "
+          f"calls this run: {totals.calls} ({totals.cached} from cache), "
+          f"estimated cost ${totals.cost_usd:.4f}. Report: {out / 'report.md'}")
+    cache.close()
+    return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"error: {redact(str(err))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished items are saved; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Systems under test: each turns a spoken prompt into a spoken reply (a WAV file).
+
+- `WavFolderSystem`: replies already on disk, `<dir>/<query id>/<style>.wav`.
+- `PipelineSystem`: the paper's baseline, ASR -> text chat -> TTS; style is thrown away.
+- `ToplineSystem`: the paper's topline, the text model is *told* the true style and
+  replies through an instructable TTS.
+- `AudioChatSystem`: any OpenAI-compatible audio-in/audio-out chat endpoint (GPT-4o voice,
+  or Qwen2.5-Omni / GLM-4-Voice / Kimi-Audio served behind such an API).
+- `checkpoint_system`: our own model from an Orbax checkpoint; not possible yet (see there).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bench.asr import ASR
+from bench.audio import AudioError, decode_bytes, file_sha256, load_audio, wav_bytes
+from bench.remote import ConfigError, Endpoint, usage_of
+from bench.runtime import Runtime
+from bench.schema import Query, StyleVariant
+from bench.tts import TTS
+
+
+class ReplyError(RuntimeError):
+    """The system gave no usable reply for this item."""
+
+
+class SystemUnavailable(ConfigError):
+    """A system that cannot run in this code base yet."""
+
+
+@dataclass(frozen=True)
+class SystemOutput:
+    audio: str  # path of the reply WAV
+    text: str | None = None  # the system's own transcript, when it has one
+
+
+class System(Protocol):
+    name: str
+
+    def respond(self, query: Query, style: StyleVariant) -> SystemOutput: ...
+
+
+class WavFolderSystem:
+    """Pre-computed replies: `<dir>/<query id>/<style name>.wav` (or .flac)."""
+
+    def __init__(self, directory: str | Path, name: str | None = None):
+        self.dir = Path(directory)
+        if not self.dir.is_dir():
+            raise ConfigError(f"--system-path: reply folder not found: {self.dir}")
+        self.name = f"wavdir/{name or self.dir.name}"
+
+    def respond(self, query: Query, style: StyleVariant) -> SystemOutput:
+        for ext in (".wav", ".flac"):
+            path = self.dir / query.id / f"{style.name}{ext}"
+            if path.is_file():
+                return SystemOutput(str(path))
+        raise ReplyError(f"no reply file {self.dir / query.id / style.name}.wav (or .flac)")
+
+
+def _chat_text(runtime: Runtime, client, endpoint: Endpoint, role: str, messages: list) -> str:
+    def compute():
+        resp = client.chat.completions.create(model=endpoint.model, messages=messages,
+                                              temperature=0)
+        return {"text": resp.choices[0].message.content or ""}, usage_of(resp)
+
+    return runtime.call(role, "openai-chat", endpoint.label(), {"messages": messages}, compute,
+                        remote=True)["text"].strip()
+
+
+PIPELINE_PROMPT = ("You are a friendly voice assistant. Reply to the user's message in one to "
+                   "three short spoken sentences.")
+
+
+class PipelineSystem:
+    """Whisper -> GPT -> TTS: hears only the words, so it cannot adapt to the style."""
+
+    def __init__(self, asr: ASR, chat: Endpoint, tts: TTS, runtime: Runtime):
+        self.asr, self.chat, self.tts, self.runtime = asr, chat, tts, runtime
+        self.name = f"pipeline/{asr.name}+{chat.label()}+{tts.name}"
+        self._client = chat.client()
+
+    def respond(self, query: Query, style: StyleVariant) -> SystemOutput:
+        heard = self.asr.transcribe(style.audio)
+        if not heard:
+            raise ReplyError("pipeline ASR recognised no words in the prompt")
+        text = _chat_text(self.runtime, self._client, self.chat, "system",
+                          [{"role": "system", "content": PIPELINE_PROMPT},
+                           {"role": "user", "content": heard}])
+        if not text:
+            raise ReplyError("pipeline text model returned an empty reply")
+        audio = self.tts.synthesize(text)  # no instructions: the style was thrown away
+        return SystemOutput(self.runtime.cache.put_blob(audio), text)
+
+
+TOPLINE_PROMPT = (
+    "You are an emotionally intelligent voice assistant. The user's words and the way they "
+    "were spoken are given. Reply so that both content and voice fit the speaker. Answer with "
+    'one JSON object: {"reply": "<one to three spoken sentences>", '
+    '"voice": "<how to speak the reply: emotion, speed, volume>"}.'
+)
+
+
+class ToplineSystem:
+    """GPT told the true style, speaking through an instructable TTS."""
+
+    def __init__(self, chat: Endpoint, tts: TTS, runtime: Runtime):
+        self.chat, self.tts, self.runtime = chat, tts, runtime
+        self.name = f"topline/{chat.label()}+{tts.name}"
+        self._client = chat.client()
+
+    def respond(self, query: Query, style: StyleVariant) -> SystemOutput:
+        user = f'The user said: "{query.text}"\nSpoken style: {style.description or style.name}'
+        raw = _chat_text(self.runtime, self._client, self.chat, "system",
+                         [{"role": "system", "content": TOPLINE_PROMPT},
+                          {"role": "user", "content": user}])
+        reply, voice = raw, ""
+        m = re.search(r"\{.*\}", raw, re.S)
+        if m:
+            try:
+                data = json.loads(m.group(0))
+                reply, voice = str(data.get("reply", "")).strip(), str(data.get("voice", ""))
+            except (json.JSONDecodeError, AttributeError):
+                pass
+        if not reply:
+            raise ReplyError("topline text model returned an empty reply")
+        audio = self.tts.synthesize(reply, voice)
+        return SystemOutput(self.runtime.cache.put_blob(audio), reply)
+
+
+class AudioChatSystem:
+    """Chat completions with audio in and audio out (`modalities=["text", "audio"]`)."""
+
+    def __init__(self, endpoint: Endpoint, runtime: Runtime, voice: str = "alloy",
+                 system_prompt: str = ""):
+        self.endpoint, self.runtime, self.voice = endpoint, runtime, voice
+        self.system_prompt = system_prompt
+        self.name = f"audio-chat/{endpoint.label()}"
+        self._client = endpoint.client()
+
+    def respond(self, query: Query, style: StyleVariant) -> SystemOutput:
+        try:
+            prompt_b64 = base64.b64encode(wav_bytes(load_audio(style.audio))).decode()
+        except AudioError as err:
+            raise ReplyError(f"prompt audio unusable: {err}") from None
+        messages = ([{"role": "system", "content": self.system_prompt}]
+                    if self.system_prompt else [])
+        messages.append({"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": prompt_b64, "format": "wav"}}]})
+
+        def compute():
+            resp = self._client.chat.completions.create(
+                model=self.endpoint.model, modalities=["text", "audio"],
+                audio={"voice": self.voice, "format": "wav"},
+                messages=messages, temperature=0,
+            )
+            audio = getattr(resp.choices[0].message, "audio", None)
+            data = base64.b64decode(audio.data) if audio is not None and audio.data else b""
+            if not data:
+                # Not cached: a retry later may get audio. The run records the item as failed.
+                raise ReplyError(f"{self.name} returned no reply audio")
+            try:
+                decode_bytes(data, f"{self.name} reply")
+            except AudioError as err:
+                raise ReplyError(str(err)) from None
+            text = getattr(audio, "transcript", None)
+            return {"blob": self.runtime.cache.put_blob(data), "text": text}, usage_of(resp)
+
+        inputs = {"audio": file_sha256(style.audio), "voice": self.voice,
+                  "system_prompt": self.system_prompt}
+        out = self.runtime.call("system", "audio-chat", self.endpoint.label(), inputs, compute,
+                                remote=True)
+        return SystemOutput(out["blob"], out.get("text"))
+
+
+def checkpoint_system(checkpoint: str | Path) -> System:
+    """Our model from an Orbax checkpoint: refused until its speech output path exists.
+
+    Scoring needs reply *speech*: the dual-stream sampler's audio tokens must go through
+    the speech back end (detokenizer: flow matching + vocoder) to become a WAV.
+    """
+    path = Path(checkpoint)
+    if not path.exists():
+        raise ConfigError(f"--system-path: Orbax checkpoint not found: {path}")
+    raise SystemUnavailable(
+        f"cannot score the checkpoint {path}: turning our model's output into reply speech "
+        "needs the dual-stream sampler wired to the speech back end (audio detokenizer: flow "
+        "matching + vocoder), which paras2s_jax does not provide yet. Meanwhile, write the "
+        "replies as WAVs to <dir>/<query id>/<style>.wav and score them with "
+        "--system wavdir --system-path <dir>."
+    )
