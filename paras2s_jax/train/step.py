@@ -99,7 +99,7 @@ def build_train_step(
                 (_micro(batch, accum_steps), jnp.arange(accum_steps)))
             grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
 
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         ok = jnp.isfinite(total) & jnp.isfinite(grad_norm)
         # A non-finite step must not poison the moments: feed zeros, then keep the old state.
         safe = jax.tree.map(lambda g: jnp.where(ok, g, jnp.zeros_like(g)), grads)
@@ -115,8 +115,8 @@ def build_train_step(
         metrics: dict[str, Any] = {
             "loss": total,
             "grad_norm": grad_norm,
-            "param_norm": optax.global_norm(params),
-            "update_norm": jnp.where(ok, optax.global_norm(updates), 0.0),
+            "param_norm": optax.tree.norm(params),
+            "update_norm": jnp.where(ok, optax.tree.norm(updates), 0.0),
             "lr": schedule(state["step"]),
             "skipped": (~ok).astype(jnp.int32),
             "tokens": sum(counts.values()),

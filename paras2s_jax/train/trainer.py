@@ -94,9 +94,12 @@ def init_model(cfg: ml_collections.ConfigDict, mc: KimiAudioConfig,
     raise ValueError(f"config.init.source must be 'fresh', 'hf' or 'orbax', got {source!r}")
 
 
-def setup(cfg: ml_collections.ConfigDict) -> Run:
-    """Mesh, model, optimizer and the sharded train state (optimizer state sharded too)."""
-    mesh = sharding.make_mesh(sharding.MeshConfig(**cfg.mesh.to_dict()))
+def setup(cfg: ml_collections.ConfigDict, devices: list | None = None) -> Run:
+    """Mesh, model, optimizer and the sharded train state (optimizer state sharded too).
+
+    `devices`: the mesh's devices (default: every device of every process).
+    """
+    mesh = sharding.make_mesh(sharding.MeshConfig(**cfg.mesh.to_dict()), devices)
     mc = model_config(cfg.model)
     model = init_model(cfg, mc, mesh)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
