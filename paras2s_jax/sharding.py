@@ -32,6 +32,7 @@ PARAM_RULES: Rules = (
     ("head_dim", None),
     ("adaptor_in", None),
     ("norm", None),
+    ("lora_rank", None),
 )
 
 ACTIVATION_RULES: Rules = (

@@ -51,12 +51,15 @@ class Dense(nnx.Module):
             if use_bias
             else None
         )
+        self.lora = None  # a `paras2s_jax.model.lora.LoRA` once adapters are attached
 
     def __call__(self, x: jax.Array, out_dtype: jnp.dtype | None = None) -> jax.Array:
         kernel = self.kernel[...].astype(x.dtype)
         y = jnp.tensordot(x, kernel, axes=self.num_in, preferred_element_type=out_dtype)
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)
+        if self.lora is not None:
+            y = y + self.lora(x, self.num_in).astype(y.dtype)
         return y
 
 
