@@ -55,6 +55,9 @@ class Checkpointer:
             preservation_policy=cm.AnyPreservationPolicy(policies),
             enable_async_checkpointing=config.async_save,
             create=True,
+            # Also set so the manager writes metrics to disk: ranks survive a restart.
+            best_fn=(lambda m: m[config.best_metric]) if config.keep_best else None,
+            best_mode=config.best_mode,
         )
         self.manager = ocp.CheckpointManager(
             Path(config.directory).absolute(), options=options,
@@ -72,7 +75,15 @@ class Checkpointer:
         return list(self.manager.all_steps())
 
     def best_step(self) -> int | None:
-        return self.manager.best_step()
+        """The kept step with the best `best_metric` (None if none has it)."""
+        scored = []
+        for step in self.manager.all_steps():
+            metrics = self.manager.metrics(step) or {}
+            if self.config.best_metric in metrics:
+                scored.append((float(metrics[self.config.best_metric]), step))
+        if not scored:
+            return None
+        return (min if self.config.best_mode == "min" else max)(scored)[1]
 
     def save(self, step: int, state: Any, data_iter: Any | None = None,
              meta: dict | None = None, metrics: dict[str, float] | None = None) -> None:
