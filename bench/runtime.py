@@ -95,7 +95,8 @@ class Runtime:
         else:
             (value, usage), attempts = compute(), 1
         latency = time.monotonic() - t0
-        cost = estimate_cost(self.prices, model, usage) if remote else 0.0
+        # Remote models are labelled "name@host"; prices are per model name.
+        cost = estimate_cost(self.prices, model.split("@")[0], usage) if remote else 0.0
         self.cache.put(key, role, backend, model, value)
         self._log(role, backend, model, key, False, latency, cost, attempts, usage)
         if stats:
