@@ -166,7 +166,9 @@ def compare_markdown(by_system: dict[str, list[Judgement]], paper: bool) -> str:
     for system, js in by_system.items():
         t = table(js)
         tag = " (heuristic judge)" if any(j.heuristic for j in js) else ""
-        cells = [_fmt(t["all"][c]) for c in SPLIT_COLUMNS] + [_fmt(t[d]["overall"]) for d in dims]
+        # A system may not cover every dimension (filtered runs): show "-" there.
+        cells = [_fmt(t["all"][c]) for c in SPLIT_COLUMNS] + [
+            _fmt(t[d]["overall"]) if d in t else "-" for d in dims]
         lines.append(f"| {system}{tag} | " + " | ".join(cells) + " |")
     if paper:
         for name, r in PAPER_RESULTS.items():

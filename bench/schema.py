@@ -215,13 +215,13 @@ def judgement_from_dict(raw: Any, path: Path = Path("<memory>"), line: int = 0) 
 
 
 def read_judgements(path: str | os.PathLike, tolerate_torn_tail: bool = False) -> list[Judgement]:
-    """Load judgements; when an item appears more than once the last record wins."""
+    """Load judgements; when a (system, item) appears more than once the last record wins."""
     path = Path(path)
-    latest: dict[str, Judgement] = {}
+    latest: dict[tuple[str, str], Judgement] = {}
     for n, raw in iter_jsonl(path, tolerate_torn_tail):
         j = judgement_from_dict(raw, path, n)
-        latest.pop(j.item_id, None)
-        latest[j.item_id] = j
+        latest.pop((j.system, j.item_id), None)
+        latest[(j.system, j.item_id)] = j
     return list(latest.values())
 
 
