@@ -1,0 +1,151 @@
+"""GRPO math for two token streams: advantages, k3 KL, clipped objective, aggregation.
+
+Per query, G replies are sampled and scored; rewards become group-normalised
+advantages A_i = (r_i - mean_G r) / (std_G r + eps) (std with ddof=1, as tunix and
+verl). A group whose rewards are all equal has A = 0 exactly: it contributes no policy
+gradient (only the KL term) and is counted as a zero-spread group.
+
+For every chosen token of stream s (text, audio), with logp the current policy's,
+old the sampler's and ref the frozen reference's log-probability:
+    ratio  = exp(logp - old)
+    pg     = -min(ratio * A, clip(ratio, 1 - eps_clip, 1 + eps_clip) * A)
+    k3     = exp(ref - logp) - (ref - logp) - 1      (>= 0; ref - logp clamped to +-20)
+    loss_s = aggregate(pg + beta_s * k3)
+and loss = sum_s weight_s * loss_s. Aggregation (config `aggregation`):
+    "token_mean"    : per stream, mean over all chosen tokens of the batch. Long replies
+                      weigh by their length; audio (12.5 tokens/s) is not drowned out
+                      by text because each stream has its own mean. (default)
+    "sequence_mean" : per stream, mean over each reply's tokens, then over replies
+                      (the original GRPO paper; short replies weigh more per token).
+Losses return (sum, denominator) per stream so accumulation keeps a true mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+STREAMS = ("text", "audio")
+_KL_CLAMP = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOLossConfig:
+    """Coefficients of the dual-stream GRPO objective."""
+
+    clip_eps: float = 0.2
+    beta_text: float = 0.2  # KL weight on the text stream (paper: 0.2 on both)
+    beta_audio: float = 0.2
+    weight_text: float = 1.0  # stream weights in the summed loss
+    weight_audio: float = 1.0
+    aggregation: str = "token_mean"  # or "sequence_mean"
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in ("token_mean", "sequence_mean"):
+            raise ValueError(f"GRPOLossConfig.aggregation must be 'token_mean' or "
+                             f"'sequence_mean', got {self.aggregation!r}")
+        if self.clip_eps <= 0:
+            raise ValueError("GRPOLossConfig.clip_eps must be > 0")
+
+    def beta(self, stream: str) -> float:
+        return self.beta_text if stream == "text" else self.beta_audio
+
+    def weight(self, stream: str) -> float:
+        return self.weight_text if stream == "text" else self.weight_audio
+
+
+def group_advantages(
+    rewards: np.ndarray | jax.Array, group_size: int, eps: float = 1e-6
+) -> tuple[jax.Array, jax.Array]:
+    """(advantages float32[N], zero_spread bool[N // G]) for rows grouped G at a time."""
+    r = jnp.asarray(rewards, jnp.float32).reshape(-1, group_size)
+    centred = r - r.mean(axis=1, keepdims=True)
+    std = r.std(axis=1, ddof=1, keepdims=True) if group_size > 1 else jnp.zeros_like(r[:, :1])
+    zero_spread = jnp.all(centred == 0.0, axis=1)
+    adv = jnp.where(zero_spread[:, None], 0.0, centred / (std + eps))
+    return adv.reshape(-1), zero_spread
+
+
+def k3_kl(logp: jax.Array, ref_logp: jax.Array) -> jax.Array:
+    """Per-token k3 estimate of KL(policy || reference); >= 0, unbiased, low variance."""
+    delta = jnp.clip(ref_logp.astype(jnp.float32) - logp.astype(jnp.float32),
+                     -_KL_CLAMP, _KL_CLAMP)
+    return jnp.exp(delta) - delta - 1.0
+
+
+def clipped_objective(
+    logp: jax.Array, old_logp: jax.Array, advantages: jax.Array, clip_eps: float
+) -> tuple[jax.Array, jax.Array]:
+    """(per-token policy loss [N, T], clipped indicator [N, T]); advantages: [N]."""
+    ratio = jnp.exp(logp - old_logp)
+    adv = advantages[:, None]
+    unclipped = ratio * adv
+    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv
+    return -jnp.minimum(unclipped, clipped), clipped < unclipped
+
+
+def aggregate(values: jax.Array, mask: jax.Array, how: str) -> tuple[jax.Array, jax.Array]:
+    """(sum, denominator) of masked per-token values [N, T] under an aggregation mode."""
+    mask = mask.astype(jnp.float32)
+    if how == "token_mean":
+        return jnp.sum(values * mask), jnp.sum(mask)
+    per_row = jnp.sum(values * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+    has_tokens = (jnp.sum(mask, axis=1) > 0).astype(jnp.float32)
+    return jnp.sum(per_row * has_tokens), jnp.sum(has_tokens)
+
+
+def stream_loss(
+    logp: jax.Array,
+    old_logp: jax.Array,
+    ref_logp: jax.Array,
+    mask: jax.Array,
+    advantages: jax.Array,
+    beta: float,
+    config: GRPOLossConfig,
+) -> tuple[tuple[jax.Array, jax.Array], dict[str, jax.Array]]:
+    """((sum, denominator), metrics) of one stream's GRPO loss."""
+    # Zero the unchosen positions first: padding may hold anything, and exp() of it
+    # would turn into inf * 0 = NaN (in the value or its gradient).
+    logp, old_logp, ref_logp = (jnp.where(mask, x, 0.0) for x in (logp, old_logp, ref_logp))
+    pg, was_clipped = clipped_objective(logp, old_logp, advantages, config.clip_eps)
+    kl = k3_kl(logp, ref_logp)
+    total = aggregate(pg + beta * kl, mask, config.aggregation)
+    m = mask.astype(jnp.float32)
+    count = jnp.maximum(m.sum(), 1.0)
+    metrics = {
+        "kl": jnp.sum(kl * m) / count,
+        "clip_fraction": jnp.sum(was_clipped * m) / count,
+        "policy_loss": jnp.sum(pg * m) / count,
+        "tokens": m.sum(),
+    }
+    return total, metrics
+
+
+def dual_stream_loss(
+    logps: dict[str, jax.Array],
+    old_logps: dict[str, jax.Array],
+    ref_logps: dict[str, jax.Array],
+    masks: dict[str, jax.Array],
+    advantages: jax.Array,
+    config: GRPOLossConfig,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The weighted sum over streams of their aggregated losses, and per-stream metrics."""
+    loss = jnp.zeros((), jnp.float32)
+    metrics: dict[str, jax.Array] = {}
+    for s in STREAMS:
+        (total, denom), m = stream_loss(
+            logps[s], old_logps[s], ref_logps[s], masks[s], advantages, config.beta(s), config
+        )
+        loss = loss + config.weight(s) * total / jnp.maximum(denom, 1.0)
+        metrics.update({f"{k}_{s}": v for k, v in m.items()})
+    return loss, metrics
+
+
+def entropy(logits: jax.Array, temperature: float) -> jax.Array:
+    """Entropy [..] of softmax(logits / T) over the last axis (T = 1 when greedy)."""
+    scale = temperature if temperature > 0 else 1.0
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32) / scale, axis=-1)
+    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
