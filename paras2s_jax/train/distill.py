@@ -1,0 +1,112 @@
+"""Reward-model distillation data: sample N replies per query, judge each, write shards.
+
+The paper samples 32 replies for each of 10k queries from the SFT model and has the
+scoring pipeline rate them (320k calls). Work is cut into chunks of queries; chunk k is
+written atomically to `distill-{k:05d}.jsonl` and sampled with `fold_in(seed, k)`, so
+an interrupted run resumes at the first missing chunk and never judges a reply twice,
+and the result does not depend on where it was interrupted.
+
+Record (one per reply)::
+
+    {"query_id", "prompt_text", "prompt_audio", "scenario", "sample", "reply_text",
+     "reply_audio", "score", "rationale", "judge"}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from paras2s_jax import layout
+from paras2s_jax.model import KimiAudio
+from paras2s_jax.sampling import SamplingConfig, generate
+
+# (query record, reply text ids, reply audio codes) -> (score 1..5, rationale)
+Judge = Callable[[dict, list[int], list[int]], tuple[int, str]]
+
+
+def toy_judge(record: dict, text: list[int], audio: list[int]) -> tuple[int, str]:
+    """The toy world's rule judge on the reply speech (what a listener hears)."""
+    from paras2s_jax.toyworld import Scenario, judge
+
+    verdict = judge(Scenario(**record["scenario"]), audio)
+    return verdict.score, verdict.rationale
+
+
+def chunk_path(out_dir: Path, chunk: int) -> Path:
+    return out_dir / f"distill-{chunk:05d}.jsonl"
+
+
+def distill(
+    model: KimiAudio,
+    queries: Sequence[dict],
+    judge_fn: Judge,
+    out_dir: str | Path,
+    sampling: SamplingConfig,
+    judge_name: str,
+    seed: int = 0,
+    chunk_queries: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, int]:
+    """Write (query, reply, score) shards; returns counts of chunks done and skipped."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mc = model.config
+    chunks = [queries[i:i + chunk_queries] for i in range(0, len(queries), chunk_queries)]
+    done = skipped = 0
+    for k, chunk in enumerate(chunks):
+        path = chunk_path(out, k)
+        if path.exists():
+            skipped += 1
+            continue
+        streams = [
+            layout.build_prompt([layout.Message("user", text=tuple(q.get("prompt_text", ())),
+                                                audio=tuple(q["prompt_audio"]))], mc)
+            for q in chunk
+        ]
+        # Pad to a fixed number of prompts: one compilation for every chunk.
+        streams += [streams[0]] * (chunk_queries - len(streams))
+        prompts = layout.left_pad(streams, max(len(s) for s in streams), mc.special.pad)
+        out_s = jax.device_get(generate(model, prompts, jax.random.fold_in(
+            jax.random.key(seed), k), sampling))
+        g = sampling.num_samples
+        records = []
+        for qi, q in enumerate(chunk):
+            for s in range(g):
+                row = qi * g + s
+                text, audio = layout.parse_reply(np.asarray(out_s.text[row]),
+                                                 np.asarray(out_s.audio[row]), mc)
+                score, why = judge_fn(q, text, audio)
+                records.append({
+                    "query_id": q["id"], "prompt_text": list(q.get("prompt_text", ())),
+                    "prompt_audio": list(q["prompt_audio"]), "scenario": q.get("scenario"),
+                    "sample": s, "reply_text": text, "reply_audio": audio,
+                    "score": int(score), "rationale": why, "judge": judge_name,
+                })
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+        tmp.replace(path)
+        done += 1
+        if progress:
+            progress(k + 1, len(chunks))
+    return {"chunks_written": done, "chunks_skipped": skipped, "chunks": len(chunks)}
+
+
+def read_scored(paths: Sequence[str | Path]) -> list[dict]:
+    """Every record of distillation shards, checked for the fields training needs."""
+    records = []
+    for path in paths:
+        with open(path) as f:
+            for i, line in enumerate(f, start=1):
+                rec = json.loads(line)
+                for field in ("prompt_audio", "reply_text", "reply_audio", "score"):
+                    if field not in rec:
+                        raise ValueError(f"{path}:{i}: missing field {field!r}")
+                if not 1 <= int(rec["score"]) <= 5:
+                    raise ValueError(f"{path}:{i}: score {rec['score']} is not in 1..5")
+                records.append(rec)
+    return records
