@@ -29,8 +29,8 @@ def _init_distributed(cfg) -> None:
 
     d = cfg.distributed
     if d.coordinator:
-        if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS") == "cpu":
-            jax.config.update("jax_cpu_collectives_implementation", d.cpu_collectives)
+        # Only the CPU client reads this; it must be set before any backend starts.
+        jax.config.update("jax_cpu_collectives_implementation", d.cpu_collectives)
         jax.distributed.initialize(d.coordinator, num_processes=d.num_processes,
                                    process_id=d.process_id)
     elif int(os.environ.get("SLURM_NTASKS", "1")) > 1:
