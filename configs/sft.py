@@ -24,11 +24,13 @@ import ml_collections
 
 from configs.base import base_config
 
+PRESETS = ("toy", "kimi_audio_7b")  # every preset get_config accepts (tests load each)
+
 
 def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     """The SFT config for `preset` ("toy" or "kimi_audio_7b")."""
     c = base_config()
-    c.stage = "sft"
+    c.stage = "sft"  # runs paras2s_jax/train/sft_stage.py
 
     c.loss = ml_collections.ConfigDict()
     c.loss.weights = ml_collections.ConfigDict()
@@ -57,37 +59,37 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.toy.sampling.batch_size = 64  # prompts per sampler call
 
     if preset == "toy":
-        c.workdir = "/tmp/paras2s/sft_toy"
-        c.toy.enabled = True
-        c.toy.judge = True
-        c.model.preset = "tiny"
-        c.mesh.data = -1
+        c.workdir = "/tmp/paras2s/sft_toy"  # toy_data/, checkpoints/, tb/, results.json
+        c.toy.enabled = True  # train on the toy world
+        c.toy.judge = True  # print base vs SFT judge scores
+        c.model.preset = "tiny"  # ~0.5M parameters, CPU
+        c.mesh.data = -1  # pure data parallel over whatever devices exist
         c.optimizer.lr = 3e-3  # a tiny model from scratch wants a large lr
-        c.optimizer.warmup_steps = 50
-        c.optimizer.decay_steps = 550
-        c.optimizer.weight_decay = 0.01
-        c.data.global_batch = 32
-        c.data.buckets = [32, 48, 64]
-        c.train.total_steps = 600
-        c.train.eval_every = 100
-        c.train.save_every = 100
+        c.optimizer.warmup_steps = 50  # ~1 epoch of toy data
+        c.optimizer.decay_steps = 550  # cosine to the end of the run
+        c.optimizer.weight_decay = 0.01  # light regularisation
+        c.data.global_batch = 32  # toy sequences per update
+        c.data.buckets = [32, 48, 64]  # toy sequences are ~30 tokens
+        c.train.total_steps = 600  # ~1-2 minutes on 2 CPU cores
+        c.train.eval_every = 100  # eval loss on held-out demonstrations
+        c.train.save_every = 100  # checkpoint cadence
     elif preset == "kimi_audio_7b":
-        c.workdir = "/checkpoints/paras2s/sft_7b"
+        c.workdir = "/checkpoints/paras2s/sft_7b"  # shared storage on a cluster
         c.model.preset = "kimi_audio_7b"  # bf16 storage and compute
-        c.model.dtype = "bfloat16"
-        c.model.param_dtype = "bfloat16"
-        c.model.remat = True
-        c.init.source = "hf"
-        c.mesh.data = 1
+        c.model.dtype = "bfloat16"  # H100 compute
+        c.model.param_dtype = "bfloat16"  # as published
+        c.model.remat = True  # fit activations of batch 64 in 80 GB
+        c.init.source = "hf"  # set --config.init.path to the converted checkpoint
+        c.mesh.data = 1  # all 8 devices on the fsdp axis
         c.mesh.fsdp = 8  # paper: 8-way FSDP on 8 H100s
         c.optimizer.lr = 1e-5  # paper value
-        c.optimizer.warmup_steps = 20
-        c.optimizer.decay_steps = 1500
+        c.optimizer.warmup_steps = 20  # short warm-up from the pretrained model
+        c.optimizer.decay_steps = 1500  # cosine over the run
         c.data.global_batch = 64  # paper value
-        c.data.buckets = [512, 1024, 2048, 4096]
+        c.data.buckets = [512, 1024, 2048, 4096]  # speech prompts up to ~5 min
         c.train.total_steps = 1600  # ~10 epochs of 10k prompts at batch 64
-        c.train.eval_every = 200
-        c.train.save_every = 200
+        c.train.eval_every = 200  # eval loss cadence
+        c.train.save_every = 200  # checkpoint cadence
     else:
         raise ValueError(f"configs/sft.py: unknown preset {preset!r}; use 'toy' or 'kimi_audio_7b'")
     return c
