@@ -78,7 +78,8 @@ class FakeOpenAI:
             self.transcripts[hashlib.sha256(data).hexdigest()] = transcript
 
     def reply_audio(self, marker: str) -> bytes:
-        wav = tone_wav(int(marker[1:3]) * 2 + (marker[3] == "b"))
+        seed = int(marker[1:3]) * 2 + (marker[3] == "b") if MARKER_RE.match(marker) else 999
+        wav = tone_wav(seed)
         self.register_audio(wav, marker, f"reply for {marker} sounds fine")
         return wav
 

@@ -1,0 +1,46 @@
+"""Strict score parsing and the heuristic rule judge."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.judge import JudgeInput, RuleJudge, parse_score
+from bench.style import StyleCaption
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Warm and fitting. The score is 5.", (5, "Warm and fitting.")),
+    ("The score is 1.", (1, "")),
+    ("Reason.\nThe score is 3.  \n", (3, "Reason.")),
+    ("The score is 6.", None),
+    ("The score is 4", None),
+    ("The score is 4. Actually no.", None),
+    ("The score is 2. The score is 4.", None),
+    ("the score is 4.", None),
+    ("Score: 4/5", None),
+    ("", None),
+])
+def test_parse_score_is_strict(text, expected):
+    assert parse_score(text) == expected
+
+
+def _inp(reply: str, reply_caption: StyleCaption, reply_style: str = "gentle, slow, soft"):
+    return JudgeInput(
+        scenario="s", reference="Comfort them: say sorry, offer to talk.",
+        contrast_reference="Celebrate: congratulations, great news!",
+        reply_style=reply_style, user_transcript="i got my results",
+        user_caption=StyleCaption("sad"), reply_transcript=reply, reply_caption=reply_caption)
+
+
+def test_rule_judge_levels_and_label():
+    soft_slow = StyleCaption("c", speed="slow", volume="soft")
+    loud_fast = StyleCaption("c", speed="fast", volume="loud")
+    j = RuleJudge()
+    best = j.judge(_inp("I am so sorry. Do you want to talk?", soft_slow))
+    content_only = j.judge(_inp("I am so sorry. Do you want to talk?", loud_fast))
+    reversed_ = j.judge(_inp("Congratulations, great news!", loud_fast))
+    empty = j.judge(_inp("", soft_slow))
+    assert (best.score, content_only.score, reversed_.score, empty.score) == (5, 4, 1, 1)
+    for v in (best, content_only, reversed_, empty):
+        assert v.heuristic and v.reason.startswith("[HEURISTIC rule judge, not an LLM]")
+    assert j.heuristic and "heuristic" in j.name
