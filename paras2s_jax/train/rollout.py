@@ -1,0 +1,103 @@
+"""GRPO rollouts: sample G replies per prompt, lay them out for training, score them.
+
+A rollout batch is the left-padded prompts repeated G times followed by the sampled
+reply columns. Column `P - 1 + i` (P = prompt length) predicts reply step i, so the
+per-token log-probabilities of a full forward over the batch line up with the
+sampler's (`token_logprobs`), which is what the clipped ratio and the KL need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+
+from paras2s_jax import layout
+from paras2s_jax.model import KimiAudio
+from paras2s_jax.sampling import SampleOutput, SamplingConfig, bucket_length, token_logprobs
+from paras2s_jax.train.grpo import entropy
+from paras2s_jax.train.reward import digit_logits, expected_score, reward_input
+
+STREAMS = ("text", "audio")
+
+
+def rollout_batch(prompts: dict[str, np.ndarray], out: SampleOutput, group: int) -> dict:
+    """The training batch of a rollout (numpy, [N, P + T]) with its reply-aligned fields.
+
+    prompts: `layout.left_pad` dict padded to the sampler's bucket (see `pad_prompts`).
+    Keys: text, audio, attention_mask (the sequence); text_mask, audio_mask,
+    old_text_logprobs, old_audio_logprobs ([N, T], the reply steps).
+    """
+    rep = {k: np.repeat(np.asarray(prompts[k]), group, axis=0)
+           for k in ("text", "audio", "attention_mask")}
+    out = jax.device_get(out)
+    return {
+        "text": np.concatenate([rep["text"], out.text], 1).astype(np.int32),
+        "audio": np.concatenate([rep["audio"], out.audio], 1).astype(np.int32),
+        "attention_mask": np.concatenate([rep["attention_mask"], out.reply_mask()], 1),
+        "text_mask": np.asarray(out.text_mask),
+        "audio_mask": np.asarray(out.audio_mask),
+        "old_text_logprobs": np.asarray(out.text_logprobs, np.float32),
+        "old_audio_logprobs": np.asarray(out.audio_logprobs, np.float32),
+    }
+
+
+def pad_prompts(streams: Sequence[layout.Streams], bucket: int, pad_id: int) -> dict:
+    """Left-pad prompt streams to the sampler's bucket length (so shapes line up)."""
+    return layout.left_pad(streams, bucket_length(max(len(s) for s in streams), bucket), pad_id)
+
+
+def reply_logprobs(
+    model: KimiAudio, batch: dict, sampling: SamplingConfig, with_entropy: bool = False
+) -> dict[str, jax.Array]:
+    """Per-step log-probabilities [N, T] of the reply tokens under `model` (and entropies)."""
+    out = model(batch["text"], batch["audio"], attention_mask=batch["attention_mask"])
+    steps = batch["text_mask"].shape[1]
+    start = batch["text"].shape[1] - steps - 1
+    result = {}
+    for stream, logits_all, temp in (
+        ("text", out.text_logits, sampling.text_temperature),
+        ("audio", out.audio_logits, sampling.audio_temperature),
+    ):
+        logits = jax.lax.dynamic_slice_in_dim(logits_all, start, steps, axis=1)
+        tokens = batch[stream][:, start + 1:]
+        result[stream] = token_logprobs(logits, tokens, temp)
+        if with_entropy:
+            result[f"entropy_{stream}"] = entropy(logits, temp)
+    return result
+
+
+def score_replies(
+    reward_model: KimiAudio,
+    prompt_streams: Sequence[layout.Streams],
+    out: SampleOutput,
+    group: int,
+    suffix_ids: Sequence[int],
+    digit_ids: Sequence[int],
+    bucket: int = 16,
+) -> np.ndarray:
+    """Expected Likert score [N] of every sampled reply under the reward model.
+
+    Replies are re-laid out as the reward model saw them in training (parsed, then
+    `build_reply`), so the sampler's exact column timing does not leak into the reward.
+    """
+    mc = reward_model.config
+    out = jax.device_get(out)
+    seqs = []
+    for row in range(out.text.shape[0]):
+        text, audio = layout.parse_reply(out.text[row], out.audio[row], mc)
+        reply = layout.build_reply(text, audio, mc)
+        seqs.append(reward_input(prompt_streams[row // group], reply, suffix_ids, mc))
+    batch = layout.left_pad(seqs, bucket_length(max(len(s) for s in seqs), bucket),
+                            mc.special.pad)
+    scores = _reward_forward(reward_model, batch["text"], batch["audio"],
+                             batch["attention_mask"], tuple(digit_ids))
+    return np.asarray(scores)
+
+
+@nnx.jit(static_argnums=4)
+def _reward_forward(model: KimiAudio, text, audio, mask, digit_ids: tuple[int, ...]):
+    logits = model(text, audio, attention_mask=mask).text_logits
+    return expected_score(digit_logits(logits, digit_ids))
