@@ -17,11 +17,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   fi
 fi
 
-quiet_pip() {  # pip, without this machine's harmless "Location ... is ignored" noise
-  "$VENV/bin/pip" "$@" 2>&1 | { grep -v -e "is ignored" -e "BuildBackendWarning" || true; }
+python3 -m venv "$VENV"
+LOG="$VENV/pip-install.log"
+quiet_pip() {  # pip's output goes to a log; it is shown only when pip fails
+  "$VENV/bin/pip" "$@" >>"$LOG" 2>&1 || { tail -n 60 "$LOG"; echo "pip $* failed; see $LOG"; exit 1; }
 }
 
-python3 -m venv "$VENV"
 quiet_pip install -q --upgrade pip
 quiet_pip install -q -e ".[${EXTRAS}]"
 # openai-whisper declares triton (a GPU compiler) as a dependency; its real needs are in pyproject.
