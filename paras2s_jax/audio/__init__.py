@@ -1,0 +1,41 @@
+"""Audio front end: Whisper log-mel, the Whisper-large-v3 encoder, Kimi-Audio's features."""
+
+from paras2s_jax.audio.audio_io import AudioReadError, read_audio, resample, to_mono
+from paras2s_jax.audio.features import (
+    extract_features,
+    place_features,
+    segment_token_lengths,
+    stack_frames,
+    token_length,
+)
+from paras2s_jax.audio.mel import (
+    HOP_LENGTH,
+    N_FFT,
+    N_FRAMES,
+    N_SAMPLES,
+    SAMPLE_RATE,
+    log_mel_spectrogram,
+    mel_filters,
+    pad_or_trim,
+)
+from paras2s_jax.audio.whisper_checkpoint import (
+    WhisperCheckpointError,
+    load_hf_whisper_encoder,
+    load_openai_whisper_encoder,
+    load_whisper_encoder,
+    read_hf_config,
+)
+from paras2s_jax.audio.whisper_encoder import (
+    WhisperConfigError,
+    WhisperEncoder,
+    WhisperEncoderConfig,
+)
+
+__all__ = [
+    "HOP_LENGTH", "N_FFT", "N_FRAMES", "N_SAMPLES", "SAMPLE_RATE", "AudioReadError",
+    "WhisperCheckpointError", "WhisperConfigError", "WhisperEncoder", "WhisperEncoderConfig",
+    "extract_features", "load_hf_whisper_encoder", "load_openai_whisper_encoder",
+    "load_whisper_encoder", "log_mel_spectrogram", "mel_filters", "pad_or_trim",
+    "place_features", "read_audio", "read_hf_config", "resample", "segment_token_lengths",
+    "stack_frames", "to_mono", "token_length",
+]

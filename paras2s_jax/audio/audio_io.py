@@ -1,0 +1,46 @@
+"""Read an audio file as 16 kHz mono float32 (soundfile + polyphase resampling)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from scipy.signal import resample_poly
+
+from paras2s_jax.audio.mel import SAMPLE_RATE
+
+
+class AudioReadError(OSError):
+    """An audio file is missing, unreadable or empty; the message names the file."""
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """float32[N, C] or [N] -> float32[N]: channels averaged (a plain downmix)."""
+    audio = np.asarray(audio, np.float32)
+    return audio.mean(axis=1, dtype=np.float32) if audio.ndim == 2 else audio
+
+
+def resample(audio: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """float32[N] at `orig_rate` -> float32[~N * target / orig] (anti-aliased polyphase)."""
+    if orig_rate <= 0 or target_rate <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_rate} -> {target_rate}")
+    if orig_rate == target_rate:
+        return np.asarray(audio, np.float32)
+    g = math.gcd(orig_rate, target_rate)
+    return resample_poly(audio, target_rate // g, orig_rate // g).astype(np.float32)
+
+
+def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """float32[N] mono audio at `sample_rate` from any file libsndfile reads (wav, flac, ogg)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioReadError(f"{path}: no such audio file")
+    try:
+        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise AudioReadError(f"{path}: cannot read audio ({err})") from err
+    if data.size == 0:
+        raise AudioReadError(f"{path}: the file holds no audio samples")
+    return resample(to_mono(data), rate, sample_rate)
