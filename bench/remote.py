@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -30,13 +31,17 @@ class TransientError(RuntimeError):
     """A call that kept failing with retryable errors; a later re-run may succeed."""
 
 
+# Key-shaped tokens (sk-..., also partly masked echoes such as "sk-proj-abc***xyz").
+_KEYLIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*]{6,}")
+
+
 def redact(text: str) -> str:
-    """Replace every API key in use by '***'."""
+    """Replace every API key in use, and anything key-shaped, by '***'."""
     with _SECRETS_LOCK:
         secrets = sorted(_SECRETS, key=len, reverse=True)
     for s in secrets:
         text = text.replace(s, "***")
-    return text
+    return _KEYLIKE.sub("sk-***", text)
 
 
 def _safe_url(url: str | None) -> str:

@@ -41,7 +41,11 @@ def bootstrap_ci(scores: list[int] | np.ndarray, n_boot: int = N_BOOT, seed: int
     if len(x) == 0:
         raise ValueError("bootstrap_ci: no scores")
     rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    # Chunks bound memory (n_boot x n indices) for sets of thousands of items.
+    chunk = max(1, 2_000_000 // len(x))
+    means = np.concatenate([
+        x[rng.integers(0, len(x), size=(min(chunk, n_boot - i), len(x)))].mean(axis=1)
+        for i in range(0, n_boot, chunk)])
     a = (1 - level) / 2
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
@@ -144,10 +148,27 @@ def plot(by_system: dict[str, list[Judgement]], out: Path) -> list[Path]:
     return paths
 
 
-def write_report(judgements: list[Judgement], out: Path, plots: bool = True) -> None:
+def ledger_markdown(ledger: dict) -> str:
+    """Calls, cache hits, estimated cost and time per back end."""
+    lines = ["| back end | calls | from cache | est. cost (USD) | time (s) |",
+             "|---|---|---|---|---|"]
+    for name, b in sorted(ledger.get("by_backend", {}).items()):
+        lines.append(f"| {name} | {b['calls']} | {b['cached']} | {b['cost_usd']:.4f} | "
+                     f"{b['latency_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def write_report(judgements: list[Judgement], out: Path, plots: bool = True,
+                 ledger: dict | None = None) -> None:
     """report.md, table.csv and (optionally) PNG plots for one system's run."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(render_markdown(judgements) + "\n")
+    text = render_markdown(judgements)
+    backends = judgements[0].backends if judgements else {}
+    if backends:
+        text += "\n\nScored by: " + "; ".join(f"{k}={v}" for k, v in backends.items())
+    if ledger:
+        text += "\n\n#### Calls of the last run\n\n" + ledger_markdown(ledger)
+    (out / "report.md").write_text(text + "\n")
     by_system: dict[str, list[Judgement]] = {}
     for j in judgements:
         by_system.setdefault(j.system, []).append(j)

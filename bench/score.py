@@ -107,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--limit", type=int, default=None, help="score only the first N queries")
     ap.add_argument("--dimensions", default=None, help="comma list, e.g. emotion,sarcasm")
     ap.add_argument("--split", default="all", choices=["all", "synthetic", "real"])
+    ap.add_argument("--retry-failed", action="store_true",
+                    help="also redo items that failed permanently (cached calls are reused)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--no-plots", action="store_true")
     return ap.parse_args(argv)
@@ -214,11 +216,15 @@ def run(args: argparse.Namespace) -> list[Judgement]:
     results_path = out / "judgements.jsonl"
     previous = read_judgements(results_path, tolerate_torn_tail=True) if results_path.exists() \
         else []
-    other = {j.system for j in previous} - {system.name}
-    if other:
-        raise ConfigError(f"{results_path} holds results of another system ({sorted(other)[0]});"
-                          " use a different --out")
-    done = {j.item_id for j in previous if not j.transient}
+    for j in previous:
+        # Mixing back ends in one results file would make its table meaningless.
+        if j.backends != names:
+            diff = sorted(k for k in names if j.backends.get(k) != names[k])
+            raise ConfigError(
+                f"{results_path} holds results made with other back ends ({', '.join(diff)}: "
+                f"{j.backends.get(diff[0])!r} vs {names[diff[0]]!r}); use a different --out")
+    done = {j.item_id for j in previous
+            if not j.transient and not (args.retry_failed and j.score is None)}
     items = [(q, s) for q in queries for s in q.styles if q.item_id(s) not in done]
     (out / "run.json").write_text(json.dumps({
         "queries": str(args.queries), "backends": names, "started": time.time(),
@@ -227,27 +233,29 @@ def run(args: argparse.Namespace) -> list[Judgement]:
     print(f"Scoring {len(items)} items ({2 * len(queries) - len(items)} already done) "
           f"-> {results_path}", file=sys.stderr)
     writer = JsonlAppender(results_path)
+    pool = ThreadPoolExecutor(max_workers=max(1, args.concurrency))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, args.concurrency)) as pool, \
-                tqdm(total=len(items), disable=args.no_progress, file=sys.stderr,
-                     unit="item") as bar:
+        with tqdm(total=len(items), disable=args.no_progress, file=sys.stderr, unit="item") as bar:
             futures = [pool.submit(score_item, q, s, backends, runtime, names) for q, s in items]
             for fut in as_completed(futures):
                 writer.append(fut.result())
                 bar.update(1)
     finally:
+        # On Ctrl-C: drop queued items, let running ones finish (their calls get cached).
+        pool.shutdown(wait=True, cancel_futures=True)
         writer.close()
         runtime.close()
-    # Compact: one record per item (the last), in query order; atomic replace.
+    # Compact: one record per item (the last); this selection first, in query order. Records
+    # outside the selection (an earlier run with other filters) are kept, never dropped.
     order = {q.item_id(s): i for i, q in enumerate(queries) for s in q.styles}
-    final = sorted((j for j in read_judgements(results_path, True) if j.item_id in order),
-                   key=lambda j: order[j.item_id])
-    write_jsonl(results_path, final)
+    everything = read_judgements(results_path, True)
+    final = sorted((j for j in everything if j.item_id in order), key=lambda j: order[j.item_id])
+    write_jsonl(results_path, final + [j for j in everything if j.item_id not in order])
     totals = runtime.totals
     summary = {"calls": totals.calls, "cached": totals.cached,
                "est_cost_usd": round(totals.cost_usd, 4), "by_backend": totals.by_backend}
     (out / "ledger_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    report.write_report(final, out, plots=not args.no_plots)
+    report.write_report(final, out, plots=not args.no_plots, ledger=summary)
     print(report.render_markdown(final))
     failed = [j for j in final if j.score is None]
     print(f"\nScored by: system={names['system']}; ASR={names['asr']}; style={names['style']}; "

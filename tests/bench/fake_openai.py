@@ -117,6 +117,11 @@ class FakeOpenAI:
                     self._json({"error": {"message": "slow down", "type": "rate_limit"}}, 429,
                                {"Retry-After": "0"})
                     return True
+                if behaviour == "401echo":  # like servers that quote the key back
+                    key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                    self._json({"error": {"message": f"Incorrect API key provided: {key}",
+                                          "type": "invalid_request_error"}}, 401)
+                    return True
                 if behaviour == "500":
                     self._json({"error": {"message": "boom", "type": "server_error"}}, 500)
                     return True

@@ -78,10 +78,14 @@ def test_planted_api_key_never_reaches_disk_or_output(tmp_path, fake_server, mon
                                                       capsys):
     monkeypatch.setenv("BENCH_TEST_KEY", PLANTED_KEY)
     queries, _ = make_remote_set(tmp_path / "data", fake_server, 2)
-    fake_server.script = {("judge", "q01a"): ["500"] * 3, ("transcriptions", "q02a"): ["429"]}
+    fake_server.script = {("judge", "q01a"): ["500"] * 3, ("transcriptions", "q02a"): ["429"],
+                          ("judge", "q02b"): ["401echo"]}
     out = tmp_path / "out"
     assert score.main(remote_argv(fake_server, queries, out, tmp_path / "c.sqlite")) == 0
     printed = capsys.readouterr()
+    res = {j.item_id: j for j in read_judgements(out / "judgements.jsonl")}
+    # The server quoted the key back in its 401 error; the recorded error is scrubbed.
+    assert "AuthenticationError" in res["q02:b"].error and "provided: ***" in res["q02:b"].error
     # The key really was used on the wire ...
     assert any(PLANTED_KEY in h for h in fake_server.auth_headers)
     # ... and appears nowhere we write: results, ledger, report, cache (db, WAL, blobs), output.
@@ -99,3 +103,10 @@ def test_missing_key_is_a_clear_config_error(tmp_path, fake_server, monkeypatch,
     assert score.main(remote_argv(fake_server, queries, tmp_path / "o", tmp_path / "c")) == 2
     assert "BENCH_TEST_KEY is not set" in capsys.readouterr().err
     assert sum(fake_server.counts.values()) == 0
+
+
+def test_redact_scrubs_partly_masked_key_echoes():
+    from bench.remote import redact
+
+    text = redact("Incorrect API key provided: sk-proj-abcd1234****WXYZ. See the docs.")
+    assert "abcd1234" not in text and "sk-***" in text and "See the docs." in text

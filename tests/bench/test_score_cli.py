@@ -1,0 +1,71 @@
+"""bench.score run management: filters, back-end consistency, keeping earlier results."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import score
+from bench.remote import RetryPolicy
+from bench.schema import read_judgements, read_queries
+from tests.bench.conftest import PLANTED_KEY, make_remote_set, remote_argv
+
+
+def test_filters_select_split_dimension_and_limit(tmp_path, fake_server):
+    queries, _ = make_remote_set(tmp_path, fake_server, 8)
+    qs = read_queries(queries)
+    args = score.parse_args(["--queries", str(queries), "--split", "synthetic",
+                             "--dimensions", "emotion,age"])
+    picked = score.select(qs, args)
+    assert picked and all(q.split == "synthetic" and q.dimension in ("emotion", "age")
+                          for q in picked)
+    assert len(picked) == sum(q.split == "synthetic" and q.dimension in ("emotion", "age")
+                              for q in qs)
+    args = score.parse_args(["--queries", str(queries), "--limit", "3"])
+    assert [q.id for q in score.select(qs, args)] == ["q01", "q02", "q03"]
+
+
+def test_filtered_rerun_keeps_earlier_results_and_other_backends_are_refused(
+        tmp_path, fake_server, monkeypatch, capsys):
+    monkeypatch.setenv("BENCH_TEST_KEY", PLANTED_KEY)
+    queries, _ = make_remote_set(tmp_path / "d", fake_server, 4)
+    out, cache = tmp_path / "out", tmp_path / "c.sqlite"
+    argv = remote_argv(fake_server, queries, out, cache)
+    assert score.main(argv) == 0
+    assert score.main(argv + ["--limit", "1"]) == 0
+    capsys.readouterr()
+    # The narrower run reports on its selection but leaves the other items on disk.
+    assert len(read_judgements(out / "judgements.jsonl")) == 8
+    assert "n=2)" in (out / "report.md").read_text()
+    # Same folder, another judge model: refused instead of mixing back ends.
+    assert score.main(argv + ["--judge-model", "gpt-4.1-mini"]) == 2
+    assert "other back ends (judge" in capsys.readouterr().err
+
+
+def test_retry_failed_redoes_permanent_failures_only_on_request(tmp_path, fake_server,
+                                                                monkeypatch, capsys):
+    monkeypatch.setenv("BENCH_TEST_KEY", PLANTED_KEY)
+    queries, _ = make_remote_set(tmp_path / "d", fake_server, 2)
+    fake_server.script = {("audio_chat", "q01a"): ["empty"]}
+    argv = remote_argv(fake_server, queries, tmp_path / "out", tmp_path / "c.sqlite")
+    assert score.main(argv) == 0
+    assert score.main(argv) == 0  # a permanent failure is not retried by default
+    assert fake_server.counts[("audio_chat", "q01a")] == 1
+    assert score.main(argv + ["--retry-failed"]) == 0
+    assert fake_server.counts[("audio_chat", "q01a")] == 2
+    res = {j.item_id: j for j in read_judgements(tmp_path / "out" / "judgements.jsonl")}
+    assert res["q01:a"].score == 4 and res["q01:a"].error is None
+    assert "Items: 4 (0 failed" in capsys.readouterr().out
+
+
+def test_backoff_grows_and_honours_retry_after():
+    p = RetryPolicy(max_attempts=5, base_delay_s=1.0, max_delay_s=5.0)
+    assert p.delay(1, retry_after=0.25) == 0.25
+    assert p.delay(3, retry_after=100) == 5.0
+    d1, d3 = p.delay(1), p.delay(3)
+    assert 0.5 <= d1 <= 1.0 and 2.0 <= d3 <= 4.0 and p.delay(10) <= 5.0
+
+
+@pytest.mark.parametrize("flag", ["--asr", "--style", "--judge", "--system"])
+def test_unknown_backend_names_are_rejected(flag):
+    with pytest.raises(SystemExit):
+        score.parse_args([flag, "no-such-backend"])
