@@ -33,7 +33,9 @@ class Cache:
         self.blob_dir.mkdir(exist_ok=True)
         self._lock = threading.Lock()
         # One connection shared under a lock: sqlite3 objects are not thread-safe.
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        # timeout: another bench.score process may share the cache and hold the write lock.
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                                   timeout=60)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(

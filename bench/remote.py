@@ -149,11 +149,12 @@ DEFAULT_PRICES: dict[str, dict[str, float]] = {
 }
 
 
-def estimate_cost(prices: dict[str, dict[str, float]], model: str, usage: dict[str, Any]) -> float:
-    """Cost of one call from its usage; 0.0 for models without a price (ledger says so)."""
+def estimate_cost(prices: dict[str, dict[str, float]], model: str,
+                  usage: dict[str, Any]) -> float | None:
+    """Cost of one call from its usage; None for a model without a price."""
     p = prices.get(model)
     if not p:
-        return 0.0
+        return None
     cost = usage.get("prompt_tokens", 0) * p.get("input_per_mtok", 0.0) / 1e6
     cost += usage.get("completion_tokens", 0) * p.get("output_per_mtok", 0.0) / 1e6
     cost += usage.get("audio_seconds", 0.0) / 60 * p.get("per_minute", 0.0)

@@ -36,6 +36,7 @@ class Totals:
     cached: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
+    unpriced: int = 0  # paid calls to models missing from the price table
     by_backend: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
@@ -97,19 +98,23 @@ class Runtime:
         latency = time.monotonic() - t0
         # Remote models are labelled "name@host"; prices are per model name.
         cost = estimate_cost(self.prices, model.split("@")[0], usage) if remote else 0.0
+        priced = cost is not None
+        cost = cost or 0.0
         self.cache.put(key, role, backend, model, value)
-        self._log(role, backend, model, key, False, latency, cost, attempts, usage)
+        self._log(role, backend, model, key, False, latency, cost, attempts, usage, priced)
         if stats:
             stats.paid += int(remote)
             stats.cost_usd += cost
             stats.latency_s += latency
         return value
 
-    def _log(self, role, backend, model, key, cached, latency, cost, attempts, usage=None):
+    def _log(self, role, backend, model, key, cached, latency, cost, attempts, usage=None,
+             priced=True):
         name = f"{role}:{backend}/{model}"
         with self._lock:
             t = self.totals
             t.calls += 1
+            t.unpriced += int(not priced)
             t.cached += int(cached)
             t.cost_usd += cost
             t.latency_s += latency
@@ -123,8 +128,8 @@ class Runtime:
             self._ledger.append({
                 "time": time.time(), "role": role, "backend": backend,
                 "model": redact(model), "key": key[:16], "cached": cached,
-                "latency_s": round(latency, 4), "cost_usd": cost, "attempts": attempts,
-                "usage": usage or {},
+                "latency_s": round(latency, 4), "cost_usd": cost, "priced": priced,
+                "attempts": attempts, "usage": usage or {},
             })
 
     def open_ledger(self, path: str | Path) -> None:

@@ -84,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--system-path", type=Path, default=OFFLINE_DIR / "replies" / "style_aware",
                     help="wavdir: reply folder; checkpoint: Orbax checkpoint")
     ap.add_argument("--system-voice", default="alloy", help="audio-chat reply voice")
+    ap.add_argument("--system-prompt", default="", help="audio-chat: optional system message")
     _endpoint_args(ap, "system")
     _endpoint_args(ap, "chat")  # text model of pipeline/topline
     ap.add_argument("--tts", default="openai", choices=["openai", "espeak"],
@@ -139,7 +140,8 @@ def build_backends(args: argparse.Namespace, runtime: Runtime):
     elif args.system == "wavdir":
         system = WavFolderSystem(args.system_path)
     elif args.system == "audio-chat":
-        system = AudioChatSystem(_endpoint(args, "system"), runtime, args.system_voice)
+        system = AudioChatSystem(_endpoint(args, "system"), runtime, args.system_voice,
+                                 args.system_prompt)
     else:
         tts = (OpenAITTS(_endpoint(args, "tts"), runtime, args.tts_voice) if args.tts == "openai"
                else EspeakTTS(runtime))
@@ -252,7 +254,7 @@ def run(args: argparse.Namespace) -> list[Judgement]:
     final = sorted((j for j in everything if j.item_id in order), key=lambda j: order[j.item_id])
     write_jsonl(results_path, final + [j for j in everything if j.item_id not in order])
     totals = runtime.totals
-    summary = {"calls": totals.calls, "cached": totals.cached,
+    summary = {"calls": totals.calls, "cached": totals.cached, "unpriced": totals.unpriced,
                "est_cost_usd": round(totals.cost_usd, 4), "by_backend": totals.by_backend}
     (out / "ledger_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     report.write_report(final, out, plots=not args.no_plots, ledger=summary)
@@ -265,7 +267,9 @@ def run(args: argparse.Namespace) -> list[Judgement]:
               "comparable with the paper's GPT-4.1 scores.")
     print(f"Items: {len(final)} ({len(failed)} failed, see 'error' in {results_path}); "
           f"calls this run: {totals.calls} ({totals.cached} from cache), "
-          f"estimated cost ${totals.cost_usd:.4f}. Report: {out / 'report.md'}")
+          f"estimated cost ${totals.cost_usd:.4f}"
+          + (f" (+{totals.unpriced} calls to models without a price; see --prices)"
+             if totals.unpriced else "") + f". Report: {out / 'report.md'}")
     cache.close()
     return final
 
