@@ -10,6 +10,11 @@ volume, pitch and the gender cue are calibrated; emotion/tone and age are *rules
 those bands (no labelled emotional speech exists offline), and the caption says so.
 Absolute volume depends on recording gain, so "loud/soft" is only meaningful between
 recordings made alike (as in the synthetic set).
+
+Held-out accuracy (`--check`: 4 unseen sentences x 2 voices x 3 levels = 24 clips each):
+speed 0.94 on slow-vs-fast (0.88 over three levels), volume 1.00, pitch 1.00 (pitch is
+judged within the voice's register), gender cue 1.00. On real speech expect far less:
+espeak-ng varies one knob at a time, people do not.
 """
 
 from __future__ import annotations
