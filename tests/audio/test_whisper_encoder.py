@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import shutil
+
+import jax.numpy as jnp
 import numpy as np
 import torch
 from flax import nnx
+from safetensors.torch import save_file
 
 from paras2s_jax.audio import (
     WhisperEncoder,
@@ -92,3 +97,45 @@ def test_every_parameter_has_logical_axes():
     per_layer = (4 * 1280**2 + 3 * 1280) + 4 * 1280 + (2 * 1280 * 5120 + 5120 + 1280)
     stem = (128 * 3 + 1) * 1280 + (1280 * 3 + 1) * 1280
     assert n == stem + 32 * per_layer + 2 * 1280 + 1500 * 1280 == 636_968_960
+
+
+def test_half_precision_files_load_exactly(hf_whisper, openai_whisper, tmp_path):
+    """Kimi-Audio ships fp16 safetensors and openai-whisper fp16 .pt files; check both paths.
+
+    The reference is the same torch model with its weights rounded to that dtype, so the
+    loaders must reproduce it to fp32 tolerance.
+    """
+    mel = _mel(4)
+    for (model, src), dtype in ((hf_whisper, torch.float16), (openai_whisper, torch.bfloat16)):
+        rounded = copy.deepcopy(model)
+        with torch.no_grad():
+            for tensor in [*rounded.parameters(), *rounded.buffers()]:
+                if tensor.is_floating_point():
+                    tensor.copy_(tensor.to(dtype).float())
+        state = {k: v.to(dtype) if v.is_floating_point() else v
+                 for k, v in model.state_dict().items()}
+        if str(src).endswith(".pt"):
+            path = tmp_path / "half.pt"
+            torch.save({"dims": torch.load(src, weights_only=True)["dims"],
+                        "model_state_dict": state}, path)
+            with torch.no_grad():
+                expected = rounded.encoder(torch.from_numpy(mel)).numpy()
+        else:
+            path = tmp_path / "half"
+            path.mkdir()
+            shutil.copy(src / "config.json", path / "config.json")
+            save_file({k: v.contiguous() for k, v in state.items()}, path / "model.safetensors")
+            with torch.no_grad():
+                expected = rounded.encoder(torch.from_numpy(mel)).last_hidden_state.numpy()
+        diff = np.abs(np.asarray(_encode(load_whisper_encoder(path), mel)) - expected).max()
+        print(f"{dtype} checkpoint -> fp32 encoder: max |diff| = {diff:.2e}")
+        assert diff <= TOL
+
+
+def test_large_v3_shapes_trace_without_compute():
+    def run():
+        encoder = WhisperEncoder(WhisperEncoderConfig.large_v3(dtype="bfloat16"), rngs=nnx.Rngs(0))
+        return encoder(jnp.zeros((1, 128, 3000), jnp.float32))
+
+    out = nnx.eval_shape(run)
+    assert out.shape == (1, 1500, 1280) and out.dtype == jnp.bfloat16
