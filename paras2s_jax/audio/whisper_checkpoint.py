@@ -36,7 +36,7 @@ from paras2s_jax.audio.whisper_encoder import WhisperEncoder, WhisperEncoderConf
 from paras2s_jax.checkpoint.safetensors_io import SafetensorsFile
 from paras2s_jax.sharding import PARAM_RULES, Rules, state_shardings
 
-Path_ = tuple[str | int, ...]
+ParamPath = tuple[str | int, ...]
 
 
 class WhisperCheckpointError(ValueError):
@@ -47,7 +47,7 @@ class WhisperCheckpointError(ValueError):
 class _Tensor:
     """Where one checkpoint tensor goes: our path, its PyTorch shape, the layout map."""
 
-    path: Path_
+    path: ParamPath
     torch_shape: tuple[int, ...]
     to_flax: Callable[[np.ndarray], np.ndarray]
 
