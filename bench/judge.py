@@ -82,6 +82,7 @@ class Verdict:
     score: int
     reason: str
     heuristic: bool
+    version: str = ""  # the model snapshot that answered, as the server reports it
 
 
 class Judge(Protocol):
@@ -112,16 +113,19 @@ class OpenAIJudge:
         self.name = f"openai-judge/{endpoint.label()}"
         self._client = endpoint.client()
 
-    def _ask(self, messages: list[dict]) -> str:
+    def _ask(self, messages: list[dict]) -> tuple[str, str]:
         def compute():
             resp = self._client.chat.completions.create(
                 model=self.endpoint.model, messages=messages, temperature=0, max_tokens=300,
             )
-            return {"text": resp.choices[0].message.content or ""}, usage_of(resp)
+            # "gpt-4.1" is an alias; the served snapshot (e.g. a dated one) is what answered.
+            served = str(getattr(resp, "model", "") or "")
+            return {"text": resp.choices[0].message.content or "", "served": served}, \
+                usage_of(resp)
 
-        return self.runtime.call("judge", "openai-judge", self.endpoint.label(),
-                                 {"messages": messages, "temperature": 0}, compute,
-                                 remote=True)["text"]
+        out = self.runtime.call("judge", "openai-judge", self.endpoint.label(),
+                                {"messages": messages, "temperature": 0}, compute, remote=True)
+        return out["text"], out.get("served", "")
 
     def judge(self, inp: JudgeInput) -> Verdict:
         user = USER_TEMPLATE.format(
@@ -135,11 +139,11 @@ class OpenAIJudge:
                     {"role": "user", "content": user}]
         answers = []
         for _ in range(self.max_reasks + 1):
-            text = self._ask(messages)
+            text, served = self._ask(messages)
             answers.append(text)
             parsed = parse_score(text)
             if parsed:
-                return Verdict(parsed[0], parsed[1], heuristic=False)
+                return Verdict(parsed[0], parsed[1], heuristic=False, version=served)
             messages = messages + [{"role": "assistant", "content": text},
                                    {"role": "user", "content": REASK}]
         shown = " | ".join(repr(a[:120]) for a in answers)
@@ -179,7 +183,7 @@ class RuleJudge:
         reply = _content_words(inp.reply_transcript)
         if not reply:
             return Verdict(1, "[HEURISTIC rule judge, not an LLM] no words recognised in the "
-                              "reply.", heuristic=True)
+                              "reply.", heuristic=True, version=self.name)
         own_ref, other_ref = _content_words(inp.reference), _content_words(inp.contrast_reference)
         own = len(reply & own_ref) / max(len(own_ref), 1)
         other = len(reply & other_ref) / max(len(other_ref), 1)
@@ -197,4 +201,4 @@ class RuleJudge:
             score, why = (3 if voice_ok else 2), "content shows no sign of this style"
         reason = (f"[HEURISTIC rule judge, not an LLM] {why} (reference overlap {own:.2f} vs "
                   f"contrast {other:.2f}); voice cues matched {hits}/{len(cues)}.")
-        return Verdict(score, reason, heuristic=True)
+        return Verdict(score, reason, heuristic=True, version=self.name)

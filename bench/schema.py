@@ -86,6 +86,7 @@ class Judgement:
     error_stage: str | None = None  # system | input_audio | reply_audio | asr | style | judge
     transient: bool = False  # True when a re-run may succeed (retries exhausted)
     heuristic: bool = False  # True when the rule judge (not an LLM) gave the score
+    judge_version: str = ""  # model snapshot the judge server reported
     backends: dict[str, str] = field(default_factory=dict)  # role -> "backend/model"
     input_transcript: str = ""
     input_caption: str = ""

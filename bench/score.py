@@ -190,7 +190,8 @@ def score_item(query: Query, style: StyleVariant, backends, runtime: Runtime,
                 contrast_reference=query.contrast(style).reference, reply_style=style.reply_style,
                 user_transcript=fields["input_transcript"], user_caption=cap_in,
                 reply_transcript=fields["reply_transcript"], reply_caption=cap_out))
-            result = dict(score=verdict.score, reason=verdict.reason)
+            result = dict(score=verdict.score, reason=verdict.reason,
+                          judge_version=verdict.version)
         except Exception as err:  # one item's failure must not end a weeks-long run
             msg = str(err) if isinstance(err, TransientError) else f"{type(err).__name__}: {err}"
             result = dict(score=None, error=redact(msg)[:1000], error_stage=stage,

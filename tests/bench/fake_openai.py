@@ -175,7 +175,8 @@ class FakeOpenAI:
                 if audio is not None:
                     message["audio"] = audio
                 self._json({
-                    "id": "cmpl-1", "object": "chat.completion", "created": 0, "model": model,
+                    "id": "cmpl-1", "object": "chat.completion", "created": 0,
+                    "model": f"{model}-2025-04-14",
                     "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
                     "usage": {"prompt_tokens": 1000, "completion_tokens": 50,
                               "total_tokens": 1050},

@@ -39,7 +39,7 @@ def test_scripted_failures_are_recorded_per_item_and_the_run_completes(
             assert j.score is None and j.error_stage == failed[item], (item, j.error)
         else:
             assert j.score == s.judge_scores[marker], (item, j.error)
-            assert j.heuristic is False
+            assert j.heuristic is False and j.judge_version == "gpt-4.1-2025-04-14"
             assert f"prompt {marker}" in j.input_transcript
             assert "Emotion: excited." in j.input_caption
     assert "JudgeFormatError" in results["q02:a"].error and "2 answers" in results["q02:a"].error
