@@ -26,15 +26,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import jax
 import ml_dtypes
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, SingleDeviceSharding
+from jax.sharding import Mesh
 
 from paras2s_jax.audio.whisper_encoder import WhisperEncoder, WhisperEncoderConfig
+from paras2s_jax.checkpoint.placement import place_on_shards
 from paras2s_jax.checkpoint.safetensors_io import SafetensorsFile
-from paras2s_jax.sharding import PARAM_RULES, Rules, state_shardings
+from paras2s_jax.sharding import PARAM_RULES, Rules
 
 ParamPath = tuple[str | int, ...]
 
@@ -154,20 +154,9 @@ def _build(
     key_map = _key_map(config, openai)
     _check(source, key_map)
     abstract = nnx.eval_shape(lambda: WhisperEncoder(config, rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
-    flat = dict(nnx.to_flat_state(state))
-    shardings = dict(nnx.to_flat_state(state_shardings(state, mesh, rules))) if mesh else None
-    device = SingleDeviceSharding(jax.devices()[0])
-    for key, tensor in key_map.items():
-        view = tensor.to_flax(source.get(key))  # a strided view of a memory map: no copy yet
-        variable = flat[tensor.path]
-        sharding = shardings[tensor.path].get_value() if shardings else device
-        array = jax.make_array_from_callback(
-            variable.shape, sharding,
-            lambda index, v=view, dt=variable.dtype: np.asarray(v[index], dtype=dt),
-        )
-        flat[tensor.path] = variable.replace(array)
-    return nnx.merge(graphdef, nnx.from_flat_state(list(flat.items())))
+    # Strided views of memory maps: each device copies only its own slice.
+    views = ((t.path, t.to_flax(source.get(key))) for key, t in key_map.items())
+    return place_on_shards(abstract, views, mesh, rules)
 
 
 def read_hf_config(path: str | Path, **overrides: Any) -> WhisperEncoderConfig:

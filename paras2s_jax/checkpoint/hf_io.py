@@ -16,13 +16,14 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, SingleDeviceSharding
+from jax.sharding import Mesh
 
 from paras2s_jax.checkpoint.hf_keys import check_keys, key_specs
+from paras2s_jax.checkpoint.placement import place_on_shards
 from paras2s_jax.checkpoint.safetensors_io import SafetensorsFile, write_safetensors
 from paras2s_jax.model.config import KimiAudioConfig
 from paras2s_jax.model.kimi_audio import KimiAudio
-from paras2s_jax.sharding import PARAM_RULES, Rules, state_shardings
+from paras2s_jax.sharding import PARAM_RULES, Rules
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -90,31 +91,15 @@ def import_hf(
     directory = Path(directory)
     config = read_config(directory, **config_overrides)
     abstract = nnx.eval_shape(lambda: KimiAudio(config, rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
     specs = key_specs(abstract)
-    files = shard_files(directory)
-    check_keys(specs, list(files), str(directory))
-    shardings = dict(nnx.to_flat_state(state_shardings(state, mesh, rules))) if mesh else None
-    flat = dict(nnx.to_flat_state(state))
-    device = SingleDeviceSharding(jax.devices()[0])
-    for path, names in _by_file(files).items():
-        handle = SafetensorsFile(path)
-        for name in names:
-            spec = specs.get(name)
-            if spec is None:  # ignored buffers (RoPE inverse frequencies)
-                continue
-            if name not in handle.keys():
-                raise CheckpointFileError(f"{path}: the index lists {name}, the file lacks it")
-            view = spec.to_flax(handle.get(name))  # a strided view: no copy yet
-            variable = flat[spec.path]
-            sharding = shardings[spec.path].get_value() if shardings else device
-            array = jax.make_array_from_callback(
-                spec.shape, sharding,
-                lambda index, v=view, dt=variable.dtype: np.asarray(v[index], dtype=dt),
-            )
-            flat[spec.path] = variable.replace(array)
-            del view
-    return nnx.merge(graphdef, nnx.from_flat_state(list(flat.items())))
+    check_keys(specs, list(shard_files(directory)), str(directory))
+
+    views = (
+        (specs[name].path, specs[name].to_flax(tensor))  # strided views of memory maps
+        for name, tensor in iter_tensors(directory)
+        if name in specs  # RoPE inverse-frequency buffers are recomputed, not loaded
+    )
+    return place_on_shards(abstract, views, mesh, rules)
 
 
 def load_hf_checkpoint(directory: str | Path, **config_overrides: Any) -> KimiAudio:
