@@ -37,6 +37,7 @@ class Totals:
     cost_usd: float = 0.0
     latency_s: float = 0.0
     unpriced: int = 0  # paid calls to models missing from the price table
+    failed: int = 0  # calls that raised (after retries, for remote ones)
     by_backend: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
@@ -89,12 +90,17 @@ class Runtime:
                 stats.cached += 1
             return hit
         t0 = time.monotonic()
-        if remote:
-            (value, usage), attempts = call_with_retries(
-                compute, self.retry, f"{role} call to {backend}/{model}"
-            )
-        else:
-            (value, usage), attempts = compute(), 1
+        try:
+            if remote:
+                (value, usage), attempts = call_with_retries(
+                    compute, self.retry, f"{role} call to {backend}/{model}"
+                )
+            else:
+                (value, usage), attempts = compute(), 1
+        except Exception as err:
+            # Failed calls cost time (and maybe money): they belong in the ledger too.
+            self._log_failure(role, backend, model, key, time.monotonic() - t0, err)
+            raise
         latency = time.monotonic() - t0
         # Remote models are labelled "name@host"; prices are per model name.
         cost = estimate_cost(self.prices, model.split("@")[0], usage) if remote else 0.0
@@ -130,6 +136,16 @@ class Runtime:
                 "model": redact(model), "key": key[:16], "cached": cached,
                 "latency_s": round(latency, 4), "cost_usd": cost, "priced": priced,
                 "attempts": attempts, "usage": usage or {},
+            })
+
+    def _log_failure(self, role, backend, model, key, latency, err) -> None:
+        with self._lock:
+            self.totals.failed += 1
+        if self._ledger:
+            self._ledger.append({
+                "time": time.time(), "role": role, "backend": backend, "model": redact(model),
+                "key": key[:16], "cached": False, "latency_s": round(latency, 4),
+                "cost_usd": 0.0, "error": redact(f"{type(err).__name__}: {err}")[:300],
             })
 
     def open_ledger(self, path: str | Path) -> None:

@@ -256,6 +256,7 @@ def run(args: argparse.Namespace) -> list[Judgement]:
     write_jsonl(results_path, final + [j for j in everything if j.item_id not in order])
     totals = runtime.totals
     summary = {"calls": totals.calls, "cached": totals.cached, "unpriced": totals.unpriced,
+               "failed": totals.failed,
                "est_cost_usd": round(totals.cost_usd, 4), "by_backend": totals.by_backend}
     (out / "ledger_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     report.write_report(final, out, plots=not args.no_plots, ledger=summary)

@@ -57,7 +57,12 @@ def test_scripted_failures_are_recorded_per_item_and_the_run_completes(
     assert judge_calls and all(abs(c["cost_usd"] - (1000 * 2 + 50 * 8) / 1e6) < 1e-12
                                for c in judge_calls)
     # gpt-4o-audio-preview has no list price in the table: flagged, not silently free.
-    assert all(not c["priced"] for c in ledger if c["role"] == "system" and not c["cached"])
+    assert all(not c["priced"] for c in ledger
+               if c["role"] == "system" and not c["cached"] and "error" not in c)
+    # Failed calls are in the ledger too, with their reason.
+    failures = [c for c in ledger if "error" in c]
+    assert any(c["role"] == "style" and "after 3 attempts" in c["error"] for c in failures)
+    assert any(c["role"] == "system" and "ReplyError" in c["error"] for c in failures)
     assert "calls to models without a price" in printed.out
     assert "Scored by: system=audio-chat/" in printed.out and "judge=openai-judge/gpt-4.1@" \
         in printed.out
