@@ -1,7 +1,13 @@
 """Checkpoints of the whole training run with Orbax: state, data position, metadata.
 
-One checkpoint = the train state (params, optimizer state, step, RNG), the grain
-iterator state of every process, and a small JSON record. Saves are asynchronous.
+One checkpoint step directory holds the items
+    params/        parameters (the layout of `paras2s_jax.checkpoint.orbax_io`, so
+                   `restore_model(step_dir)` loads a trained model for sampling/eval)
+    model_config/  the KimiAudioConfig as JSON (when given)
+    train_state/   optimizer state, step, RNG
+    data/          the grain iterator state of every process
+    meta/          a small JSON record
+Saves are asynchronous.
 Kept: the last `keep_last` checkpoints plus the `keep_best` best by an eval metric.
 Restores go into the live sharded abstract state, so arrays come back on their shards.
 """
@@ -15,7 +21,10 @@ from typing import Any
 import grain
 import jax
 import orbax.checkpoint as ocp
+from flax import nnx
 from orbax.checkpoint import checkpoint_managers as cm
+
+from paras2s_jax.checkpoint.orbax_io import CONFIG_ITEM, PARAMS_ITEM, config_to_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +71,9 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(
             Path(config.directory).absolute(), options=options,
             item_handlers={
-                "state": ocp.StandardCheckpointHandler(),
+                PARAMS_ITEM: ocp.StandardCheckpointHandler(),
+                CONFIG_ITEM: ocp.JsonCheckpointHandler(),
+                "train_state": ocp.StandardCheckpointHandler(),
                 "data": grain.checkpoint.CheckpointHandler(),
                 "meta": ocp.JsonCheckpointHandler(),
             },
@@ -85,11 +96,16 @@ class Checkpointer:
             return None
         return (min if self.config.best_mode == "min" else max)(scored)[1]
 
-    def save(self, step: int, state: Any, data_iter: Any | None = None,
-             meta: dict | None = None, metrics: dict[str, float] | None = None) -> None:
-        """Start an async save of `state` (and the data position) at `step`."""
-        args = {"state": ocp.args.StandardSave(state),
+    def save(self, step: int, state: dict, data_iter: Any | None = None,
+             meta: dict | None = None, metrics: dict[str, float] | None = None,
+             model_config: Any | None = None) -> None:
+        """Start an async save of `state` (a dict with "params") and the data position."""
+        rest = {k: v for k, v in state.items() if k != "params"}
+        args = {PARAMS_ITEM: ocp.args.StandardSave(_pure(state["params"])),
+                "train_state": ocp.args.StandardSave(rest),
                 "meta": ocp.args.JsonSave(dict(meta or {}, step=step))}
+        if model_config is not None:
+            args[CONFIG_ITEM] = ocp.args.JsonSave(config_to_json(model_config))
         if data_iter is not None:
             args["data"] = grain.checkpoint.CheckpointSave(data_iter)
         metrics = None if metrics is None else {k: float(v) for k, v in metrics.items()}
@@ -100,12 +116,16 @@ class Checkpointer:
 
         `abstract_state`: `jax.ShapeDtypeStruct`s with shardings (see `abstract_like`).
         """
-        args = {"state": ocp.args.StandardRestore(abstract_state),
+        rest = {k: v for k, v in abstract_state.items() if k != "params"}
+        args = {PARAMS_ITEM: ocp.args.StandardRestore(_pure(abstract_state["params"])),
+                "train_state": ocp.args.StandardRestore(rest),
                 "meta": ocp.args.JsonRestore()}
         if data_iter is not None:
             args["data"] = grain.checkpoint.CheckpointRestore(data_iter)
         out = self.manager.restore(step, args=ocp.args.Composite(**args))
-        return out["state"], out["meta"]
+        state = dict(out["train_state"])
+        state["params"] = _unpure(abstract_state["params"], out[PARAMS_ITEM])
+        return state, out["meta"]
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -113,6 +133,20 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _pure(params: Any) -> Any:
+    """Plain nested dicts of arrays (the on-disk parameter layout)."""
+    return nnx.to_pure_dict(params) if isinstance(params, nnx.State) else params
+
+
+def _unpure(template: Any, pure: Any) -> Any:
+    """`pure` arrays put back into the structure of `template` (an nnx.State or a dict)."""
+    if not isinstance(template, nnx.State):
+        return pure
+    state = jax.tree.map(lambda x: x, template)  # a fresh State; the template stays intact
+    nnx.replace_by_pure_dict(state, pure)
+    return state
 
 
 def abstract_like(state: Any, shardings: Any) -> Any:

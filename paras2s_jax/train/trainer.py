@@ -68,29 +68,26 @@ class Run:
         return sharding.batch_sharding(self.mesh, ndim)
 
 
-def init_model(cfg: ml_collections.ConfigDict, mc: KimiAudioConfig,
-               mesh: jax.sharding.Mesh) -> KimiAudio:
-    """Fresh (born sharded), from a HF checkpoint directory, or from our Orbax checkpoint."""
+def init_model(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> KimiAudio:
+    """Fresh (born sharded) from `cfg.model`, or loaded straight onto the mesh's shards.
+
+    `init.source`: "fresh"; "hf" (a safetensors directory); "orbax" (a model checkpoint
+    or a training step directory of any stage). Loaded models keep their checkpoint's
+    sizes; `cfg.model` contributes dtype, param_dtype and remat.
+    """
     source, path = cfg.init.source, cfg.init.path
     if source == "fresh":
+        mc = model_config(cfg.model)
         return sharding.create_sharded(lambda: KimiAudio(mc, rngs=nnx.Rngs(cfg.seed)), mesh)
+    numerics = {k: cfg.model[k] for k in ("dtype", "param_dtype", "remat")}
     if source == "hf":
-        from paras2s_jax.checkpoint.hf_io import load_hf_checkpoint
+        from paras2s_jax.checkpoint.hf_io import import_hf
 
-        model = load_hf_checkpoint(path, seed=cfg.seed, dtype=mc.dtype,
-                                   param_dtype=mc.param_dtype, remat=mc.remat)
-        sharding.shard_module(model, mesh)
-        return model
-    if source == "orbax":  # params of a checkpoint written by this trainer (any stage)
-        import orbax.checkpoint as ocp
+        return import_hf(path, mesh, **numerics)
+    if source == "orbax":
+        from paras2s_jax.checkpoint.orbax_io import restore_model
 
-        abstract = nnx.eval_shape(lambda: KimiAudio(mc, rngs=nnx.Rngs(cfg.seed)))
-        graphdef, params, rest = nnx.split(abstract, nnx.Param, ...)
-        shards = sharding.state_shardings(params, mesh)
-        target = {"params": abstract_like(params, shards)}
-        restored = ocp.StandardCheckpointer().restore(
-            Path(path).absolute() / "state", ocp.args.StandardRestore(target), strict=False)
-        return nnx.merge(graphdef, restored["params"], rest)
+        return restore_model(path, mesh, **numerics)
     raise ValueError(f"config.init.source must be 'fresh', 'hf' or 'orbax', got {source!r}")
 
 
@@ -100,8 +97,8 @@ def setup(cfg: ml_collections.ConfigDict, devices: list | None = None) -> Run:
     `devices`: the mesh's devices (default: every device of every process).
     """
     mesh = sharding.make_mesh(sharding.MeshConfig(**cfg.mesh.to_dict()), devices)
-    mc = model_config(cfg.model)
-    model = init_model(cfg, mc, mesh)
+    model = init_model(cfg, mesh)
+    mc = model.config
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     ocfg = optimizer_config(cfg.optimizer)
     tx = make_optimizer(ocfg)
@@ -191,7 +188,7 @@ def train_loop(
                 if eval_metrics is not None:
                     metrics_for_best = {f"eval/{k}": v for k, v in eval_metrics.items()}
                 ckpt.save(done, run.state, data_state, metrics=metrics_for_best,
-                          meta={"stage": run.cfg.stage})
+                          meta={"stage": run.cfg.stage}, model_config=run.model_config)
         flush()
     finally:
         ckpt.wait()

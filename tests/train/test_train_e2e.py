@@ -40,8 +40,9 @@ def _run(cmd: list[str], env: dict, timeout: int = 600) -> str:
 
 
 def _final_state(workdir: Path, step: int):
-    path = workdir / "checkpoints" / str(step) / "state"
-    return ocp.StandardCheckpointer().restore(path.absolute())
+    path = (workdir / "checkpoints" / str(step)).absolute()
+    return {item: ocp.StandardCheckpointer().restore(path / item)
+            for item in ("params", "train_state")}
 
 
 def test_toy_sft_beats_the_untrained_model(tmp_path):
