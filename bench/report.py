@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,22 @@ def bootstrap_ci(scores: list[int] | np.ndarray, n_boot: int = N_BOOT, seed: int
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
+SYSTEM_FAULT_STAGES = ("system", "reply_audio")
+PENALTY_NOTE = ("_System failures (no reply; empty, silent or undecodable reply audio) are "
+                "counted as score 1._")
+
+
+def penalise_system_failures(judgements: list[Judgement]) -> list[Judgement]:
+    """Score the system's own failures 1, as a judge would rate no answer.
+
+    Harness failures (ASR, captioner, judge, retries exhausted) stay unscored: they say
+    nothing about the system.
+    """
+    return [replace(j, score=1, reason="system failure counted as 1")
+            if j.score is None and j.error_stage in SYSTEM_FAULT_STAGES and not j.transient
+            else j for j in judgements]
+
+
 def cell(js: list[Judgement]) -> Cell:
     scores = [j.score for j in js if j.score is not None]
     failed = len(js) - len(scores)
@@ -77,13 +93,15 @@ def _fmt(c: Cell) -> str:
     return f"{c.mean:.3f} [{c.lo:.2f}, {c.hi:.2f}] (n={c.n}{fail})"
 
 
-def render_markdown(judgements: list[Judgement]) -> str:
+def render_markdown(judgements: list[Judgement], note: str = "") -> str:
     """One system's table."""
     systems = sorted({j.system for j in judgements})
     heuristic = any(j.heuristic for j in judgements)
     lines = [f"### ParaS2SBench - {', '.join(systems) or '(no results)'}", ""]
     if heuristic:
         lines += ["_Judge: HEURISTIC offline rule judge; not comparable with the paper._", ""]
+    if note:
+        lines += [note, ""]
     lines += ["| Dimension | Synthetic | Real | Overall |", "|---|---|---|---|"]
     for row, cols in table(judgements).items():
         name = "**All**" if row == "all" else row
@@ -159,10 +177,10 @@ def ledger_markdown(ledger: dict) -> str:
 
 
 def write_report(judgements: list[Judgement], out: Path, plots: bool = True,
-                 ledger: dict | None = None) -> None:
+                 ledger: dict | None = None, note: str = "") -> None:
     """report.md, table.csv and (optionally) PNG plots for one system's run."""
     out.mkdir(parents=True, exist_ok=True)
-    text = render_markdown(judgements)
+    text = render_markdown(judgements, note)
     backends = judgements[0].backends if judgements else {}
     if backends:
         text += "\n\nScored by: " + "; ".join(f"{k}={v}" for k, v in backends.items())
@@ -203,12 +221,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("results", nargs="+", type=Path, help="judgements.jsonl files")
     ap.add_argument("--paper", action="store_true", help="add the paper's published rows")
     ap.add_argument("--out", type=Path, default=None, help="write compare.md/.csv and plots here")
+    ap.add_argument("--system-failures-as-1", action="store_true",
+                    help="score items the system failed (no/bad reply audio) as 1")
     args = ap.parse_args(argv)
     by_system: dict[str, list[Judgement]] = {}
     for path in args.results:
-        for j in read_judgements(path):
+        js = read_judgements(path)
+        for j in penalise_system_failures(js) if args.system_failures_as_1 else js:
             by_system.setdefault(j.system, []).append(j)
     text = compare_markdown(by_system, args.paper)
+    if args.system_failures_as_1:
+        text += "\n\n" + PENALTY_NOTE
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -110,6 +110,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--split", default="all", choices=["all", "synthetic", "real"])
     ap.add_argument("--retry-failed", action="store_true",
                     help="also redo items that failed permanently (cached calls are reused)")
+    ap.add_argument("--system-failures-as-1", action="store_true",
+                    help="in the table, score items the system failed (no reply, empty/silent/"
+                         "undecodable reply audio) as 1; harness failures stay unscored")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--no-plots", action="store_true")
     return ap.parse_args(argv)
@@ -259,8 +262,11 @@ def run(args: argparse.Namespace) -> list[Judgement]:
                "failed": totals.failed,
                "est_cost_usd": round(totals.cost_usd, 4), "by_backend": totals.by_backend}
     (out / "ledger_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    report.write_report(final, out, plots=not args.no_plots, ledger=summary)
-    print(report.render_markdown(final))
+    shown, note = final, ""
+    if args.system_failures_as_1:
+        shown, note = report.penalise_system_failures(final), report.PENALTY_NOTE
+    report.write_report(shown, out, plots=not args.no_plots, ledger=summary, note=note)
+    print(report.render_markdown(shown, note))
     failed = [j for j in final if j.score is None]
     print(f"\nScored by: system={names['system']}; ASR={names['asr']}; style={names['style']}; "
           f"judge={names['judge']}")

@@ -77,3 +77,25 @@ def test_compare_mode_includes_paper_rows(tmp_path, capsys):
     sys_b = {(r["dimension"], r["split"]): r for r in rows if r["system"] == "sysB"}
     assert float(sys_b[("all", "overall")]["mean"]) == pytest.approx(3.0)
     assert (tmp_path / "cmp" / "scores_by_dimension.png").exists()
+
+
+def test_system_failures_can_count_as_one_but_harness_failures_never():
+    extra = [
+        Judgement("q8:a", "q8", "a", "emotion", "real", "sysA", None, error="no reply file",
+                  error_stage="system"),
+        Judgement("q9:a", "q9", "a", "emotion", "real", "sysA", None, error="silent",
+                  error_stage="reply_audio"),
+        Judgement("q10:a", "q10", "a", "emotion", "real", "sysA", None, error="judge format",
+                  error_stage="judge"),
+        Judgement("q11:a", "q11", "a", "emotion", "real", "sysA", None, error="429s",
+                  error_stage="system", transient=True),
+    ]
+    plain = report.table(FIXTURE + extra)
+    assert plain["emotion"]["real"].mean == pytest.approx(4.0)
+    assert plain["emotion"]["real"].failed == 4
+    t = report.table(report.penalise_system_failures(FIXTURE + extra))
+    # Real emotion: 4 plus two system failures scored 1 -> (4 + 1 + 1) / 3.
+    assert t["emotion"]["real"].mean == pytest.approx(2.0)
+    assert t["emotion"]["real"].n == 3 and t["emotion"]["real"].failed == 2
+    # The Sarcasm synthetic failure in FIXTURE has no stage: it stays unscored.
+    assert t["sarcasm"]["synthetic"].failed == 1

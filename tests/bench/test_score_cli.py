@@ -50,6 +50,10 @@ def test_retry_failed_redoes_permanent_failures_only_on_request(tmp_path, fake_s
     assert score.main(argv) == 0
     assert score.main(argv) == 0  # a permanent failure is not retried by default
     assert fake_server.counts[("audio_chat", "q01a")] == 1
+    capsys.readouterr()
+    assert score.main(argv + ["--system-failures-as-1"]) == 0
+    printed = capsys.readouterr().out
+    assert "counted as score 1" in printed and "| **All** | 3.250 [" in printed  # (4+4+4+1)/4
     assert score.main(argv + ["--retry-failed"]) == 0
     assert fake_server.counts[("audio_chat", "q01a")] == 2
     res = {j.item_id: j for j in read_judgements(tmp_path / "out" / "judgements.jsonl")}
