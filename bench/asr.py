@@ -101,12 +101,16 @@ class PocketSphinxASR:
             samples = load_audio(audio_path)
             pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
             with self._lock:  # the decoder holds per-utterance state
+                # Live CMN carries over between utterances, which made transcripts depend on
+                # the order files were decoded in; reset it so each file is decoded alone.
+                self._decoder.reinit_feat()
                 self._decoder.start_utt()
                 self._decoder.process_raw(pcm, full_utt=True)
                 self._decoder.end_utt()
                 hyp = self._decoder.hyp()
             return {"text": hyp.hypstr.strip() if hyp else ""}, {}
 
-        inputs = {"audio": file_sha256(audio_path)}
+        # "v2": decoded with a reset front end; v1 entries were order-dependent.
+        inputs = {"audio": file_sha256(audio_path), "decoder": "v2"}
         return self.runtime.call("asr", "pocketsphinx", "en-us", inputs, compute,
                                  remote=False)["text"]
