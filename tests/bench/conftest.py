@@ -51,7 +51,7 @@ def remote_argv(server: FakeOpenAI, queries: Path, out: Path, cache: Path,
     argv = ["--queries", str(queries), "--out", str(out), "--cache", str(cache),
             "--system", "audio-chat", "--asr", "openai", "--style", "openai",
             "--judge", "openai", "--no-progress", "--no-plots",
-            "--timeout", "0.5", "--max-attempts", "3", "--backoff", "0.01",
+            "--timeout", "2", "--max-attempts", "3", "--backoff", "0.01",
             "--concurrency", "2"]
     for role in ("system", "asr", "style", "judge", "chat", "tts"):
         argv += [f"--{role}-base-url", server.base_url, f"--{role}-key-env", "BENCH_TEST_KEY"]

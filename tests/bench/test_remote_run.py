@@ -15,7 +15,7 @@ def test_scripted_failures_are_recorded_per_item_and_the_run_completes(
     queries, markers = make_remote_set(tmp_path / "data", fake_server, 5)
     s = fake_server
     s.judge_scores = {m: 1 + i % 5 for i, m in enumerate(markers)}
-    s.timeout_sleep_s = 1.5
+    s.timeout_sleep_s = 3.0  # longer than the client timeout (2 s, conftest)
     s.script = {
         ("judge", "q01a"): ["429", "ok"],  # rate limited once, then fine
         ("transcriptions", "q01b"): ["timeout"],  # client times out once, retry succeeds
@@ -59,6 +59,9 @@ def test_scripted_failures_are_recorded_per_item_and_the_run_completes(
     # gpt-4o-audio-preview has no list price in the table: flagged, not silently free.
     assert all(not c["priced"] for c in ledger
                if c["role"] == "system" and not c["cached"] and "error" not in c)
+    # The timed-out transcription and the rate-limited judge call each took two attempts.
+    assert sum(c["role"] == "asr" and c.get("attempts") == 2 for c in ledger) == 1
+    assert sum(c["role"] == "judge" and c.get("attempts") == 2 for c in ledger) == 1
     # Failed calls are in the ledger too, with their reason.
     failures = [c for c in ledger if "error" in c]
     assert any(c["role"] == "style" and "after 3 attempts" in c["error"] for c in failures)
