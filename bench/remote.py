@@ -134,6 +134,27 @@ def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, what: str) -> tu
     raise AssertionError("unreachable")
 
 
+class RateLimiter:
+    """At most `per_second` request starts per second, shared by all threads (0: no limit).
+
+    Bounded concurrency alone still bursts; paid APIs meter requests per minute.
+    """
+
+    def __init__(self, per_second: float = 0.0):
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        time.sleep(max(0.0, start - now))
+
+
 # USD list prices used for the ledger's *estimates* (override with --prices FILE.json).
 # chat: per 1M input / output tokens; transcription: per audio minute; speech: per 1M chars.
 DEFAULT_PRICES: dict[str, dict[str, float]] = {

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.cache import Cache, cache_key
-from bench.remote import DEFAULT_PRICES, RetryPolicy, call_with_retries, estimate_cost, redact
+from bench.remote import (
+    DEFAULT_PRICES,
+    RateLimiter,
+    RetryPolicy,
+    call_with_retries,
+    estimate_cost,
+    redact,
+)
 from bench.schema import JsonlAppender
 
 
@@ -50,10 +57,12 @@ class Runtime:
         ledger_path: str | Path | None = None,
         retry: RetryPolicy | None = None,
         prices: dict[str, dict[str, float]] | None = None,
+        limiter: RateLimiter | None = None,
     ):
         self.cache = cache
         self.retry = retry or RetryPolicy()
         self.prices = prices if prices is not None else DEFAULT_PRICES
+        self.limiter = limiter or RateLimiter()
         self._ledger = JsonlAppender(ledger_path) if ledger_path else None
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -92,8 +101,12 @@ class Runtime:
         t0 = time.monotonic()
         try:
             if remote:
+                def limited():  # every attempt, retries included, waits its turn
+                    self.limiter.acquire()
+                    return compute()
+
                 (value, usage), attempts = call_with_retries(
-                    compute, self.retry, f"{role} call to {backend}/{model}"
+                    limited, self.retry, f"{role} call to {backend}/{model}"
                 )
             else:
                 (value, usage), attempts = compute(), 1

@@ -36,7 +36,7 @@ from bench.asr import OpenAIASR, PocketSphinxASR, WhisperLocalASR
 from bench.audio import load_audio
 from bench.cache import Cache
 from bench.judge import JudgeInput, OpenAIJudge, RuleJudge
-from bench.remote import ConfigError, Endpoint, RetryPolicy, TransientError, redact
+from bench.remote import ConfigError, Endpoint, RateLimiter, RetryPolicy, TransientError, redact
 from bench.runtime import Runtime
 from bench.schema import (
     JsonlAppender,
@@ -104,6 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
     ap.add_argument("--max-attempts", type=int, default=5, help="tries per call (429/5xx/timeout)")
     ap.add_argument("--backoff", type=float, default=1.0, help="first retry delay, seconds")
+    ap.add_argument("--max-rps", type=float, default=0.0,
+                    help="at most this many remote requests per second, all back ends (0: off)")
     ap.add_argument("--prices", type=Path, default=None, help="JSON price table override")
     ap.add_argument("--limit", type=int, default=None, help="score only the first N queries")
     ap.add_argument("--dimensions", default=None, help="comma list, e.g. emotion,sarcasm")
@@ -212,7 +214,8 @@ def run(args: argparse.Namespace) -> list[Judgement]:
     queries = select(read_queries(args.queries), args)
     prices = json.loads(args.prices.read_text()) if args.prices else None
     cache = Cache(args.cache)
-    runtime = Runtime(cache, retry=RetryPolicy(args.max_attempts, args.backoff), prices=prices)
+    runtime = Runtime(cache, retry=RetryPolicy(args.max_attempts, args.backoff), prices=prices,
+                      limiter=RateLimiter(args.max_rps))
     backends = build_backends(args, runtime)
     system, asr, style, judge = backends
     out = args.out or Path("runs/bench") / _slug(system.name)

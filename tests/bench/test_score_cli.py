@@ -73,3 +73,32 @@ def test_backoff_grows_and_honours_retry_after():
 def test_unknown_backend_names_are_rejected(flag):
     with pytest.raises(SystemExit):
         score.parse_args([flag, "no-such-backend"])
+
+
+def test_rate_limiter_spaces_request_starts_across_threads():
+    import threading
+    import time
+
+    from bench.remote import RateLimiter
+
+    limiter, starts = RateLimiter(per_second=20), []
+    lock = threading.Lock()
+
+    def worker():
+        for _ in range(3):
+            limiter.acquire()
+            with lock:
+                starts.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    starts.sort()
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert len(starts) == 9 and min(gaps) >= 0.045  # 1/20 s apart, give or take timer slop
+    t0 = time.monotonic()
+    for _ in range(50):
+        RateLimiter().acquire()  # no limit: no waiting
+    assert time.monotonic() - t0 < 0.05
