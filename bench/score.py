@@ -18,6 +18,12 @@ Every back-end call is cached in SQLite (--cache), results are appended durably 
 <out>/judgements.jsonl, and re-running the same command resumes: finished items are
 skipped and no paid call is repeated. Items that failed with retryable errors are
 tried again on the next run.
+
+Outputs in --out (default runs/bench/<system>): judgements.jsonl (one record per item:
+score or error with its stage, transcripts, captions, back ends, judge snapshot, cost,
+latency), report.md + table.csv + PNG plots, ledger.jsonl (every call: cached or not,
+attempts, latency, estimated cost, failures) and ledger_summary.json, run.json.
+Spend controls: --concurrency, --max-rps, --max-cost, --prices.
 """
 
 from __future__ import annotations
@@ -104,6 +110,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
     ap.add_argument("--max-attempts", type=int, default=5, help="tries per call (429/5xx/timeout)")
     ap.add_argument("--backoff", type=float, default=1.0, help="first retry delay, seconds")
+    ap.add_argument("--max-cost", type=float, default=None,
+                    help="stop starting new items once this run's estimated spend (USD) reaches it")
     ap.add_argument("--max-rps", type=float, default=0.0,
                     help="at most this many remote requests per second, all back ends (0: off)")
     ap.add_argument("--prices", type=Path, default=None, help="JSON price table override")
@@ -243,12 +251,19 @@ def run(args: argparse.Namespace) -> list[Judgement]:
           f"-> {results_path}", file=sys.stderr)
     writer = JsonlAppender(results_path)
     pool = ThreadPoolExecutor(max_workers=max(1, args.concurrency))
+    stopped = 0
     try:
         with tqdm(total=len(items), disable=args.no_progress, file=sys.stderr, unit="item") as bar:
             futures = [pool.submit(score_item, q, s, backends, runtime, names) for q, s in items]
             for fut in as_completed(futures):
+                if fut.cancelled():
+                    continue
                 writer.append(fut.result())
                 bar.update(1)
+                if args.max_cost is not None and runtime.totals.cost_usd >= args.max_cost \
+                        and not stopped:
+                    # Spend guard: queued items are dropped, items in flight still finish.
+                    stopped = sum(f.cancel() for f in futures)
     finally:
         # On Ctrl-C: drop queued items, let running ones finish (their calls get cached).
         pool.shutdown(wait=True, cancel_futures=True)
@@ -271,6 +286,9 @@ def run(args: argparse.Namespace) -> list[Judgement]:
     report.write_report(shown, out, plots=not args.no_plots, ledger=summary, note=note)
     print(report.render_markdown(shown, note))
     failed = [j for j in final if j.score is None]
+    if stopped:
+        print(f"STOPPED: estimated spend ${totals.cost_usd:.4f} reached --max-cost; {stopped} "
+              "items were not scored (not in the table). Re-run to continue.")
     print(f"\nScored by: system={names['system']}; ASR={names['asr']}; style={names['style']}; "
           f"judge={names['judge']}")
     if judge.heuristic:

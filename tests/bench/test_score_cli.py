@@ -102,3 +102,20 @@ def test_rate_limiter_spaces_request_starts_across_threads():
     for _ in range(50):
         RateLimiter().acquire()  # no limit: no waiting
     assert time.monotonic() - t0 < 0.05
+
+
+def test_max_cost_stops_starting_new_items_and_a_rerun_continues(tmp_path, fake_server,
+                                                                 monkeypatch, capsys):
+    monkeypatch.setenv("BENCH_TEST_KEY", PLANTED_KEY)
+    queries, _ = make_remote_set(tmp_path / "d", fake_server, 6)
+    out = tmp_path / "out"
+    argv = remote_argv(fake_server, queries, out, tmp_path / "c.sqlite")
+    argv[argv.index("--concurrency") + 1] = "1"
+    # One judge call costs (1000 * 2 + 50 * 8) / 1e6 = $0.0024 at gpt-4.1 prices (the fake
+    # server reports that usage for every chat call): the budget allows about two items.
+    assert score.main(argv + ["--max-cost", "0.01"]) == 0
+    printed = capsys.readouterr().out
+    first = read_judgements(out / "judgements.jsonl")
+    assert "STOPPED" in printed and 1 <= len(first) < 12
+    assert score.main(argv) == 0
+    assert len(read_judgements(out / "judgements.jsonl")) == 12
