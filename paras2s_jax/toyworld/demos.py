@@ -38,7 +38,7 @@ class ToyDataConfig:
     renderings: int = 8  # demonstrations per (text, style): fresh noise each
     speaker_noise: float = 0.1  # chance a prosody code comes from a random style
     p_right_content: float = 0.8  # demo replies with the right content (else generic)
-    p_right_voice: float = 0.6  # demo replies in the fitting voice (else neutral)
+    p_right_voice: float = 0.5  # demo replies in the fitting voice (else neutral)
     num_shards: int = 4  # training JSONL shards
 
 
