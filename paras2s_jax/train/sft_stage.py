@@ -12,6 +12,7 @@ from flax import nnx
 from paras2s_jax.train import data as data_lib
 from paras2s_jax.train import sft, stages, trainer
 from paras2s_jax.train import step as step_lib
+from paras2s_jax.train.metrics import MetricWriter
 
 
 def _toy_files(cfg: ml_collections.ConfigDict, workdir: Path) -> None:
@@ -76,6 +77,13 @@ def toy_score(run: trainer.Run, cfg: ml_collections.ConfigDict, params=None):
                        batch_size=s.batch_size)
 
 
+def _log_scores(run: trainer.Run, scores: dict[str, float]) -> None:
+    """Judge scores into the run's TensorBoard log, at the final step."""
+    writer = MetricWriter(run.workdir / "tb", run.cfg.train.total_steps, progress=False)
+    writer.scalars(run.cfg.train.total_steps, scores, prefix="eval")
+    writer.close()
+
+
 @stages.register("sft")
 def run_sft(cfg: ml_collections.ConfigDict) -> dict:
     """Train with the SFT loss; returns the final metrics (and toy scores if enabled)."""
@@ -88,7 +96,12 @@ def run_sft(cfg: ml_collections.ConfigDict) -> dict:
     results: dict = {}
     say = print if jax.process_index() == 0 else (lambda *a, **k: None)
 
-    if cfg.toy.enabled and cfg.toy.judge:
+    judge = cfg.toy.enabled and cfg.toy.judge
+    if judge and jax.process_count() > 1:
+        # The sampler feeds host-local prompts; scoring runs single-process only.
+        say("toy judge skipped: it runs in single-process jobs", flush=True)
+        judge = False
+    if judge:
         base = toy_score(run, cfg)
         results["toy_score_base"] = base.mean
         say(f"toy judge, base model : {base.summary()}", flush=True)
@@ -119,9 +132,12 @@ def run_sft(cfg: ml_collections.ConfigDict) -> dict:
     if eval_fn is not None:
         results.update({f"eval/{k}": v for k, v in eval_fn(run).items()})
 
-    if cfg.toy.enabled and cfg.toy.judge:
+    if judge:
         final = toy_score(run, cfg)
         results["toy_score_sft"] = final.mean
+        _log_scores(run, {"toy_judge_base": results["toy_score_base"],
+                          "toy_judge_sft": final.mean, **{
+                              f"toy_judge_{d}": v for d, v in final.per_dimension.items()}})
         say(f"toy judge, base model : {results['toy_score_base']:.3f}", flush=True)
         say(f"toy judge, after SFT  : {final.summary()}", flush=True)
     if jax.process_index() == 0:
