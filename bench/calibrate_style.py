@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -108,8 +107,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="score current thresholds on held-out audio")
     ap.add_argument("--out", type=Path, help="also write the result as JSON here")
     args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory():
-        rows = render_set(HELD_OUT_SENTENCES if args.check else CALIBRATION_SENTENCES)
+    rows = render_set(HELD_OUT_SENTENCES if args.check else CALIBRATION_SENTENCES)
     result = accuracy(rows) if args.check else fit(rows)
     text = json.dumps(result, indent=2)
     print(text)

@@ -20,7 +20,7 @@ from pathlib import Path
 import soundfile as sf
 
 from bench.audio import decode_bytes
-from bench.tts import EspeakTTS
+from bench.tts import EspeakTTS, voice_for
 
 # (id, dimension, text, scenario, blind reply, [(style, how said, reference, reply, reply voice)])
 TEMPLATES = [
@@ -107,8 +107,6 @@ TEMPLATES = [
 
 
 def _save(tts: EspeakTTS, text: str, how: str, path: Path) -> None:
-    from bench.tts import voice_for
-
     path.parent.mkdir(parents=True, exist_ok=True)
     samples = decode_bytes(tts.render(text, voice_for(how)), f"espeak-ng: {text!r}")
     buf = io.BytesIO()
