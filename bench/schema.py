@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DIMENSIONS = ("emotion", "sarcasm", "age", "gender")
+DIMENSIONS = ("emotion", "sarcasm", "age", "gender")  # the paper's four
 SPLITS = ("synthetic", "real")
 
 
@@ -43,7 +43,7 @@ class Query:
     """A neutral text said in two contrastive styles, with the scenario that explains why."""
 
     id: str
-    dimension: str  # one of DIMENSIONS
+    dimension: str  # one of DIMENSIONS, or an extension from bench/data/dimensions.json
     text: str  # neutral text: the words alone do not reveal the style
     scenario: str  # why the style changes what a good reply is
     split: str  # "synthetic" (TTS) or "real" (recorded speech)
@@ -124,8 +124,9 @@ def _style(path: Path, line: int, i: int, raw: Any) -> StyleVariant:
     return StyleVariant(**values)
 
 
-def query_from_dict(raw: Any, path: Path = Path("<memory>"), line: int = 0) -> Query:
-    """Validate one raw JSON object as a Query."""
+def query_from_dict(raw: Any, path: Path = Path("<memory>"), line: int = 0,
+                    extra_dimensions: Iterable[str] = ()) -> Query:
+    """Validate one raw JSON object as a Query; `extra_dimensions` extend DIMENSIONS."""
     _check(path, line, "<record>", raw, dict)
     unknown = set(raw) - {f.name for f in dataclasses.fields(Query)}
     if unknown:
@@ -137,8 +138,9 @@ def query_from_dict(raw: Any, path: Path = Path("<memory>"), line: int = 0) -> Q
         _check(path, line, name, raw[name], str)
     if not raw["id"].strip() or ":" in raw["id"]:
         raise SchemaError(path, line, "id", "must be non-empty and contain no ':'")
-    if raw["dimension"] not in DIMENSIONS:
-        raise SchemaError(path, line, "dimension", f"{raw['dimension']!r} not in {DIMENSIONS}")
+    known = tuple(DIMENSIONS) + tuple(sorted(set(extra_dimensions) - set(DIMENSIONS)))
+    if raw["dimension"] not in known:
+        raise SchemaError(path, line, "dimension", f"{raw['dimension']!r} not in {known}")
     if raw["split"] not in SPLITS:
         raise SchemaError(path, line, "split", f"{raw['split']!r} not in {SPLITS}")
     _check(path, line, "styles", raw["styles"], list)
@@ -184,8 +186,12 @@ def read_queries(path: str | os.PathLike) -> list[Query]:
     if not path.is_file():
         raise FileNotFoundError(f"queries file not found: {path}")
     queries, seen = [], {}
+    # A data set may declare extension dimensions in its own dimensions.json.
+    from bench.dimensions import dataset_dimension_names
+
+    extra = dataset_dimension_names(path)
     for n, raw in iter_jsonl(path):
-        q = query_from_dict(raw, path, n)
+        q = query_from_dict(raw, path, n, extra)
         if q.id in seen:
             raise SchemaError(path, n, "id", f"duplicate id {q.id!r} (first on line {seen[q.id]})")
         seen[q.id] = n

@@ -2,7 +2,14 @@
 
 The paper renders prompts and topline replies with gpt-4o-mini-tts and free-text
 style instructions. Offline, espeak-ng stands in: instructions are mapped to its
-pitch / rate / amplitude / voice settings by keywords (a crude but controllable voice).
+pitch / rate / amplitude / voice / word-gap settings by keywords (a crude but
+controllable voice). The keyword table is `STYLE_PRESETS`; its documented form is
+bench/STYLE_PRESETS.md (`python -m bench.synth presets` regenerates it).
+
+Both back ends take a `candidate` index: the paper's TTS is unstable and its authors
+drew 10 candidates per prompt and picked one (bench.synth does the drawing and picking).
+OpenAI candidates differ by sampling (each index is its own cached call); espeak-ng is
+deterministic, so candidate k > 0 nudges pitch and rate by a fixed small offset.
 """
 
 from __future__ import annotations
@@ -22,8 +29,11 @@ from bench.runtime import Runtime
 class TTS(Protocol):
     name: str
 
-    def synthesize(self, text: str, instructions: str = "") -> bytes:
-        """Return WAV bytes of `text` spoken as `instructions` describe."""
+    def synthesize(self, text: str, instructions: str = "", candidate: int = 0) -> bytes:
+        """Return WAV bytes of `text` spoken as `instructions` describe.
+
+        `candidate` > 0 asks for another draw of the same request (see bench.synth).
+        """
         ...
 
 
@@ -35,7 +45,7 @@ class OpenAITTS:
         self.name = f"openai-tts/{endpoint.label()}"
         self._client = endpoint.client()
 
-    def synthesize(self, text: str, instructions: str = "") -> bytes:
+    def synthesize(self, text: str, instructions: str = "", candidate: int = 0) -> bytes:
         def compute():
             kwargs = {"instructions": instructions} if instructions else {}
             resp = self._client.audio.speech.create(
@@ -47,6 +57,8 @@ class OpenAITTS:
             return {"blob": self.runtime.cache.put_blob(data)}, {"characters": len(text)}
 
         inputs = {"text": text, "instructions": instructions, "voice": self.voice}
+        if candidate:  # its own cache entry; candidate 0 keeps the key older runs used
+            inputs["candidate"] = candidate
         out = self.runtime.call("tts", "openai-tts", self.endpoint.label(), inputs, compute,
                                 remote=True)
         with open(out["blob"], "rb") as f:
@@ -61,10 +73,13 @@ class EspeakVoice:
     pitch: int = 50  # 0-99
     rate: int = 150  # words per minute (espeak default 175; slower is recognised better)
     amplitude: int = 100  # 0-200
+    gap: int = 0  # extra pause between words, units of 10 ms (espeak -g)
 
     def args(self) -> list[str]:
-        return ["-v", self.voice, "-p", str(self.pitch), "-s", str(self.rate),
+        args = ["-v", self.voice, "-p", str(self.pitch), "-s", str(self.rate),
                 "-a", str(self.amplitude)]
+        # Only when set: older cache keys and renderings stay exactly as they were.
+        return args + ["-g", str(self.gap)] if self.gap else args
 
 
 # Instruction keywords -> settings changes; applied in order, later words win.
@@ -86,7 +101,26 @@ _KEYWORDS: list[tuple[tuple[str, ...], dict]] = [
     (("loud", "shout"), {"amplitude": 180}),
     (("low-pitched", "low pitch", "deep"), {"pitch": 15}),
     (("high-pitched", "high pitch"), {"pitch": 85}),
+    # Extension dimensions (bench/data/dimensions.json): accent, pauses.
+    (("american",), {"voice": "en-us"}),
+    (("british",), {"voice": "en-gb"}),
+    (("anxious", "nervous"), {"pitch": 70, "rate": 210, "amplitude": 70}),
+    (("hesitant", "pauses", "halting"), {"gap": 35, "rate": 120}),
 ]
+STYLE_PRESETS = _KEYWORDS  # public name for documentation and bench.synth
+
+# Offsets (pitch, rate) of espeak-ng candidate k (k > 0 cycles through them).
+_CANDIDATE_NUDGES = [(0, 0), (6, 12), (-6, -12), (10, -8), (-10, 8), (3, 20), (-3, -20)]
+
+
+def candidate_voice(voice: EspeakVoice, candidate: int) -> EspeakVoice:
+    """Candidate k of a preset: k = 0 is the preset itself, others a small nudge of it."""
+    if candidate <= 0:
+        return voice
+    dp, dr = _CANDIDATE_NUDGES[1 + (candidate - 1) % (len(_CANDIDATE_NUDGES) - 1)]
+    scale = 1 + (candidate - 1) // (len(_CANDIDATE_NUDGES) - 1)
+    return replace(voice, pitch=min(99, max(0, voice.pitch + dp * scale)),
+                   rate=min(450, max(80, voice.rate + dr * scale)))
 
 
 def voice_for(instructions: str, base: EspeakVoice = EspeakVoice()) -> EspeakVoice:
@@ -116,8 +150,8 @@ class EspeakTTS:
                               capture_output=True, check=True, timeout=60)
         return wav_bytes(decode_bytes(proc.stdout, "espeak-ng output"))
 
-    def synthesize(self, text: str, instructions: str = "") -> bytes:
-        voice = voice_for(instructions)
+    def synthesize(self, text: str, instructions: str = "", candidate: int = 0) -> bytes:
+        voice = candidate_voice(voice_for(instructions), candidate)
         if self.runtime is None:
             return self.render(text, voice)
 

@@ -4,6 +4,10 @@ Requests are attributed to an item by a marker: audio is recognised by the hash 
 WAV bytes the client uploads (registered by the test), text by a regex over the body.
 Per (endpoint, marker) a queue of behaviours is consumed in order: "429", "500",
 "timeout", "malformed", "empty"; anything else (or an empty queue) answers normally.
+
+Plain chat requests can also be answered by scripted rules (`add_chat_rule`): the first
+rule whose pattern matches the request body answers; its requests are counted under
+the rule's name and kept in `bodies` as (name, canonical messages JSON).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -55,6 +60,7 @@ class FakeOpenAI:
         self.timeout_sleep_s = 2.0
         self.bodies: list[tuple[str, str]] = []  # (endpoint, body text) for inspection
         self.auth_headers: list[str] = []
+        self.chat_rules: list[tuple[str, re.Pattern, Callable[[dict], str]]] = []
         self._lock = threading.Lock()
         self.server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -70,6 +76,16 @@ class FakeOpenAI:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def add_chat_rule(self, name: str, pattern: str, answer: Callable[[dict], str]) -> None:
+        """Answer chat requests whose raw body matches `pattern` with answer(parsed body)."""
+        self.chat_rules.append((name, re.compile(pattern, re.S), answer))
+
+    def rule_bodies(self, name: str | None = None) -> list[str]:
+        """Messages (canonical JSON) of the requests rule `name` (or any rule) received."""
+        names = {r[0] for r in self.chat_rules} if name is None else {name}
+        with self._lock:
+            return [b for n, b in self.bodies if n in names]
 
     def register_audio(self, wav: bytes, marker: str, transcript: str) -> None:
         """Recognise `wav` as it is, and as the client re-encodes it (16 kHz PCM16)."""
@@ -220,6 +236,17 @@ class FakeOpenAI:
                         return self._completion(model, "")
                     score = fake.judge_scores.get(marker, 4)
                     return self._completion(model, f"Fits the cues. The score is {score}.")
+                for name, pattern, answer in fake.chat_rules:
+                    if pattern.search(text):
+                        with fake._lock:
+                            fake.bodies.append((name, json.dumps(body["messages"],
+                                                                 sort_keys=True)))
+                        b = fake.next_behaviour(name, "any")
+                        if self._fail(b):
+                            return
+                        if b == "malformed":
+                            return self._completion(model, "I think it is fine, probably.")
+                        return self._completion(model, answer(body))
                 marker = self._audio_in(body)
                 if marker != "unknown":
                     fake.bodies.append(("style", marker))
