@@ -7,6 +7,7 @@ step t before it reads step t-1's metrics), and only process 0 writes.
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -106,3 +107,38 @@ class StepTimer:
         now = time.perf_counter()
         dt, self._last = now - self._last, now
         return dt
+
+
+class Preemption:
+    """Did the cluster ask this job to stop (SIGTERM)? Checked once per step.
+
+    Multi-process jobs use JAX's preemption sync point, so every process stops (and
+    saves) at the same step; a single process installs its own SIGTERM handler.
+    """
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._previous = None
+        if jax.process_count() == 1:
+            try:
+                self._previous = signal.signal(signal.SIGTERM, self._on_term)
+            except ValueError:  # not the main thread: leave signals alone
+                self._previous = None
+
+    def _on_term(self, signum, frame) -> None:
+        self._flag = True
+
+    def reached(self, step: int) -> bool:
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            try:
+                return bool(multihost_utils.reached_preemption_sync_point(step))
+            except RuntimeError:  # preemption service off
+                return False
+        return self._flag
+
+    def close(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None

@@ -129,10 +129,12 @@ def run_sft(cfg: ml_collections.ConfigDict) -> dict:
                               eval_fn=eval_fn, data_state=data_iter)
     ckpt.close()
     results.update({f"train/{k}": v for k, v in last.items()})
-    if eval_fn is not None:
+    if run.preempted:  # skip the final evaluation: the job must stop now
+        results["preempted"] = 1.0
+    elif eval_fn is not None:
         results.update({f"eval/{k}": v for k, v in eval_fn(run).items()})
 
-    if judge:
+    if judge and not run.preempted:
         final = toy_score(run, cfg)
         results["toy_score_sft"] = final.mean
         _log_scores(run, {"toy_judge_base": results["toy_score_base"],

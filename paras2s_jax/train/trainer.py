@@ -23,7 +23,7 @@ from paras2s_jax import sharding
 from paras2s_jax.model import KimiAudio, KimiAudioConfig, kimi_audio_7b, tiny
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.checkpointing import CheckpointConfig, Checkpointer, abstract_like
-from paras2s_jax.train.metrics import MetricWriter, ProfileWindow, StepTimer
+from paras2s_jax.train.metrics import MetricWriter, Preemption, ProfileWindow, StepTimer
 from paras2s_jax.train.optim import OptimizerConfig, make_optimizer, schedule
 
 PRESETS: dict[str, Callable[..., KimiAudioConfig]] = {"tiny": tiny, "kimi_audio_7b": kimi_audio_7b}
@@ -33,13 +33,14 @@ def model_config(cfg: ml_collections.ConfigDict) -> KimiAudioConfig:
     """The frozen `KimiAudioConfig` of `cfg.model` (preset + overrides)."""
     if cfg.preset not in PRESETS:
         raise ValueError(f"config.model.preset={cfg.preset!r}; known: {', '.join(PRESETS)}")
-    overrides = {k: v for k, v in cfg.overrides.to_dict().items()}
+    overrides = dict(cfg.overrides.to_dict())
     for name in ("dtype", "param_dtype", "remat"):
         overrides[name] = cfg[name]
     return PRESETS[cfg.preset](**overrides)
 
 
 def optimizer_config(cfg: ml_collections.ConfigDict) -> OptimizerConfig:
+    """The optimizer fields of `cfg.optimizer` (accum_steps belongs to the step)."""
     fields = {f.name for f in dataclasses.fields(OptimizerConfig)}
     return OptimizerConfig(**{k: v for k, v in cfg.to_dict().items() if k in fields})
 
@@ -58,6 +59,7 @@ class Run:
     state: dict
     shardings: dict
     workdir: Path
+    preempted: bool = False  # set when train_loop stopped early on SIGTERM
 
     def model(self, params: nnx.State | None = None) -> KimiAudio:
         """A live model view of `params` (default: the current state's)."""
@@ -146,11 +148,14 @@ def train_loop(
     Dispatches step t before reading step t-1's metrics, so the host never stalls the
     device. Saves every `save_every` steps and at the end (with the data position
     `data_state`, a grain iterator), evaluating first when the save is an eval step.
+    On SIGTERM (a cluster preemption) it saves after the current step, sets
+    `run.preempted` and returns; rerunning resumes there.
     """
     t = run.cfg.train
     writer = MetricWriter(run.workdir / "tb", t.total_steps, start_step, t.progress)
     profile = ProfileWindow(run.workdir / "tb", t.profile_start, t.profile_steps)
     timer = StepTimer()
+    preemption = Preemption()
     sharding_2d = run.batch_sharding(2)
     pending: tuple[int, dict] | None = None
     last: dict[str, float] = {}
@@ -175,7 +180,8 @@ def train_loop(
             profile.after_step(step, block_on=metrics)
             done = step + 1
             is_eval = eval_fn is not None and t.eval_every > 0 and done % t.eval_every == 0
-            is_save = done % t.save_every == 0 or done == t.total_steps
+            stop = preemption.reached(done)
+            is_save = done % t.save_every == 0 or done == t.total_steps or stop
             eval_metrics = None
             if is_eval:
                 flush()
@@ -189,8 +195,14 @@ def train_loop(
                     metrics_for_best = {f"eval/{k}": v for k, v in eval_metrics.items()}
                 ckpt.save(done, run.state, data_state, metrics=metrics_for_best,
                           meta={"stage": run.cfg.stage}, model_config=run.model_config)
+            if stop:
+                flush()
+                writer.text(f"preempted: saved step {done}; rerun the same command to resume")
+                run.preempted = True
+                break
         flush()
     finally:
         ckpt.wait()
         writer.close()
+        preemption.close()
     return last

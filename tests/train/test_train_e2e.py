@@ -1,5 +1,5 @@
 """End to end through `launch/train.py`: toy SFT beats the untrained model; SIGKILL + restart
-resumes bit-exactly; two processes train together like one."""
+resumes bit-exactly; SIGTERM saves and stops; two processes train together like one."""
 
 import json
 import os
@@ -84,6 +84,26 @@ def test_sigkill_and_restart_is_bit_exact(tmp_path):
     assert len(ref_leaves) == len(res_leaves) > 0
     for a, b in zip(ref_leaves, res_leaves, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_sigterm_saves_and_stops(tmp_path):
+    proc = subprocess.Popen(
+        _cmd(tmp_path, "--config.toy.judge=False", "--config.train.total_steps=100000",
+             "--config.train.save_every=100000", "--config.train.eval_every=0",
+             "--config.toy.data.renderings=1"),
+        env=_env(1), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not list((tmp_path / "tb").glob("events.*")):  # the loop has started
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.1)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    assert "preempted: saved step" in out
+    steps = [int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
+    assert len(steps) == 1 and 0 < steps[0] < 100000
+    assert json.loads((tmp_path / "results.json").read_text())["preempted"] == 1.0
 
 
 def _free_port() -> int:
