@@ -22,9 +22,14 @@ def _toy_files(cfg: ml_collections.ConfigDict, workdir: Path) -> None:
     out = workdir / "toy_data"
     toy = ToyDataConfig(**cfg.toy.data.to_dict())
     marker = out / "DONE.json"
+    wanted = cfg.toy.data.to_dict()
+    if marker.exists() and json.loads(marker.read_text()) != wanted:
+        # A resumed run must see the data it started with.
+        raise ValueError(f"{out} was written with another config.toy.data "
+                         f"({marker.read_text()}); use a fresh config.workdir")
     if jax.process_index() == 0 and not marker.exists():
         write_toy_data(out, toy)
-        marker.write_text(json.dumps(cfg.toy.data.to_dict()))
+        marker.write_text(json.dumps(wanted))
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
