@@ -105,7 +105,7 @@ _KEYWORDS: list[tuple[tuple[str, ...], dict]] = [
     (("american",), {"voice": "en-us"}),
     (("british",), {"voice": "en-gb"}),
     (("anxious", "nervous"), {"pitch": 70, "rate": 210, "amplitude": 70}),
-    (("hesitant", "pauses", "halting"), {"gap": 35, "rate": 120}),
+    (("hesitant", "pauses", "halting"), {"gap": 18, "rate": 125}),
 ]
 STYLE_PRESETS = _KEYWORDS  # public name for documentation and bench.synth
 
