@@ -66,7 +66,7 @@ def _eval_loss_fn(run: trainer.Run, batches: list[dict]):
 
 
 def toy_score(run: trainer.Run, cfg: ml_collections.ConfigDict, params=None):
-    """Mean toy-judge score of the model on the held-out toy queries."""
+    """Toy-judge scores of the model on the held-out toy queries (None off process 0)."""
     from paras2s_jax.sampling import SamplingConfig
     from paras2s_jax.toyworld.demos import read_queries
     from paras2s_jax.toyworld.evaluate import score_model
@@ -76,10 +76,19 @@ def toy_score(run: trainer.Run, cfg: ml_collections.ConfigDict, params=None):
         max_new_tokens=s.max_new_tokens, text_temperature=s.text_temperature,
         text_top_k=s.text_top_k, audio_temperature=s.audio_temperature,
         audio_top_k=s.audio_top_k, num_samples=1)
+    params = run.state["params"] if params is None else params
+    if jax.process_count() > 1:
+        # The sampler takes host-local prompts: gather the (toy-sized) model everywhere and
+        # let process 0 score it alone. Every process must join the gather.
+        from jax.experimental import multihost_utils
+
+        host = multihost_utils.process_allgather(params, tiled=True)
+        if jax.process_index() != 0:
+            return None
+        params = jax.device_put(host, jax.local_devices()[0])
     queries = read_queries(cfg.toy.queries)
-    model = run.model(params)
-    return score_model(model, queries, jax.random.PRNGKey(cfg.toy.eval_seed), sampling,
-                       batch_size=s.batch_size)
+    return score_model(run.model(params), queries, jax.random.PRNGKey(cfg.toy.eval_seed),
+                       sampling, batch_size=s.batch_size)
 
 
 def _log_scores(run: trainer.Run, scores: dict[str, float]) -> None:
@@ -102,14 +111,11 @@ def run_sft(cfg: ml_collections.ConfigDict) -> dict:
     say = print if jax.process_index() == 0 else (lambda *a, **k: None)
 
     judge = cfg.toy.enabled and cfg.toy.judge
-    if judge and jax.process_count() > 1:
-        # The sampler feeds host-local prompts; scoring runs single-process only.
-        say("toy judge skipped: it runs in single-process jobs", flush=True)
-        judge = False
     if judge:
         base = toy_score(run, cfg)
-        results["toy_score_base"] = base.mean
-        say(f"toy judge, base model : {base.summary()}", flush=True)
+        if base is not None:
+            results["toy_score_base"] = base.mean
+            say(f"toy judge, base model : {base.summary()}", flush=True)
 
     records = data_lib.read_records(cfg.data.train_files, mc)
     ds = data_lib.train_dataset(records, mc, cfg.data.global_batch, tuple(cfg.data.buckets),
@@ -139,8 +145,8 @@ def run_sft(cfg: ml_collections.ConfigDict) -> dict:
     elif eval_fn is not None:
         results.update({f"eval/{k}": v for k, v in eval_fn(run).items()})
 
-    if judge and not run.preempted:
-        final = toy_score(run, cfg)
+    final = toy_score(run, cfg) if judge and not run.preempted else None
+    if final is not None:
         results["toy_score_sft"] = final.mean
         _log_scores(run, {"toy_judge_base": results["toy_score_base"],
                           "toy_judge_sft": final.mean, **{

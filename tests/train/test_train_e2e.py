@@ -114,9 +114,8 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
-    steps = ("--config.toy.judge=False", "--config.train.total_steps=12",
-             "--config.train.save_every=6", "--config.train.eval_every=6",
-             "--config.toy.data.renderings=2")
+    steps = ("--config.train.total_steps=12", "--config.train.save_every=6",
+             "--config.train.eval_every=6", "--config.toy.data.renderings=2")
     _run(_cmd(tmp_path / "one", *steps), _env(2))  # one process, 2 devices
     port = _free_port()
     multi = tmp_path / "two"
@@ -132,3 +131,5 @@ def test_two_processes_match_one(tmp_path):
     two = json.loads((multi / "results.json").read_text())
     for key in ("train/loss", "eval/loss", "eval/loss_text", "eval/loss_audio"):
         np.testing.assert_allclose(two[key], one[key], rtol=1e-5)
+    assert two["toy_score_base"] == one["toy_score_base"]  # the judge runs multi-process too
+    assert 1.0 <= two["toy_score_sft"] <= 5.0
