@@ -43,6 +43,9 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.toy.judge = False  # score held-out toy queries with the rule judge before/after
     c.toy.queries = ""  # held-out query file (set automatically when toy.enabled)
     c.toy.eval_seed = 0  # sampling RNG of the judge evaluation
+    # Also judge at every eval step ("eval/toy_score"); rank checkpoints by it with
+    # --config.checkpoint.best_metric=eval/toy_score --config.checkpoint.best_mode=max.
+    c.toy.judge_in_eval = False  # costs one sampling pass per eval
     c.toy.data = ml_collections.ConfigDict()  # see paras2s_jax/toyworld/demos.py
     c.toy.data.seed = 0  # world split and rendering noise
     c.toy.data.eval_fraction = 0.25  # share of (template, topic) texts held out

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jax
 import ml_collections
+import numpy as np
 from flax import nnx
 
 from paras2s_jax.train import data as data_lib
@@ -91,6 +92,22 @@ def toy_score(run: trainer.Run, cfg: ml_collections.ConfigDict, params=None):
                        sampling, batch_size=s.batch_size)
 
 
+def _with_toy_score(eval_fn, cfg: ml_collections.ConfigDict):
+    """`eval_fn` plus "toy_score": the judge as an eval metric (e.g. to rank checkpoints)."""
+    def evaluate(r: trainer.Run) -> dict[str, float]:
+        out = eval_fn(r)
+        score = toy_score(r, cfg)
+        value = np.float32(score.mean if score is not None else 0.0)
+        if jax.process_count() > 1:  # every process must rank checkpoints the same way
+            from jax.experimental import multihost_utils
+
+            value = multihost_utils.broadcast_one_to_all(value)
+        out["toy_score"] = float(value)
+        return out
+
+    return evaluate
+
+
 def _log_scores(run: trainer.Run, scores: dict[str, float]) -> None:
     """Judge scores into the run's TensorBoard log, at the final step."""
     writer = MetricWriter(run.workdir / "tb", run.cfg.train.total_steps, progress=False)
@@ -126,6 +143,8 @@ def run_sft(cfg: ml_collections.ConfigDict) -> dict:
         eval_records = data_lib.read_records(cfg.data.eval_files, mc)
         eval_fn = _eval_loss_fn(run, data_lib.eval_batches(
             eval_records, mc, cfg.data.global_batch, tuple(cfg.data.buckets)))
+    if judge and cfg.toy.judge_in_eval and eval_fn is not None:
+        eval_fn = _with_toy_score(eval_fn, cfg)
 
     step_fn = step_lib.build_train_step(
         run.graphdef, run.rest, sft.sft_loss, sft.sft_counts, dict(cfg.loss.weights),
