@@ -27,6 +27,7 @@ the same command after a crash or SIGKILL repeats no call.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections import Counter
@@ -146,7 +147,10 @@ def run(llm: ChatLLM, specs: dict[str, DimensionSpec], dims: list[str], out: Pat
             candidates += drafts
             problems += probs
     unique, dups = deduplicate(candidates, embed, threshold)
-    todo = [d for d in unique if d.id not in done]
+    # Progress counts only for the very same candidate: a changed prompt (other
+    # --per-batch, other table) reuses ids for new content.
+    todo = [d for d in unique if d.id not in done
+            or dataclasses.replace(done[d.id], verdicts=()) != d]
 
     def work(d: Draft) -> Draft:
         d = apply_filters(llm, d, specs[d.dimension], reasks)

@@ -149,3 +149,42 @@ def test_cli_review_writes_accepted(tmp_path, capsys):
     assert main(["review", "--out", str(tmp_path), "--sheet", str(sheet)]) == 0
     assert [d.id for d in read_drafts(tmp_path / "accepted.jsonl")] == [drafts[0].id]
     assert "accepted 1, rejected 0, not reviewed 3" in capsys.readouterr().out
+
+
+def test_progress_is_reused_only_for_the_same_candidate(tmp_path, fake_server, monkeypatch):
+    script(fake_server)
+    out = tmp_path / "gen"
+    run(_llm(fake_server, tmp_path, monkeypatch), load_dimensions(), ["sarcasm"], out)
+    progress = out / "progress.jsonl"
+    lines = [json.loads(x) for x in progress.read_text().splitlines()]
+    lines[0]["text"] = "a stale text from an older prompt"
+    lines[0]["verdicts"] = [{"filter": "neutrality", "passed": False, "reason": "stale"}]
+    progress.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    before = len(fake_server.rule_bodies())
+    run(_llm(fake_server, tmp_path, monkeypatch), load_dimensions(), ["sarcasm"], out)
+    assert len(fake_server.rule_bodies()) == before  # re-filtered from the cache
+    kept = read_drafts(out / "kept.jsonl")
+    assert [d.text for d in kept] == ["Oh great, another meeting.", "Nice job on the report."]
+
+
+@pytest.mark.slow
+def test_local_hf_encoder_embeds_for_dedup(tmp_path, monkeypatch):
+    """--embed-model loads a local encoder folder (a tiny random BERT here), no download."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from bench.dedup import hf_embedder
+
+    words = sorted({w for d in seed_drafts() for w in normalise(d.text).split()})
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    model_dir = tmp_path / "enc"
+    BertTokenizer(str(vocab)).save_pretrained(model_dir)
+    BertModel(BertConfig(vocab_size=5 + len(words), hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=64)).save_pretrained(model_dir)
+    embed = hf_embedder(str(model_dir))
+    vecs = embed(["I just bumped into my ex.", "I just bumped into my ex."])
+    assert vecs.shape == (2, 32) and np.allclose(vecs[0], vecs[1], atol=1e-5)
+    drafts = seed_drafts()
+    unique, dups = deduplicate([*drafts, replace(drafts[0], id="copy")], embed, 0.999)
+    assert [d.id for d in dups] == ["copy"]
