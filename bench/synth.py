@@ -79,14 +79,20 @@ def _write_audio(samples, path: Path, fmt: str) -> None:
 
 
 def render_candidates(tts: TTS, drafts: list[Draft], out: Path, n: int,
-                      measure: bool = True) -> list[Clip]:
-    """Every candidate clip of every (draft, style), measured by the offline analyser."""
+                      measure: bool = True, by_style: dict[str, TTS] | None = None
+                      ) -> list[Clip]:
+    """Every candidate clip of every (draft, style), measured by the offline analyser.
+
+    `by_style` gives some styles their own TTS (an OpenAI voice per gender: instructions
+    alone do not change the speaker's timbre reliably).
+    """
     clips = []
     for d in drafts:
         for s in d.styles:
             expected = expected_attributes(s.description)
+            engine = (by_style or {}).get(s.name, tts)
             for k in range(n):
-                samples = decode_bytes(tts.synthesize(d.text, s.description, candidate=k),
+                samples = decode_bytes(engine.synthesize(d.text, s.description, candidate=k),
                                        f"{tts.name}: {d.id}:{s.name} candidate {k}")
                 rel = Path("candidates") / d.id / s.name / f"{k}.wav"
                 _write_audio(samples, out / rel, "wav")
@@ -194,11 +200,12 @@ def render_replies(tts: TTS, drafts: list[Draft], out: Path, fmt: str) -> list[C
     return clips
 
 
-def _tts(args) -> TTS:
+def _tts(args) -> tuple[TTS, dict[str, TTS]]:
+    """The TTS, and per-style TTS overrides (--voice-map, OpenAI only)."""
     if args.backend == "espeak":
         from bench.tts import EspeakTTS
 
-        return EspeakTTS()
+        return EspeakTTS(), {}
     from bench.cache import Cache
     from bench.remote import Endpoint, RetryPolicy
     from bench.runtime import Runtime
@@ -206,16 +213,21 @@ def _tts(args) -> TTS:
 
     rt = Runtime(Cache(args.cache or args.out / "cache.sqlite"), args.out / "ledger.jsonl",
                  RetryPolicy(args.max_attempts, args.backoff))
-    return OpenAITTS(Endpoint(args.model, args.base_url, args.key_env, args.timeout), rt,
-                     args.voice)
+    endpoint = Endpoint(args.model, args.base_url, args.key_env, args.timeout)
+    pairs = [x.split("=", 1) for x in args.voice_map.split(",") if x.strip()]
+    if any(len(p) != 2 or not all(p) for p in pairs):
+        raise SystemExit(f"--voice-map: expected style=voice[,style=voice], got "
+                         f"{args.voice_map!r}")
+    voices = {v: OpenAITTS(endpoint, rt, v) for v in {v for _, v in pairs}}
+    return OpenAITTS(endpoint, rt, args.voice), {k.strip(): voices[v] for k, v in pairs}
 
 
 def render(args) -> Path:
     drafts = read_drafts(args.drafts)
     args.out.mkdir(parents=True, exist_ok=True)
-    tts = _tts(args)
+    tts, by_style = _tts(args)
     clips = render_candidates(tts, drafts, args.out, args.candidates,
-                              measure=args.select == "auto")
+                              measure=args.select == "auto", by_style=by_style)
     choice = auto_choice(clips) if args.select == "auto" else {
         (c.query_id, c.style): 0 for c in clips}
     write_sheet(clips, choice, args.out / "selection.csv")
@@ -265,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--replies", action="store_true", help="also speak the reference replies")
     r.add_argument("--dimensions-file", type=Path, default=None)
     r.add_argument("--model", default="gpt-4o-mini-tts")
-    r.add_argument("--voice", default="alloy")
+    r.add_argument("--voice", default="alloy", help="openai: default voice")
+    r.add_argument("--voice-map", default="female=coral,male=onyx",
+                   help="openai: style=voice overrides ('' for none)")
     r.add_argument("--base-url", default=None)
     r.add_argument("--key-env", default="OPENAI_API_KEY")
     r.add_argument("--cache", type=Path, default=None)

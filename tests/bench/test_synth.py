@@ -119,6 +119,7 @@ def test_openai_tts_draws_n_candidates_once_each(tmp_path, fake_server, monkeypa
     speech = [json.loads(b) for e, b in fake_server.bodies if e == "speech"]
     assert len(speech) == 2 * 3
     assert {b["instructions"] for b in speech} == {s.description for s in drafts[0].styles}
+    assert {b["voice"] for b in speech} == {"alloy"}  # emotion styles: the default voice
     assert len(read_queries(out / "queries.jsonl")) == 1
     _render(tmp_path, drafts, *argv)  # again: every candidate comes from the cache
     assert len([e for e, _ in fake_server.bodies if e == "speech"]) == 6
@@ -153,3 +154,14 @@ def test_extension_dimension_set_loads_with_its_table(tmp_path):
                   "--dimensions-file", str(EXTENSION_FILE))
     assert json.loads((out / "dimensions.json").read_text()).keys() == {"pauses"}
     assert read_queries(out / "queries.jsonl")[0].dimension == "pauses"
+
+
+def test_openai_gender_styles_get_their_own_voices(tmp_path, fake_server, monkeypatch):
+    monkeypatch.setenv("BENCH_TEST_KEY", PLANTED_KEY)
+    gender = [d for d in seed_drafts(per_dimension=1) if d.dimension == "gender"]
+    _render(tmp_path, gender, "--backend", "openai", "--candidates", "1", "--select", "first",
+            "--base-url", fake_server.base_url, "--key-env", "BENCH_TEST_KEY", "--backoff",
+            "0.01")
+    speech = [json.loads(b) for e, b in fake_server.bodies if e == "speech"]
+    assert {(b["instructions"], b["voice"]) for b in speech} == {("a woman, calm", "coral"),
+                                                                  ("a man, calm", "onyx")}
