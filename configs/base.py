@@ -50,6 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.global_batch = 64  # sequences per update, summed over all hosts (paper: 64)
     c.data.buckets = [256, 512, 1024, 2048]  # padded lengths; a batch takes the smallest fit
     c.data.shuffle_seed = 0  # grain shuffle seed (a new permutation each epoch)
+    c.data.whisper_features = False  # feed prompt Whisper features (record "prompt_features")
 
     c.train = ml_collections.ConfigDict()
     c.train.total_steps = 1000  # optimizer updates

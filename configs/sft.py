@@ -92,6 +92,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.optimizer.warmup_steps = 20  # short warm-up from the pretrained model
         c.optimizer.decay_steps = 1500  # cosine over the run
         c.data.global_batch = 64  # paper value
+        c.data.whisper_features = True  # Kimi-Audio hears prompts through Whisper too
         c.data.buckets = [512, 1024, 2048, 4096]  # speech prompts up to ~5 min
         c.train.total_steps = 1600  # ~10 epochs of 10k prompts at batch 64
         c.train.eval_every = 200  # eval loss cadence

@@ -58,9 +58,11 @@ def test_unknown_preset_is_named():
 @pytest.mark.parametrize("path", [ROOT / "configs" / "base.py"] + CONFIG_FILES,
                          ids=lambda p: p.name)
 def test_every_field_is_commented(path):
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    lines = path.read_text().splitlines()
+    for n, line in enumerate(lines, 1):
         is_group = line.rstrip().endswith("ConfigDict()")  # a group, documented by its fields
-        if re.match(r"\s+c(\.\w+)+ = ", line) and "#" not in line and not is_group:
+        above = lines[n - 2].strip().startswith("#") if n > 1 else False  # comment block above
+        if re.match(r"\s+c(\.\w+)+ = ", line) and "#" not in line and not (is_group or above):
             raise AssertionError(f"{path.name}:{n} sets a field without a comment: {line}")
 
 

@@ -3,7 +3,12 @@
 An SFT record holds the speech prompt and the reply of both output streams::
 
     {"prompt_audio": [codes], "prompt_text": [ids] (optional),
-     "reply_text": [ids], "reply_audio": [codes], ...}
+     "reply_text": [ids], "reply_audio": [codes],
+     "prompt_features": "clip.npy" (with whisper_features=True), ...}
+
+`prompt_features` names a float[len(prompt_audio), adaptor_input_dim] `.npy` file (the
+stacked Whisper-large-v3 frames of the prompt, `paras2s_jax.audio.extract_features`),
+relative to its shard; it is memory-mapped and read only when its batch is built.
 
 Each record becomes one teacher-forced sequence `build_prompt + build_reply` (see
 `paras2s_jax.layout`). The order is a deterministic function of the seed and the step:
@@ -64,10 +69,30 @@ def validate_record(record: Any, config: KimiAudioConfig, where: str) -> dict:
     return out
 
 
-def read_records(paths: Sequence[str | Path], config: KimiAudioConfig) -> list[dict]:
+def _check_features(record: dict, config: KimiAudioConfig, shard: Path, where: str) -> None:
+    """Resolve `prompt_features` against the shard and check its shape (header only)."""
+    name = record.get("prompt_features")
+    if not isinstance(name, str):
+        raise DataError(f"{where}: missing field 'prompt_features' (a .npy path; "
+                        "config.data.whisper_features is on)")
+    path = (shard.parent / name).resolve()
+    try:
+        shape = np.load(path, mmap_mode="r").shape
+    except (OSError, ValueError) as err:
+        raise DataError(f"{where}: field 'prompt_features': cannot read {path} ({err})") from err
+    want = (len(record["prompt_audio"]), config.adaptor_input_dim)
+    if shape != want:
+        raise DataError(f"{where}: field 'prompt_features': {path} has shape {shape}, "
+                        f"expected {want} (one row per prompt audio code)")
+    record["prompt_features"] = str(path)
+
+
+def read_records(paths: Sequence[str | Path], config: KimiAudioConfig,
+                 whisper_features: bool = False) -> list[dict]:
     """Every record of the JSONL (`*.jsonl`) or array-record (`*.array_record`) files.
 
-    Array-record entries are the same JSON objects, UTF-8 encoded.
+    Array-record entries are the same JSON objects, UTF-8 encoded. With
+    `whisper_features`, every record must name its prompt's feature file.
     """
     if not paths:
         raise DataError("no data files given (config.data.train_files / eval_files is empty)")
@@ -86,7 +111,10 @@ def read_records(paths: Sequence[str | Path], config: KimiAudioConfig) -> list[d
                 raw = json.loads(line)
             except json.JSONDecodeError as err:
                 raise DataError(f"{where}: invalid JSON ({err})") from err
-            records.append(validate_record(raw, config, where))
+            record = validate_record(raw, config, where)
+            if whisper_features:
+                _check_features(record, config, path, where)
+            records.append(record)
     return records
 
 
@@ -108,9 +136,18 @@ def bucket_for(length: int, buckets: Sequence[int]) -> int:
                     "(raise config.data.buckets)")
 
 
+def load_features(record: dict) -> np.ndarray:
+    """The prompt's Whisper features, float[T, D] (memory-mapped)."""
+    return np.load(record["prompt_features"], mmap_mode="r")
+
+
 def collate(streams: Sequence[layout.Streams], rows: int, buckets: Sequence[int],
-            pad_id: int) -> dict[str, np.ndarray]:
-    """[rows, bucket] arrays, right-padded; missing rows are all padding (no loss)."""
+            pad_id: int, features: Sequence[np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """[rows, bucket] arrays, right-padded; missing rows are all padding (no loss).
+
+    With `features` (one float[T, D] per sequence), adds "whisper_features"
+    float32[rows, bucket, D], each row's features at its `continuous` positions.
+    """
     length = bucket_for(max((len(s) for s in streams), default=1), buckets)
     out = layout.right_pad(list(streams), length, pad_id)
     if len(streams) < rows:
@@ -118,6 +155,14 @@ def collate(streams: Sequence[layout.Streams], rows: int, buckets: Sequence[int]
         for k in BATCH_KEYS:
             fill = pad_id if out[k].dtype == np.int32 else False
             out[k] = np.concatenate([out[k], np.full((extra, length), fill, out[k].dtype)])
+    if features is not None:
+        from paras2s_jax.audio.features import place_features
+
+        dim = features[0].shape[1] if len(features) else 0
+        placed = np.zeros((rows, length, dim), np.float32)
+        for i, (seq, feat) in enumerate(zip(streams, features, strict=True)):
+            placed[i, :len(seq)] = place_features(feat, seq.continuous)
+        out["whisper_features"] = placed
     return out
 
 
@@ -138,6 +183,7 @@ def train_dataset(
     seed: int,
     process_index: int | None = None,
     process_count: int | None = None,
+    whisper_features: bool = False,
 ) -> grain.IterDataset:
     """Endless, shuffled, bucketed batches of this process's share of the global batch."""
     pi = jax.process_index() if process_index is None else process_index
@@ -149,24 +195,52 @@ def train_dataset(
     rows = global_batch // pc
     ds = grain.MapDataset.source(records).shuffle(seed=seed).repeat(None)
     ds = ds[pi::pc]  # row r of process p's batch b is global element b*B + r*P + p
-    ds = ds.map(lambda r: sft_sequence(r, config))
-    ds = ds.batch(rows, drop_remainder=True,
-                  batch_fn=lambda s: collate(s, rows, buckets, config.special.pad))
+    ds = ds.map(lambda r: (sft_sequence(r, config),
+                           load_features(r) if whisper_features else None))
+    ds = ds.batch(rows, drop_remainder=True, batch_fn=lambda items: collate(
+        [s for s, _ in items], rows, buckets, config.special.pad,
+        [f for _, f in items] if whisper_features else None))
     return ds.to_iter_dataset()
 
 
 def eval_batches(
-    records: list[dict], config: KimiAudioConfig, batch: int, buckets: Sequence[int]
+    records: list[dict], config: KimiAudioConfig, batch: int, buckets: Sequence[int],
+    whisper_features: bool = False,
 ) -> list[dict[str, np.ndarray]]:
     """All eval records once, in order, as full-size batches (this process's share)."""
     pi, pc = jax.process_index(), jax.process_count()
     rows = batch // pc
-    seqs = [sft_sequence(r, config) for r in records[pi::pc]]
+    mine = records[pi::pc]
+    seqs = [sft_sequence(r, config) for r in mine]
     num = -(-len(records) // batch)  # every process yields the same number of batches
-    return [collate(seqs[i * rows:(i + 1) * rows], rows, buckets, config.special.pad)
-            for i in range(num)]
+    out = []
+    for i in range(num):
+        part = slice(i * rows, (i + 1) * rows)
+        feats = [load_features(r) for r in mine[part]] if whisper_features else None
+        if feats is not None and not feats:  # an all-filler batch still needs the key
+            feats = None
+        batch_i = collate(seqs[part], rows, buckets, config.special.pad, feats)
+        if whisper_features and "whisper_features" not in batch_i:
+            length = batch_i["text"].shape[1]
+            batch_i["whisper_features"] = np.zeros(
+                (rows, length, config.adaptor_input_dim), np.float32)
+        out.append(batch_i)
+    return out
 
 
-def to_global(local: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict:
-    """Assemble each process's rows into one global array per key."""
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+def to_global(local: dict[str, np.ndarray],
+              where: jax.sharding.Mesh | jax.sharding.Sharding) -> dict:
+    """Assemble each process's rows into one global array per key.
+
+    `where`: a mesh (each array's batch axis split over data x fsdp, whatever its rank)
+    or one sharding for every array.
+    """
+    def sharding_for(x: np.ndarray) -> jax.sharding.Sharding:
+        if isinstance(where, jax.sharding.Mesh):
+            from paras2s_jax.sharding import batch_sharding
+
+            return batch_sharding(where, x.ndim)
+        return where
+
+    return {k: jax.make_array_from_process_local_data(sharding_for(v), v)
+            for k, v in local.items()}

@@ -35,10 +35,16 @@ def sft_loss(model: nnx.Module, batch: Mapping[str, jax.Array],
     """{"text": (sum, count), "audio": (sum, count)} over the batch's chosen reply tokens.
 
     batch: int32 "text", "audio" and bool "text_mask", "audio_mask", "continuous",
-    "attention_mask", all [B, L] (see `paras2s_jax.train.data`).
+    "attention_mask", all [B, L], and optionally float "whisper_features" [B, L, D]
+    (see `paras2s_jax.train.data`).
     """
     del rng  # SFT is deterministic (no dropout in Kimi-Audio)
-    out = model(batch["text"], batch["audio"], attention_mask=batch["attention_mask"])
+    features = {}
+    if "whisper_features" in batch:  # float[B, L, D] at the prompt's audio positions
+        features = dict(whisper_features=batch["whisper_features"],
+                        continuous_mask=batch["continuous"])
+    out = model(batch["text"], batch["audio"], attention_mask=batch["attention_mask"],
+                **features)
     terms = {}
     for stream, logits in (("text", out.text_logits), ("audio", out.audio_logits)):
         targets, mask = shifted_targets(batch, stream)

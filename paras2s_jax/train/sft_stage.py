@@ -51,9 +51,8 @@ def _eval_loss_fn(run: trainer.Run, batches: list[dict]):
     def evaluate(r: trainer.Run) -> dict[str, float]:
         tot = {s: 0.0 for s in sft.STREAMS}
         cnt = {s: 0.0 for s in sft.STREAMS}
-        sharding_2d = r.batch_sharding(2)
         for local in batches:
-            batch = data_lib.to_global(local, sharding_2d)
+            batch = data_lib.to_global(local, r.mesh)
             s, c = jax.device_get(sums(r.state["params"], batch))
             for k in tot:
                 tot[k] += float(s[k])
@@ -134,15 +133,16 @@ def run_sft(cfg: ml_collections.ConfigDict) -> dict:
             results["toy_score_base"] = base.mean
             say(f"toy judge, base model : {base.summary()}", flush=True)
 
-    records = data_lib.read_records(cfg.data.train_files, mc)
+    feats = cfg.data.whisper_features
+    records = data_lib.read_records(cfg.data.train_files, mc, whisper_features=feats)
     ds = data_lib.train_dataset(records, mc, cfg.data.global_batch, tuple(cfg.data.buckets),
-                                seed=cfg.data.shuffle_seed)
+                                seed=cfg.data.shuffle_seed, whisper_features=feats)
     data_iter = iter(ds)
     eval_fn = None
     if cfg.data.eval_files:
-        eval_records = data_lib.read_records(cfg.data.eval_files, mc)
+        eval_records = data_lib.read_records(cfg.data.eval_files, mc, whisper_features=feats)
         eval_fn = _eval_loss_fn(run, data_lib.eval_batches(
-            eval_records, mc, cfg.data.global_batch, tuple(cfg.data.buckets)))
+            eval_records, mc, cfg.data.global_batch, tuple(cfg.data.buckets), feats))
     if judge and cfg.toy.judge_in_eval and eval_fn is not None:
         eval_fn = _with_toy_score(eval_fn, cfg)
 

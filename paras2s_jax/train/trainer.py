@@ -21,6 +21,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from paras2s_jax import sharding
 from paras2s_jax.model import KimiAudio, KimiAudioConfig, kimi_audio_7b, tiny
+from paras2s_jax.train import data as data_lib
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.checkpointing import CheckpointConfig, Checkpointer, abstract_like
 from paras2s_jax.train.metrics import MetricWriter, Preemption, ProfileWindow, StepTimer
@@ -156,7 +157,6 @@ def train_loop(
     profile = ProfileWindow(run.workdir / "tb", t.profile_start, t.profile_steps)
     timer = StepTimer()
     preemption = Preemption()
-    sharding_2d = run.batch_sharding(2)
     pending: tuple[int, dict] | None = None
     last: dict[str, float] = {}
 
@@ -172,8 +172,7 @@ def train_loop(
     try:
         for step in range(start_step, t.total_steps):
             profile.before_step(step)
-            batch = {k: jax.make_array_from_process_local_data(sharding_2d, v)
-                     for k, v in next(batches).items()}
+            batch = data_lib.to_global(next(batches), run.mesh)
             run.state, metrics = step_fn(run.state, batch)
             flush()  # the previous step's metrics, read while this step runs
             pending = (step, metrics)
