@@ -22,10 +22,12 @@ from jax.sharding import Mesh, SingleDeviceSharding
 
 from paras2s_jax.model.config import KimiAudioConfig, SpecialTokens
 from paras2s_jax.model.kimi_audio import KimiAudio
+from paras2s_jax.model.lora import LoRAConfig, attach_lora
 from paras2s_jax.sharding import PARAM_RULES, Rules, state_shardings
 
 PARAMS_ITEM = "params"
 CONFIG_ITEM = "model_config"
+_EXTRAS = ("lora",)  # structure beyond KimiAudioConfig, stored beside it
 
 
 def config_to_json(config: KimiAudioConfig) -> dict[str, Any]:
@@ -35,35 +37,45 @@ def config_to_json(config: KimiAudioConfig) -> dict[str, Any]:
 
 def config_from_json(data: dict[str, Any], **overrides: Any) -> KimiAudioConfig:
     """Rebuild a `KimiAudioConfig` from `config_to_json` output."""
-    fields = dict(data)
+    fields = {k: v for k, v in data.items() if k not in _EXTRAS}
     fields["special"] = SpecialTokens(**fields["special"])
     fields.update(overrides)
     return KimiAudioConfig(**fields)
 
 
-def model_save_args(model: KimiAudio) -> dict[str, Any]:
-    """The composite items (params, model_config) that describe `model` in a checkpoint."""
+def model_save_args(model: KimiAudio, lora: LoRAConfig | None = None) -> dict[str, Any]:
+    """The composite items (params, model_config) that describe `model` in a checkpoint.
+
+    With `lora`, the adapters are saved with the base and rebuilt on restore.
+    """
+    config = config_to_json(model.config)
+    if lora is not None:
+        config["lora"] = dataclasses.asdict(lora)
     return {
         PARAMS_ITEM: ocp.args.StandardSave(nnx.to_pure_dict(nnx.state(model, nnx.Param))),
-        CONFIG_ITEM: ocp.args.JsonSave(config_to_json(model.config)),
+        CONFIG_ITEM: ocp.args.JsonSave(config),
     }
 
 
-def save_model(directory: str | Path, model: KimiAudio) -> None:
+def save_model(directory: str | Path, model: KimiAudio, lora: LoRAConfig | None = None) -> None:
     """Write `model` as an Orbax checkpoint at `directory` (which must not exist)."""
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-        checkpointer.save(Path(directory).absolute(), ocp.args.Composite(**model_save_args(model)))
+        args = ocp.args.Composite(**model_save_args(model, lora))
+        checkpointer.save(Path(directory).absolute(), args)
 
 
-def read_model_config(directory: str | Path, **overrides: Any) -> KimiAudioConfig:
-    """The model config stored in an Orbax checkpoint directory."""
+def _read_json(directory: str | Path) -> dict[str, Any]:
     path = Path(directory).absolute()
     if not (path / CONFIG_ITEM).exists():
         raise FileNotFoundError(f"{path}: no {CONFIG_ITEM}/ item; not a model checkpoint")
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
         args = ocp.args.Composite(**{CONFIG_ITEM: ocp.args.JsonRestore()})
-        restored = checkpointer.restore(path, args)
-    return config_from_json(restored[CONFIG_ITEM], **overrides)
+        return checkpointer.restore(path, args)[CONFIG_ITEM]
+
+
+def read_model_config(directory: str | Path, **overrides: Any) -> KimiAudioConfig:
+    """The model config stored in an Orbax checkpoint directory."""
+    return config_from_json(_read_json(directory), **overrides)
 
 
 def restore_model(
@@ -77,8 +89,18 @@ def restore_model(
     config_overrides: e.g. `param_dtype` to restore in another dtype, `dtype` for compute.
     """
     path = Path(directory).absolute()
-    config = read_model_config(path, **config_overrides)
-    abstract = nnx.eval_shape(lambda: KimiAudio(config, rngs=nnx.Rngs(0)))
+    stored = _read_json(path)
+    config = config_from_json(stored, **config_overrides)
+    lora = LoRAConfig(**{**stored["lora"], "targets": tuple(stored["lora"]["targets"])}) \
+        if "lora" in stored else None
+
+    def build() -> KimiAudio:
+        model = KimiAudio(config, rngs=nnx.Rngs(0))
+        if lora is not None:
+            attach_lora(model, lora, rngs=nnx.Rngs(0))
+        return model
+
+    abstract = nnx.eval_shape(build)
     graphdef, state = nnx.split(abstract)
     if mesh is not None:
         shardings = state_shardings(state, mesh, rules)

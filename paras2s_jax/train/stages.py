@@ -17,6 +17,8 @@ StageFn = Callable[[ml_collections.ConfigDict], dict]
 _REGISTRY: dict[str, StageFn] = {}
 _MODULES = {  # imported on demand so one stage's dependencies do not burden another
     "sft": "paras2s_jax.train.sft_stage",
+    "reward": "paras2s_jax.train.reward_stage",
+    "grpo": "paras2s_jax.train.grpo_stage",
 }
 
 

@@ -1,7 +1,8 @@
 """The jitted train step every stage shares: accumulate, guard, update.
 
 A stage supplies
-- `loss_fn(model, batch, rng) -> {term: (sum, denominator)}`, and
+- `loss_fn(model, batch, rng) -> {term: (sum, denominator)}` (or that and a dict of
+  scalar diagnostics, averaged over micro-batches and reported as metrics), and
 - `count_fn(batch) -> {term: denominator}` over the *whole* batch (from masks only),
 plus per-term weights. The objective is `sum_k w_k * sum_k / count_k`; dividing every
 micro-batch by the global count makes gradient accumulation give the true token mean
@@ -72,8 +73,11 @@ def build_train_step(
     def objective(params, batch, rng, counts):
         model = nnx.merge(graphdef, params, rest)
         terms = loss_fn(model, batch, rng)
+        terms, extra = terms if isinstance(terms, tuple) else (terms, {})
         total = sum(w * terms[k][0] / jnp.maximum(counts[k], 1.0) for k, w in weights.items())
-        return total, {k: v[0] for k, v in terms.items()}
+        sums = {k: v[0] for k, v in terms.items()}
+        sums.update({f"aux/{k}": v / accum_steps for k, v in extra.items()})
+        return total, sums
 
     grad_fn = jax.value_and_grad(objective, has_aux=True)
 
@@ -93,7 +97,9 @@ def build_train_step(
                         jax.tree.map(add, s_acc, s)), None
 
             zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-            sums0 = {k: jnp.zeros((), jnp.float32) for k in counts}
+            sums0 = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), jax.eval_shape(
+                lambda: grad_fn(params, jax.tree.map(lambda x: x[0], _micro(batch, accum_steps)),
+                                rng, counts)[0][1]))
             (grads, total, sums), _ = jax.lax.scan(
                 body, (zeros, jnp.zeros((), jnp.float32), sums0),
                 (_micro(batch, accum_steps), jnp.arange(accum_steps)))
@@ -123,6 +129,7 @@ def build_train_step(
         }
         for k in counts:
             metrics[f"loss_{k}"] = sums[k] / jnp.maximum(counts[k], 1.0)
+        metrics.update({k[4:]: v for k, v in sums.items() if k.startswith("aux/")})
         return new_state, metrics
 
     return step

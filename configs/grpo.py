@@ -1,0 +1,101 @@
+"""Stage 3 (GRPO) configs. Presets: `toy` (default) and `kimi_audio_7b`.
+
+Toy run (after the toy SFT and reward runs, 2 CPU cores, a few minutes)::
+
+    python launch/train.py --config configs/grpo.py:toy
+
+starts from the SFT checkpoint (also the frozen KL reference), samples G replies per
+prompt, scores them with the distilled reward model and updates the policy; TensorBoard
+metrics in <workdir>/tb: reward mean/std, zero-spread groups, KL / entropy / clip
+fraction / reply length per stream. `python launch/demo.py` runs all stages and
+evaluates them; `python launch/ablate.py` runs the beta and G sweeps.
+
+Paper run (8x H100, FSDP)::
+
+    python launch/train.py --config configs/grpo.py:kimi_audio_7b \
+        --config.init.path=/checkpoints/paras2s/sft_7b/checkpoints/1600 \
+        --config.reward.path=/checkpoints/paras2s/reward_7b/reward_model \
+        --config.data.train_files='["/data/grpo_prompts/*.jsonl"]'
+
+KL aggregation: `grpo.aggregation="token_mean"` (default) averages the per-token
+objective over all chosen tokens of a stream in the batch, then sums the two streams
+with their weights; "sequence_mean" averages within each reply first (original GRPO).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs.base import base_config
+
+PRESETS = ("toy", "kimi_audio_7b")
+
+
+def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
+    """The GRPO config for `preset` ("toy" or "kimi_audio_7b")."""
+    c = base_config()
+    c.stage = "grpo"  # runs paras2s_jax/train/grpo_stage.py
+    c.init.source = "orbax"  # the SFT checkpoint: initial policy and frozen reference
+
+    c.grpo = ml_collections.ConfigDict()
+    c.grpo.group_size = 8  # G replies per prompt (paper: 8)
+    c.grpo.query_batch = 32  # prompts per step (paper: 32)
+    c.grpo.updates_per_rollout = 1  # optimizer steps per rollout batch (mu)
+    c.grpo.clip_eps = 0.2  # ratio clipping
+    c.grpo.beta_text = 0.2  # KL weight, text stream (paper: 0.2 on both streams)
+    c.grpo.beta_audio = 0.2  # KL weight, audio stream
+    c.grpo.weight_text = 1.0  # text-stream weight of the summed objective
+    c.grpo.weight_audio = 1.0  # audio-stream weight
+    c.grpo.aggregation = "token_mean"  # or "sequence_mean" (see the module docstring)
+    c.grpo.sampling = ml_collections.ConfigDict()  # rollouts sample both streams
+    c.grpo.sampling.max_new_tokens = 24  # reply columns (toy replies need ~13)
+    c.grpo.sampling.text_temperature = 1.0  # exploration on the text stream
+    c.grpo.sampling.text_top_k = 0  # 0: full vocabulary
+    c.grpo.sampling.audio_temperature = 1.0  # exploration on the audio stream
+    c.grpo.sampling.audio_top_k = 0  # 0: full vocabulary
+
+    c.reward = ml_collections.ConfigDict()
+    c.reward.path = "/tmp/paras2s/reward_toy/reward_model"  # Orbax RM (base + LoRA)
+    c.reward.tokenizer_dir = ""  # as in configs/reward.py
+    c.reward.suffix_text = " Score:"  # with tokenizer_dir: the score prompt
+    c.reward.suffix_ids = [600]  # without tokenizer_dir: toy suffix id
+    c.reward.digit_ids = [595, 596, 597, 598, 599]  # toy ids of "1".."5"
+
+    c.toy = ml_collections.ConfigDict()
+    c.toy.enabled = False  # prompts from the toy world's training texts
+    c.toy.data_dir = "/tmp/paras2s/sft_toy/toy_data"  # the SFT run's toy data
+
+    if preset == "toy":
+        c.workdir = "/tmp/paras2s/grpo_toy"  # checkpoints/, tb/, metrics.jsonl, results.json
+        c.toy.enabled = True  # prompts from the toy world
+        c.init.path = "/tmp/paras2s/sft_toy/checkpoints/600"  # the toy SFT run's last step
+        c.model.preset = "tiny"  # the CPU-sized model
+        c.grpo.query_batch = 16  # 16 prompts x G = 8: 128 replies per step
+        c.optimizer.lr = 5e-4  # paper value; fine for the tiny model too
+        c.optimizer.warmup_steps = 5  # short warm-up
+        c.optimizer.decay_steps = 60  # schedule length
+        c.optimizer.end_lr_ratio = 1.0  # constant after warm-up
+        c.train.total_steps = 60  # ~3 minutes on 2 CPU cores
+        c.train.save_every = 20  # checkpoint cadence
+    elif preset == "kimi_audio_7b":
+        c.workdir = "/checkpoints/paras2s/grpo_7b"  # shared storage on a cluster
+        c.model.preset = "kimi_audio_7b"  # the published sizes
+        c.model.dtype = "bfloat16"  # H100 compute
+        c.model.param_dtype = "float32"  # master weights
+        c.model.remat = True  # fit activations in 80 GB
+        c.mesh.data = 1  # all devices on the fsdp axis
+        c.mesh.fsdp = 8  # paper: 8x H100 with FSDP
+        c.optimizer.lr = 5e-4  # as published (high for full fine-tuning; see PAPER.md)
+        c.optimizer.warmup_steps = 10  # short warm-up from the SFT model
+        c.optimizer.decay_steps = 3000  # cosine over the run
+        c.grpo.sampling.max_new_tokens = 512  # ~40 s of speech
+        c.grpo.sampling.text_temperature = 0.8  # exploration without derailing long replies
+        c.grpo.sampling.audio_temperature = 0.8  # Kimi-Audio's recommended audio temperature
+        c.optimizer.accum_steps = 8  # 256 sequences per update in 8 micro-batches
+        c.train.total_steps = 3000  # ~1 epoch of 100k prompts at 32 per step
+        c.train.save_every = 100  # checkpoint cadence
+        c.reward.path = "/checkpoints/paras2s/reward_7b/reward_model"  # the Stage 2 output
+        c.reward.tokenizer_dir = "/checkpoints/kimi-audio-7b-orbax/tokenizer"  # from convert.py
+    else:
+        raise ValueError(f"configs/grpo.py: unknown preset {preset!r}; use {PRESETS}")
+    return c

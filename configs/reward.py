@@ -1,0 +1,102 @@
+"""Stage 2 (distilled reward model) configs. Presets: `toy` (default) and `kimi_audio_7b`.
+
+Toy run (after the toy SFT run, 2 CPU cores, a few minutes)::
+
+    python launch/train.py --config configs/reward.py:toy \
+        --config.init.path=/tmp/paras2s/sft_toy/checkpoints/600
+
+samples replies of the SFT model to the toy training prompts and to held-out queries,
+judges them with the toy rule judge (<workdir>/distill, resumable), trains LoRA adapters
+to predict the judge's digit, and prints the held-out Pearson correlation between the
+reward model's expected score and the judge. The model (base + adapters) is saved to
+<workdir>/reward_model for GRPO.
+
+Paper run (one H100; distillation shards written with paras2s_jax.train.distill from
+the SFT model, 32 replies for each of 10k queries)::
+
+    python launch/train.py --config configs/reward.py:kimi_audio_7b \
+        --config.init.path=/checkpoints/paras2s/sft_7b/checkpoints/1600 \
+        --config.data.train_files='["/data/distill/train/*.jsonl"]'
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs.base import base_config
+
+PRESETS = ("toy", "kimi_audio_7b")
+
+
+def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
+    """The reward-model config for `preset` ("toy" or "kimi_audio_7b")."""
+    c = base_config()
+    c.stage = "reward"  # runs paras2s_jax/train/reward_stage.py
+    c.init.source = "orbax"  # the SFT checkpoint (a training step directory)
+
+    c.lora = ml_collections.ConfigDict()
+    c.lora.rank = 16  # adapter rank
+    c.lora.alpha = 32.0  # update scale alpha / rank
+    c.lora.targets = ["q_proj", "k_proj", "v_proj", "o_proj"]  # adapted projections
+
+    c.reward = ml_collections.ConfigDict()
+    # Either a tokenizer directory (tiktoken.model + tokenizer_config.json), from which
+    # the suffix text and the digits "1".."5" are encoded, or the ids themselves.
+    c.reward.tokenizer_dir = ""
+    c.reward.suffix_text = " Score:"  # appended to the text stream after the reply
+    c.reward.suffix_ids = [600]  # toy: a reserved id of the tiny vocabulary
+    c.reward.digit_ids = [595, 596, 597, 598, 599]  # toy ids standing for "1".."5"
+
+    c.distill = ml_collections.ConfigDict()  # toy: how the training pairs are made
+    c.distill.samples_per_query = 8  # replies per query (paper: 32)
+    c.distill.chunk_queries = 32  # queries per resumable shard
+    c.distill.sampling = ml_collections.ConfigDict()  # how replies are sampled
+    c.distill.sampling.max_new_tokens = 24  # toy replies need ~13 columns
+    c.distill.sampling.text_temperature = 1.0  # sample both streams: varied replies
+    c.distill.sampling.text_top_k = 0  # full vocabulary
+    c.distill.sampling.audio_temperature = 1.0  # varied voices
+    c.distill.sampling.audio_top_k = 0  # full vocabulary
+
+    c.toy = ml_collections.ConfigDict()
+    c.toy.enabled = False  # distil from the SFT model on the toy world first
+    c.toy.data_dir = "/tmp/paras2s/sft_toy/toy_data"  # the SFT run's toy data
+    c.toy.num_train_queries = 192  # training prompts to sample replies for
+
+    if preset == "toy":
+        c.workdir = "/tmp/paras2s/reward_toy"  # distill/, checkpoints/, reward_model/, tb/
+        c.toy.enabled = True  # prompts from the toy world
+        c.init.path = "/tmp/paras2s/sft_toy/checkpoints/600"  # the toy SFT run's last step
+        c.model.preset = "tiny"  # the CPU-sized model
+        c.optimizer.lr = 3e-3  # adapters of a tiny model learn fast
+        c.optimizer.warmup_steps = 20  # short warm-up
+        c.optimizer.decay_steps = 280  # cosine to the end of the run
+        c.data.global_batch = 32  # scored replies per update
+        c.data.buckets = [48, 64]  # prompt + reply + suffix of the toy world
+        c.train.total_steps = 300  # ~30 s on 2 CPU cores
+        c.train.eval_every = 100  # held-out Pearson cadence
+        c.train.save_every = 100  # checkpoint cadence
+        c.checkpoint.best_metric = "eval/pearson"  # rank by agreement with the judge
+        c.checkpoint.best_mode = "max"  # higher Pearson is better
+    elif preset == "kimi_audio_7b":
+        c.workdir = "/checkpoints/paras2s/reward_7b"  # shared storage on a cluster
+        c.model.preset = "kimi_audio_7b"  # the published sizes
+        c.model.dtype = "bfloat16"  # H100 compute
+        c.model.param_dtype = "bfloat16"  # the base is frozen; adapters train in fp32
+        c.model.remat = True  # fit activations in 80 GB
+        c.mesh.data = 1  # all devices on the fsdp axis
+        c.mesh.fsdp = -1  # paper: one H100; more devices shard the frozen base
+        c.optimizer.lr = 1e-6  # paper value
+        c.optimizer.warmup_steps = 100  # warm-up
+        c.optimizer.decay_steps = 10_000  # cosine over one epoch
+        c.data.global_batch = 32  # scored replies per update
+        c.data.buckets = [512, 1024, 2048, 4096]  # prompt + reply lengths
+        c.train.total_steps = 10_000  # one epoch of 320k pairs at batch 32
+        c.train.eval_every = 500  # held-out Pearson cadence
+        c.train.save_every = 500  # checkpoint cadence
+        c.checkpoint.best_metric = "eval/pearson"  # rank by agreement with the judge
+        c.checkpoint.best_mode = "max"  # higher Pearson is better
+        # Digits and suffix from the tokenizer that `launch/convert.py import` copies.
+        c.reward.tokenizer_dir = "/checkpoints/kimi-audio-7b-orbax/tokenizer"  # from convert.py
+    else:
+        raise ValueError(f"configs/reward.py: unknown preset {preset!r}; use {PRESETS}")
+    return c

@@ -1,0 +1,166 @@
+"""Stage 3 entry point: GRPO with the distilled reward model, KL to the SFT model.
+
+Each step: take `grpo.query_batch` prompts, sample `grpo.group_size` replies each with
+the current policy (jitted sampler), score them with the reward model, normalise the
+rewards within each group, recompute the policy's ("old") and the frozen reference's
+log-probabilities of the sampled tokens on the same mesh, then take
+`grpo.updates_per_rollout` optimizer steps on the clipped dual-stream objective with the
+k3 KL penalty (see `train/grpo.py`). The reference is the initial (SFT) policy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from paras2s_jax import layout
+from paras2s_jax.checkpoint.orbax_io import restore_model
+from paras2s_jax.sampling import SamplingConfig, generate
+from paras2s_jax.train import stages, trainer
+from paras2s_jax.train import step as step_lib
+from paras2s_jax.train.grpo import STREAMS, GRPOLossConfig, group_advantages, k3_kl, stream_loss
+from paras2s_jax.train.metrics import MetricWriter
+from paras2s_jax.train.reward_stage import score_token_ids
+from paras2s_jax.train.rollout import pad_prompts, reply_logprobs, rollout_batch, score_replies
+
+
+def loss_config(cfg: ml_collections.ConfigDict) -> GRPOLossConfig:
+    g = cfg.grpo
+    return GRPOLossConfig(clip_eps=g.clip_eps, beta_text=g.beta_text, beta_audio=g.beta_audio,
+                          weight_text=g.weight_text, weight_audio=g.weight_audio,
+                          aggregation=g.aggregation)
+
+
+def sampling_config(cfg: ml_collections.ConfigDict) -> SamplingConfig:
+    s = cfg.grpo.sampling
+    return SamplingConfig(
+        max_new_tokens=s.max_new_tokens, text_temperature=s.text_temperature,
+        text_top_k=s.text_top_k, audio_temperature=s.audio_temperature,
+        audio_top_k=s.audio_top_k, num_samples=cfg.grpo.group_size)
+
+
+def _loss_fns(lcfg: GRPOLossConfig, sampling: SamplingConfig):
+    def loss_fn(model, batch, rng):
+        del rng
+        logps = reply_logprobs(model, batch, sampling)
+        terms, aux = {}, {}
+        for s in STREAMS:
+            terms[s], m = stream_loss(
+                logps[s], batch[f"old_{s}_logprobs"], batch[f"ref_{s}_logprobs"],
+                batch[f"{s}_mask"], batch["advantages"], lcfg.beta(s), lcfg)
+            aux[f"clip_fraction_{s}"] = m["clip_fraction"]
+        return terms, aux
+
+    def count_fn(batch):
+        counts = {}
+        for s in STREAMS:
+            mask = batch[f"{s}_mask"]
+            per_row = jnp.sum(mask, axis=1)
+            counts[s] = (jnp.sum(mask) if lcfg.aggregation == "token_mean"
+                         else jnp.sum(per_row > 0))
+        return counts
+
+    return loss_fn, count_fn
+
+
+def toy_prompts(cfg: ml_collections.ConfigDict) -> list[dict]:
+    """Unlabelled speech prompts: the toy world's training prompts (replies unused)."""
+    prompts = {}
+    for path in sorted(Path(cfg.toy.data_dir).glob("train-*.jsonl")):
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            prompts.setdefault(tuple(rec["prompt_audio"]), rec)
+    return list(prompts.values())
+
+
+def _prompt_streams(records: list[dict], config) -> list[layout.Streams]:
+    return [layout.build_prompt([layout.Message(
+        "user", text=tuple(r.get("prompt_text", ())), audio=tuple(r["prompt_audio"]))], config)
+        for r in records]
+
+
+@stages.register("grpo")
+def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
+    """Run GRPO from `cfg.init` (the SFT checkpoint); returns the last metrics."""
+    workdir = Path(cfg.workdir)
+    run = trainer.setup(cfg)
+    mc = run.model_config
+    reference = jax.tree.map(jnp.copy, run.state["params"])  # frozen SFT policy
+    reward_model = restore_model(cfg.reward.path, run.mesh)
+    suffix, digits = score_token_ids(cfg.reward)
+    sampling = sampling_config(cfg)
+    lcfg = loss_config(cfg)
+    g, b = cfg.grpo.group_size, cfg.grpo.query_batch
+    records = toy_prompts(cfg) if cfg.toy.enabled else [
+        json.loads(line) for f in cfg.data.train_files for line in Path(f).read_text().splitlines()]
+    if len(records) < b:
+        raise ValueError(f"config.grpo.query_batch={b} exceeds the {len(records)} prompts")
+
+    loss_fn, count_fn = _loss_fns(lcfg, sampling)
+    step_fn = step_lib.build_train_step(
+        run.graphdef, run.rest, loss_fn, count_fn,
+        {"text": lcfg.weight_text, "audio": lcfg.weight_audio}, run.tx, run.schedule,
+        cfg.optimizer.accum_steps)
+    step_fn = jax.jit(step_fn, donate_argnums=0, out_shardings=(run.shardings, None))
+
+    @jax.jit
+    def log_probs(params, batch):
+        return reply_logprobs(run.model(params), batch, sampling, with_entropy=True)
+
+    ckpt = trainer.checkpointer(run)
+    start = trainer.restore_latest(run, ckpt, None)
+    writer = MetricWriter(workdir / "tb", cfg.train.total_steps, start, cfg.train.progress)
+    order = np.random.default_rng(cfg.data.shuffle_seed).permutation(len(records))
+    key = jax.random.key(cfg.seed)
+    last: dict[str, float] = {}
+    t0 = time.perf_counter()
+    try:
+        for step in range(start, cfg.train.total_steps):
+            # Deterministic in (seed, step), so a resumed run samples the same rollouts.
+            picks = [records[order[(step * b + i) % len(records)]] for i in range(b)]
+            streams = _prompt_streams(picks, mc)
+            prompts = pad_prompts(streams, sampling.prompt_bucket, mc.special.pad)
+            out = generate(run.model(), prompts, jax.random.fold_in(key, step), sampling)
+            batch = rollout_batch(prompts, out, g)
+            rewards = score_replies(reward_model, streams, out, g, suffix, digits)
+            adv, zero = group_advantages(rewards, g)
+            batch["advantages"] = np.asarray(adv)
+            old = log_probs(run.state["params"], batch)
+            ref = log_probs(reference, batch)
+            for s in STREAMS:
+                batch[f"old_{s}_logprobs"] = np.asarray(old[s])
+                batch[f"ref_{s}_logprobs"] = np.asarray(ref[s])
+            for _ in range(cfg.grpo.updates_per_rollout):
+                run.state, metrics = step_fn(run.state, batch)
+            metrics = jax.device_get(metrics)
+            diag = {"reward_mean": float(np.mean(rewards)), "reward_std": float(np.std(rewards)),
+                    "zero_spread_groups": float(np.mean(np.asarray(zero)))}
+            for s in STREAMS:
+                mask = batch[f"{s}_mask"]
+                kl = k3_kl(jnp.asarray(batch[f"old_{s}_logprobs"]),
+                           jnp.asarray(batch[f"ref_{s}_logprobs"]))
+                diag[f"kl_{s}"] = float(np.sum(np.asarray(kl) * mask) / max(mask.sum(), 1))
+                diag[f"entropy_{s}"] = float(
+                    np.sum(np.asarray(old[f"entropy_{s}"]) * mask) / max(mask.sum(), 1))
+                diag[f"reply_length_{s}"] = float(mask.sum(axis=1).mean())
+            last = writer.train_step(step, {**metrics, **diag}, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            if jax.process_index() == 0:  # a plain per-step record next to TensorBoard
+                with open(workdir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps({"step": step + 1, **last}) + "\n")
+            if (step + 1) % cfg.train.save_every == 0 or step + 1 == cfg.train.total_steps:
+                ckpt.save(step + 1, run.state, None, meta={"stage": "grpo"},
+                          model_config=mc)
+    finally:
+        ckpt.wait()
+        ckpt.close()
+        writer.close()
+    if jax.process_index() == 0:
+        (workdir / "results.json").write_text(json.dumps(last, indent=2))
+    return last

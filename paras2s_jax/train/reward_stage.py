@@ -1,0 +1,191 @@
+"""Stage 2 entry point: the distilled reward model.
+
+LoRA adapters on the SFT model (base frozen) learn to predict the judge's Likert score
+of (prompt, reply) as one digit token. Data: distillation shards (`train/distill.py`);
+with `toy.enabled` they are sampled from the SFT checkpoint and judged by the toy rule
+judge first (resumable). The final model (base + adapters) is saved as an Orbax model
+checkpoint in `<workdir>/reward_model`; held-out Pearson(RM expected score, judge) is
+reported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from paras2s_jax import layout, sharding
+from paras2s_jax.checkpoint.orbax_io import save_model
+from paras2s_jax.model.lora import LoRAConfig, attach_lora
+from paras2s_jax.sampling import SamplingConfig
+from paras2s_jax.train import stages, trainer
+from paras2s_jax.train import step as step_lib
+from paras2s_jax.train.data import bucket_for
+from paras2s_jax.train.distill import distill, read_scored, toy_judge
+from paras2s_jax.train.optim import make_optimizer, schedule
+from paras2s_jax.train.reward import digit_logits, expected_score, pearson, reward_input, score_loss
+
+
+def lora_config(cfg: ml_collections.ConfigDict) -> LoRAConfig:
+    return LoRAConfig(rank=cfg.rank, alpha=cfg.alpha, targets=tuple(cfg.targets))
+
+
+def score_token_ids(rcfg: ml_collections.ConfigDict) -> tuple[list[int], tuple[int, ...]]:
+    """(suffix ids, ids of "1".."5"): from `reward.tokenizer_dir`, else the configured ids."""
+    if rcfg.tokenizer_dir:
+        from paras2s_jax.tokenizer import KimiTextTokenizer
+
+        tok = KimiTextTokenizer(rcfg.tokenizer_dir)
+        digits = [tok.encode(str(k)) for k in range(1, 6)]
+        if any(len(d) != 1 for d in digits):
+            raise ValueError(f"{rcfg.tokenizer_dir}: the digits 1..5 are not single tokens")
+        return tok.encode(rcfg.suffix_text), tuple(d[0] for d in digits)
+    if len(rcfg.digit_ids) != 5:
+        raise ValueError("config.reward.digit_ids needs the 5 ids of '1'..'5' "
+                         "(or set config.reward.tokenizer_dir)")
+    return list(rcfg.suffix_ids), tuple(rcfg.digit_ids)
+
+
+def reward_sequence(record: dict, config, suffix_ids) -> layout.Streams:
+    """The reward model's input for one scored reply."""
+    msg = layout.Message("user", text=tuple(record.get("prompt_text", ())),
+                         audio=tuple(record["prompt_audio"]))
+    prompt = layout.build_prompt([msg], config)
+    reply = layout.build_reply(record["reply_text"], record["reply_audio"], config)
+    return reward_input(prompt, reply, suffix_ids, config)
+
+
+def collate_left(records: list[dict], config, suffix_ids, buckets, rows: int) -> dict:
+    """Left-padded [rows, bucket] inputs + int32 scores [rows, 1] (0 on padding rows)."""
+    seqs = [reward_sequence(r, config, suffix_ids) for r in records]
+    length = bucket_for(max(len(s) for s in seqs), buckets)
+    seqs += [seqs[0]] * (rows - len(seqs))
+    out = layout.left_pad(seqs, length, config.special.pad)
+    scores = np.zeros((rows, 1), np.int32)  # 2-D: every batch field shards on its rows
+    scores[: len(records), 0] = [int(r["score"]) for r in records]
+    return {"text": out["text"], "audio": out["audio"],
+            "attention_mask": out["attention_mask"], "score": scores}
+
+
+def _loss_fns(digit_ids: tuple[int, ...]):
+    def loss_fn(model, batch, rng):
+        del rng
+        logits = model(batch["text"], batch["audio"],
+                       attention_mask=batch["attention_mask"]).text_logits[:, -1:]
+        return {"score": score_loss(logits, batch["score"][:, 0], digit_ids)}
+
+    def count_fn(batch):
+        return {"score": jnp.sum(batch["score"] >= 1)}
+
+    return loss_fn, count_fn
+
+
+def _toy_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path) -> None:
+    """Sample and judge toy replies of the SFT model (train prompts and held-out queries)."""
+    from paras2s_jax.toyworld.demos import read_queries
+
+    toy_dir = Path(cfg.toy.data_dir)
+    train = {}
+    for path in sorted(toy_dir.glob("train-*.jsonl")):
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            train.setdefault(rec["id"], rec)
+    train_queries = list(train.values())[: cfg.toy.num_train_queries]
+    held = [rec for rec, _ in read_queries(toy_dir / "eval-queries.jsonl")]
+    s = cfg.distill.sampling
+    sampling = SamplingConfig(
+        max_new_tokens=s.max_new_tokens, text_temperature=s.text_temperature,
+        text_top_k=s.text_top_k, audio_temperature=s.audio_temperature,
+        audio_top_k=s.audio_top_k, num_samples=cfg.distill.samples_per_query)
+    for name, queries in (("train", train_queries), ("heldout", held)):
+        distill(run_model, queries, toy_judge, workdir / "distill" / name, sampling,
+                "toy-rule-judge", seed=cfg.seed + (name == "heldout"),
+                chunk_queries=cfg.distill.chunk_queries)
+    with cfg.unlocked():
+        cfg.data.train_files = sorted(str(p) for p in (workdir / "distill/train").glob("*.jsonl"))
+        cfg.data.eval_files = sorted(str(p) for p in (workdir / "distill/heldout").glob("*.jsonl"))
+
+
+def evaluate_rm(model, records: list[dict], cfg) -> dict[str, float]:
+    """Pearson and exact-digit accuracy of the RM against the judge on `records`."""
+    suffix, digits = score_token_ids(cfg.reward)
+    mc = model.config
+    rows = cfg.data.global_batch
+    forward = nnx.jit(lambda m, t, a, k: m(t, a, attention_mask=k).text_logits[:, -1:])
+    predicted, argmax = [], []
+    for i in range(0, len(records), rows):
+        chunk = records[i:i + rows]
+        b = collate_left(chunk, mc, suffix, cfg.data.buckets, rows)
+        d = digit_logits(forward(model, b["text"], b["audio"], b["attention_mask"]), digits)
+        predicted += np.asarray(expected_score(d))[: len(chunk)].tolist()
+        argmax += (np.asarray(jnp.argmax(d, -1))[: len(chunk)] + 1).tolist()
+    judge = np.asarray([r["score"] for r in records], np.float64)
+    return {"pearson": pearson(np.asarray(predicted), judge),
+            "accuracy": float(np.mean(np.asarray(argmax) == judge)),
+            "mean_predicted": float(np.mean(predicted))}
+
+
+@stages.register("reward")
+def run_reward(cfg: ml_collections.ConfigDict) -> dict:
+    """Train the LoRA reward model; returns RM–judge agreement on held-out pairs."""
+    workdir = Path(cfg.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    mesh = sharding.make_mesh(sharding.MeshConfig(**cfg.mesh.to_dict()))
+    model = trainer.init_model(cfg, mesh)
+    if cfg.toy.enabled:
+        _toy_distillation(cfg, model, workdir)
+    attach_lora(model, lora_config(cfg.lora), rngs=nnx.Rngs(cfg.seed))
+    sharding.shard_module(model, mesh)
+    graphdef, lora, rest = nnx.split(model, nnx.LoRAParam, ...)
+
+    ocfg = trainer.optimizer_config(cfg.optimizer)
+    tx = make_optimizer(ocfg)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    init = lambda p: step_lib.init_state(p, tx, cfg.seed)  # noqa: E731
+    shardings = step_lib.state_shardings(sharding.state_shardings(lora, mesh),
+                                         jax.eval_shape(init, lora), tx, replicated)
+    state = jax.jit(init, out_shardings=shardings)(lora)
+    run = trainer.Run(cfg, mesh, model.config, graphdef, rest, tx, schedule(ocfg),
+                      state, shardings, workdir)
+
+    mc = model.config
+    records = read_scored(cfg.data.train_files)
+    rows = cfg.data.global_batch
+    ds = grain.MapDataset.source(records).shuffle(seed=cfg.data.shuffle_seed).repeat(None)
+    suffix, digits = score_token_ids(cfg.reward)
+    ds = ds.batch(rows, drop_remainder=True, batch_fn=lambda rs: collate_left(
+        list(rs), mc, suffix, cfg.data.buckets, rows))
+    data_iter = iter(ds.to_iter_dataset())
+    heldout = read_scored(cfg.data.eval_files) if cfg.data.eval_files else []
+
+    loss_fn, count_fn = _loss_fns(digits)
+    step_fn = step_lib.build_train_step(graphdef, rest, loss_fn, count_fn, {"score": 1.0},
+                                        tx, run.schedule, cfg.optimizer.accum_steps)
+    step_fn = jax.jit(step_fn, donate_argnums=0, out_shardings=(shardings, None))
+    eval_fn = (lambda r: evaluate_rm(r.model(), heldout, cfg)) if heldout else None
+
+    ckpt = trainer.checkpointer(run)
+    start = trainer.restore_latest(run, ckpt, data_iter)
+    last = trainer.train_loop(run, step_fn, data_iter, ckpt=ckpt, start_step=start,
+                              eval_fn=eval_fn, data_state=data_iter)
+    ckpt.close()
+    final = run.model()
+    results = {f"train/{k}": v for k, v in last.items()}
+    if heldout:
+        results.update({f"heldout/{k}": v for k, v in evaluate_rm(final, heldout, cfg).items()})
+    out = workdir / "reward_model"
+    if jax.process_index() == 0 and not out.exists():
+        save_model(out, final, lora=lora_config(cfg.lora))
+    if jax.process_index() == 0:
+        print("reward model vs judge (held-out pairs): " + ", ".join(
+            f"{k}={v:.3f}" for k, v in results.items() if k.startswith("heldout/")), flush=True)
+        (workdir / "results.json").write_text(json.dumps(
+            {k: float(v) for k, v in results.items()}, indent=2))
+    return results

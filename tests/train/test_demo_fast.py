@@ -1,0 +1,38 @@
+"""The embedded demo end to end in its fast form: every stage, checkpoint and table."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_demo_fast_runs_every_stage(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "launch/demo.py", "--fast", "--seeds", "1", "--workdir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "| base (untrained) |" in out and "| SFT |" in out and "| GRPO |" in out
+    assert "reward model vs toy judge on held-out pairs: Pearson" in out
+    saved = json.loads((tmp_path / "demo_results.json").read_text())
+    assert set(saved["table"]) == {"base (untrained)", "SFT", "GRPO"}
+    for row in saved["table"].values():
+        assert 1.0 <= row["overall"] <= 5.0
+    history = [json.loads(x) for x in (tmp_path / "grpo" / "metrics.jsonl").read_text()
+               .splitlines()]
+    assert len(history) == 4
+    for key in ("reward_mean", "zero_spread_groups", "kl_text", "kl_audio", "entropy_audio",
+                "clip_fraction_text", "reply_length_audio"):
+        assert key in history[-1]
+    # Re-running resumes every finished stage instead of training again.
+    again = subprocess.run(
+        [sys.executable, "launch/demo.py", "--fast", "--seeds", "1", "--workdir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert again.returncode == 0 and again.stdout.count("already done") == 3
