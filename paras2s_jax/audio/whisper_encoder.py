@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from paras2s_jax.model.config import Numerics
 from paras2s_jax.model.layers import Dense, LayerNorm
 
 
@@ -26,7 +27,7 @@ class WhisperConfigError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class WhisperEncoderConfig:
+class WhisperEncoderConfig(Numerics):
     """Sizes and numerics of a Whisper audio encoder (openai-whisper's field names)."""
 
     n_mels: int = 128
@@ -84,16 +85,6 @@ class WhisperEncoderConfig:
     def head_dim(self) -> int:
         return self.n_audio_state // self.n_audio_head
 
-    @property
-    def compute_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.dtype)
-
-    @property
-    def storage_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.param_dtype)
-
-    def replace(self, **changes: Any) -> WhisperEncoderConfig:
-        return dataclasses.replace(self, **changes)
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10_000.0) -> jax.Array:

@@ -36,8 +36,27 @@ class SpecialTokens:
     pad: int = 152063
 
 
+class Numerics:
+    """Dtype helpers for frozen config dataclasses with `dtype` / `param_dtype` fields."""
+
+    dtype: str
+    param_dtype: str
+
+    @property
+    def compute_dtype(self) -> jnp.dtype:
+        return jnp.dtype(self.dtype)
+
+    @property
+    def storage_dtype(self) -> jnp.dtype:
+        return jnp.dtype(self.param_dtype)
+
+    def replace(self, **changes: Any):
+        """A copy with `changes` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+
 @dataclasses.dataclass(frozen=True)
-class KimiAudioConfig:
+class KimiAudioConfig(Numerics):
     """Sizes and numerics of a Kimi-Audio model. Validated on construction."""
 
     vocab_size: int = 168448  # one table for text (first 152064 ids) and audio tokens
@@ -111,18 +130,6 @@ class KimiAudioConfig:
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
-
-    @property
-    def compute_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.dtype)
-
-    @property
-    def storage_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.param_dtype)
-
-    def replace(self, **changes: Any) -> KimiAudioConfig:
-        """A copy with `changes` applied (and validated)."""
-        return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_hf_config(cls, path: str | os.PathLike, **overrides: Any) -> KimiAudioConfig:
