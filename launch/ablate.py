@@ -52,7 +52,7 @@ def _run(configs: dict, name: str, steps: int, **grpo_fields) -> tuple[list[dict
         print(f"== GRPO {name}: {root}", flush=True)
         stages.get("grpo")(cfg)
     history = [json.loads(x) for x in (root / "metrics.jsonl").read_text().splitlines()]
-    score = evaluate_checkpoint(configs, root / "checkpoints" / str(steps))
+    score = evaluate_checkpoint(configs, root / "checkpoints" / str(steps))["overall"]
     return history, score
 
 
