@@ -175,33 +175,30 @@ class KimiAudio(nnx.Module):
         x = self.embed(text_ids, audio_ids, whisper_features, continuous_mask)
         cos, sin = rope_tables(positions, c.head_dim, c.rope_theta, c.compute_dtype)
 
-        new_keys, new_values = [], []
-
-        def run(layers: nnx.List, h: jax.Array, offset: int, scope: str) -> jax.Array:
-            for i, layer in enumerate(layers):
-                kv = None if cache is None else (cache.keys[offset + i], cache.values[offset + i])
-                with jax.named_scope(f"{scope}_{i}"):
-                    h, kv = _call_layer(layer, h, cos, sin, mask, kv, cache_index, c.remat)
-                if kv is not None:
-                    new_keys.append(kv[0])
-                    new_values.append(kv[1])
-                if scope == "layer" and c.mimo_layers and i == c.mimo_from_layer:
-                    branch_input.append(h)
-            return h
-
-        branch_input: list[jax.Array] = []
-        h = run(self.layers, x, 0, "layer")
+        # Per-layer (keys, values), trunk first then the audio branch, as the cache stores them.
+        kv = [None] * (c.num_layers + c.mimo_layers) if cache is None else [
+            (k, v) for k, v in zip(cache.keys, cache.values, strict=True)]
+        h, branch = x, None
+        for i, layer in enumerate(self.layers):
+            with jax.named_scope(f"layer_{i}"):
+                h, kv[i] = _call_layer(layer, h, cos, sin, mask, kv[i], cache_index, c.remat)
+            if i == c.mimo_from_layer:
+                branch = h  # the audio branch reads the raw residual stream here
         text_logits = self.lm_head(self.norm(h), out_dtype=jnp.float32)
         audio_logits = None
         if c.mimo_layers:
-            a = run(self.mimo_layers, branch_input[0], c.num_layers, "mimo_layer")
-            audio_logits = self.mimo_output(self.mimo_norm(a), out_dtype=jnp.float32)
+            for j, layer in enumerate(self.mimo_layers):
+                k = c.num_layers + j
+                with jax.named_scope(f"mimo_layer_{j}"):
+                    branch, kv[k] = _call_layer(
+                        layer, branch, cos, sin, mask, kv[k], cache_index, c.remat)
+            audio_logits = self.mimo_output(self.mimo_norm(branch), out_dtype=jnp.float32)
 
         new_cache = None
         if cache is not None:
             new_cache = KVCache(
-                keys=tuple(new_keys),
-                values=tuple(new_values),
+                keys=tuple(k for k, _ in kv),
+                values=tuple(v for _, v in kv),
                 valid=key_valid,
                 next_position=cache.next_position + attention_mask.sum(axis=1, dtype=jnp.int32),
                 index=cache.index + length,
