@@ -75,9 +75,15 @@ def cell(js: list[Judgement]) -> Cell:
     return Cell(float(np.mean(scores)), lo, hi, len(scores), failed)
 
 
+def dimensions_of(judgements: list[Judgement]) -> list[str]:
+    """The dimensions present: the paper's four in order, then extension dimensions."""
+    present = list(dict.fromkeys(j.dimension for j in judgements))
+    return [d for d in DIMENSIONS if d in present] + [d for d in present if d not in DIMENSIONS]
+
+
 def table(judgements: list[Judgement]) -> dict[str, dict[str, Cell]]:
     """row (dimension or 'all') -> column (synthetic/real/overall) -> Cell."""
-    dims = [d for d in DIMENSIONS if any(j.dimension == d for j in judgements)]
+    dims = dimensions_of(judgements)
     out = {}
     for row in [*dims, "all"]:
         rj = [j for j in judgements if row == "all" or j.dimension == row]
@@ -132,7 +138,8 @@ def plot(by_system: dict[str, list[Judgement]], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     tables = {s: table(js) for s, js in by_system.items()}
-    rows = [r for r in [*DIMENSIONS, "all"] if any(r in t for t in tables.values())]
+    every = [j for js in by_system.values() for j in js]
+    rows = [*dimensions_of(every), "all"]
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(rows), 3.6))
     width = 0.8 / max(len(tables), 1)
     for i, (system, t) in enumerate(tables.items()):
@@ -198,8 +205,7 @@ def write_report(judgements: list[Judgement], out: Path, plots: bool = True,
 
 def compare_markdown(by_system: dict[str, list[Judgement]], paper: bool) -> str:
     """Several systems side by side (Synthetic / Real / Overall + per-dimension overall)."""
-    dims = [d for d in DIMENSIONS if any(j.dimension == d for js in by_system.values()
-                                         for j in js)]
+    dims = dimensions_of([j for js in by_system.values() for j in js])
     head = ["System", "Synthetic", "Real", "Overall", *dims]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for system, js in by_system.items():

@@ -99,3 +99,13 @@ def test_system_failures_can_count_as_one_but_harness_failures_never():
     assert t["emotion"]["real"].n == 3 and t["emotion"]["real"].failed == 2
     # The Sarcasm synthetic failure in FIXTURE has no stage: it stays unscored.
     assert t["sarcasm"]["synthetic"].failed == 1
+
+
+def test_extension_dimensions_get_their_own_rows_after_the_papers():
+    judgements = [_j(1, "pauses", "synthetic", 4), _j(2, "emotion", "synthetic", 2),
+                  _j(3, "pauses", "synthetic", 2)]
+    t = report.table(judgements)
+    assert list(t) == ["emotion", "pauses", "all"]
+    assert t["pauses"]["overall"].mean == pytest.approx(3.0)
+    md = report.compare_markdown({"sysA": judgements}, paper=False)
+    assert "| System | Synthetic | Real | Overall | emotion | pauses |" in md
