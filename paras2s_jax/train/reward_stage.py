@@ -5,7 +5,9 @@ of (prompt, reply) as one digit token. Data: distillation shards (`train/distill
 with `toy.enabled` they are sampled from the SFT checkpoint and judged by the toy rule
 judge first (resumable). The final model (base + adapters) is saved as an Orbax model
 checkpoint in `<workdir>/reward_model`; held-out Pearson(RM expected score, judge) is
-reported.
+reported. The training step directories in `<workdir>/checkpoints` hold only the
+adapters (and the optimizer): they resume this stage; GRPO and sampling read
+`<workdir>/reward_model`.
 """
 
 from __future__ import annotations
