@@ -42,7 +42,7 @@ def _run(configs: dict, name: str, steps: int, **grpo_fields) -> tuple[list[dict
     from paras2s_jax.train import stages
 
     cfg = configs["grpo"].copy_and_resolve_references()
-    root = Path(configs["grpo"].workdir).parent / "ablate" / name
+    root = Path(configs["grpo"].workdir).parent / "ablate" / f"{name}_steps{steps}"
     cfg.workdir = str(root)
     cfg.train.total_steps, cfg.train.save_every = steps, steps
     cfg.optimizer.decay_steps = steps
