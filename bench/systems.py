@@ -126,7 +126,7 @@ class ToplineSystem:
                 data = json.loads(m.group(0))
                 reply, voice = str(data.get("reply", "")).strip(), str(data.get("voice", ""))
             except (json.JSONDecodeError, AttributeError):
-                pass
+                pass  # not JSON after all: the raw answer is the reply, default voice
         if not reply:
             raise ReplyError("topline text model returned an empty reply")
         audio = self.tts.synthesize(reply, voice)
