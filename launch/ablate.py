@@ -1,7 +1,7 @@
 """Toy-world ablations of GRPO: the KL weight beta, and the group size G.
 
-    python launch/ablate.py beta [--workdir /tmp/paras2s/demo] [--steps 40]
-    python launch/ablate.py group [--workdir /tmp/paras2s/demo] [--steps 40]
+    python launch/ablate.py beta [--workdir /tmp/paras2s/demo] [--steps 60]
+    python launch/ablate.py group [--workdir /tmp/paras2s/demo] [--steps 60]
 
 Both start from the demo's SFT checkpoint and reward model (`launch/demo.py` makes them
 first if they are missing) and run GRPO once per setting, in <workdir>/ablate/.
@@ -91,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep", choices=("beta", "group"))
     parser.add_argument("--workdir", default="/tmp/paras2s/demo")
-    parser.add_argument("--steps", type=int, default=40, help="GRPO steps per setting")
+    parser.add_argument("--steps", type=int, default=60, help="GRPO steps per setting")
     args = parser.parse_args()
     configs = _ensure_prerequisites(Path(args.workdir))
     (beta_sweep if args.sweep == "beta" else group_sweep)(configs, args.steps)
