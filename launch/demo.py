@@ -59,17 +59,13 @@ def evaluate_checkpoint(configs: dict, path: Path, seeds: int = 3) -> dict[str, 
     import jax
 
     from paras2s_jax.checkpoint.orbax_io import restore_model
-    from paras2s_jax.sampling import SamplingConfig
+    from paras2s_jax.sampling import sampling_from_settings
     from paras2s_jax.toyworld import DIMENSIONS
     from paras2s_jax.toyworld.demos import read_queries
     from paras2s_jax.toyworld.evaluate import score_model
 
     sft_cfg = configs["sft"]
-    s = sft_cfg.toy.sampling
-    sampling = SamplingConfig(max_new_tokens=s.max_new_tokens,
-                              text_temperature=s.text_temperature, text_top_k=s.text_top_k,
-                              audio_temperature=s.audio_temperature,
-                              audio_top_k=s.audio_top_k)
+    sampling = sampling_from_settings(sft_cfg.toy.sampling)
     queries = read_queries(Path(sft_cfg.workdir) / "toy_data" / "eval-queries.jsonl")
     model = restore_model(path)
     scores = [score_model(model, queries, jax.random.PRNGKey(seed), sampling)

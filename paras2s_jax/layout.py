@@ -101,6 +101,14 @@ def build_prompt(
     )
 
 
+def record_prompt(record: dict, config: KimiAudioConfig) -> Streams:
+    """Prompt streams of a data record: one user turn of `prompt_text` ids (optional) then
+    `prompt_audio` codes, replying in text and speech."""
+    msg = Message("user", text=tuple(record.get("prompt_text", ())),
+                  audio=tuple(record["prompt_audio"]))
+    return build_prompt([msg], config)
+
+
 def build_reply(
     text_tokens: Sequence[int], audio_codes: Sequence[int], config: KimiAudioConfig
 ) -> Streams:

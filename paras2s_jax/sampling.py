@@ -60,6 +60,15 @@ class SamplingConfig:
                 raise ValueError(f"SamplingConfig.{name} must be >= 0 (0 = whole vocabulary)")
 
 
+def sampling_from_settings(settings, num_samples: int = 1) -> SamplingConfig:
+    """A `SamplingConfig` from a config group with the per-stream fields
+    (max_new_tokens, text_/audio_temperature, text_/audio_top_k)."""
+    return SamplingConfig(
+        max_new_tokens=settings.max_new_tokens, text_temperature=settings.text_temperature,
+        text_top_k=settings.text_top_k, audio_temperature=settings.audio_temperature,
+        audio_top_k=settings.audio_top_k, num_samples=num_samples)
+
+
 @struct.dataclass
 class SampleOutput:
     """Reply columns of N = B * G rows and T = max_new_tokens steps."""

@@ -27,13 +27,6 @@ class ToyScore:
         return f"{self.mean:.3f}  ({dims})"
 
 
-def prompt_streams(record: dict, model_config) -> layout.Streams:
-    """The speech-prompt streams of a query or demonstration record."""
-    msg = layout.Message("user", text=tuple(record.get("prompt_text", ())),
-                         audio=tuple(record["prompt_audio"]))
-    return layout.build_prompt([msg], model_config)
-
-
 def score_model(
     model: KimiAudio,
     queries: list[tuple[dict, Scenario]],
@@ -49,7 +42,7 @@ def score_model(
     by_dim: dict[str, list[int]] = defaultdict(list)
     for start in range(0, len(queries), batch_size):
         chunk = queries[start:start + batch_size]
-        streams = [prompt_streams(rec, mc) for rec, _ in chunk]
+        streams = [layout.record_prompt(rec, mc) for rec, _ in chunk]
         # A fixed batch size keeps one compilation: pad with copies of the first prompt.
         streams += [streams[0]] * (batch_size - len(streams))
         length = max(len(s) for s in streams)

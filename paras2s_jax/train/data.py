@@ -120,11 +120,8 @@ def read_records(paths: Sequence[str | Path], config: KimiAudioConfig,
 
 def sft_sequence(record: dict, config: KimiAudioConfig) -> layout.Streams:
     """Prompt + reply streams of one (validated) record."""
-    msg = layout.Message("user", text=tuple(record["prompt_text"]),
-                         audio=tuple(record["prompt_audio"]))
-    prompt = layout.build_prompt([msg], config)
     reply = layout.build_reply(record["reply_text"], record["reply_audio"], config)
-    return layout.concat(prompt, reply)
+    return layout.concat(layout.record_prompt(record, config), reply)
 
 
 def bucket_for(length: int, buckets: Sequence[int]) -> int:

@@ -63,11 +63,7 @@ def distill(
         if path.exists():
             skipped += 1
             continue
-        streams = [
-            layout.build_prompt([layout.Message("user", text=tuple(q.get("prompt_text", ())),
-                                                audio=tuple(q["prompt_audio"]))], mc)
-            for q in chunk
-        ]
+        streams = [layout.record_prompt(q, mc) for q in chunk]
         # Pad to a fixed number of prompts: one compilation for every chunk.
         streams += [streams[0]] * (chunk_queries - len(streams))
         prompts = layout.left_pad(streams, max(len(s) for s in streams), mc.special.pad)

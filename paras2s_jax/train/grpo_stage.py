@@ -21,7 +21,7 @@ import numpy as np
 
 from paras2s_jax import layout
 from paras2s_jax.checkpoint.orbax_io import restore_model
-from paras2s_jax.sampling import SamplingConfig, generate
+from paras2s_jax.sampling import SamplingConfig, generate, sampling_from_settings
 from paras2s_jax.train import stages, trainer
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.grpo import STREAMS, GRPOLossConfig, group_advantages, k3_kl, stream_loss
@@ -38,11 +38,7 @@ def loss_config(cfg: ml_collections.ConfigDict) -> GRPOLossConfig:
 
 
 def sampling_config(cfg: ml_collections.ConfigDict) -> SamplingConfig:
-    s = cfg.grpo.sampling
-    return SamplingConfig(
-        max_new_tokens=s.max_new_tokens, text_temperature=s.text_temperature,
-        text_top_k=s.text_top_k, audio_temperature=s.audio_temperature,
-        audio_top_k=s.audio_top_k, num_samples=cfg.grpo.group_size)
+    return sampling_from_settings(cfg.grpo.sampling, cfg.grpo.group_size)
 
 
 def _loss_fns(lcfg: GRPOLossConfig, sampling: SamplingConfig):
@@ -77,12 +73,6 @@ def toy_prompts(cfg: ml_collections.ConfigDict) -> list[dict]:
             rec = json.loads(line)
             prompts.setdefault(tuple(rec["prompt_audio"]), rec)
     return list(prompts.values())
-
-
-def _prompt_streams(records: list[dict], config) -> list[layout.Streams]:
-    return [layout.build_prompt([layout.Message(
-        "user", text=tuple(r.get("prompt_text", ())), audio=tuple(r["prompt_audio"]))], config)
-        for r in records]
 
 
 @stages.register("grpo")
@@ -124,7 +114,7 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
         for step in range(start, cfg.train.total_steps):
             # Deterministic in (seed, step), so a resumed run samples the same rollouts.
             picks = [records[order[(step * b + i) % len(records)]] for i in range(b)]
-            streams = _prompt_streams(picks, mc)
+            streams = [layout.record_prompt(r, mc) for r in picks]
             prompts = pad_prompts(streams, sampling.prompt_bucket, mc.special.pad)
             out = generate(run.model(), prompts, jax.random.fold_in(key, step), sampling)
             batch = rollout_batch(prompts, out, g)

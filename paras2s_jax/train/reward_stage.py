@@ -26,7 +26,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from paras2s_jax import layout, sharding
 from paras2s_jax.checkpoint.orbax_io import save_model
 from paras2s_jax.model.lora import LoRAConfig, attach_lora
-from paras2s_jax.sampling import SamplingConfig
+from paras2s_jax.sampling import sampling_from_settings
 from paras2s_jax.train import stages, trainer
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.data import bucket_for
@@ -57,11 +57,8 @@ def score_token_ids(rcfg: ml_collections.ConfigDict) -> tuple[list[int], tuple[i
 
 def reward_sequence(record: dict, config, suffix_ids) -> layout.Streams:
     """The reward model's input for one scored reply."""
-    msg = layout.Message("user", text=tuple(record.get("prompt_text", ())),
-                         audio=tuple(record["prompt_audio"]))
-    prompt = layout.build_prompt([msg], config)
     reply = layout.build_reply(record["reply_text"], record["reply_audio"], config)
-    return reward_input(prompt, reply, suffix_ids, config)
+    return reward_input(layout.record_prompt(record, config), reply, suffix_ids, config)
 
 
 def collate_left(records: list[dict], config, suffix_ids, buckets, rows: int) -> dict:
@@ -101,11 +98,7 @@ def _toy_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path) 
             train.setdefault(rec["id"], rec)
     train_queries = list(train.values())[: cfg.toy.num_train_queries]
     held = [rec for rec, _ in read_queries(toy_dir / "eval-queries.jsonl")]
-    s = cfg.distill.sampling
-    sampling = SamplingConfig(
-        max_new_tokens=s.max_new_tokens, text_temperature=s.text_temperature,
-        text_top_k=s.text_top_k, audio_temperature=s.audio_temperature,
-        audio_top_k=s.audio_top_k, num_samples=cfg.distill.samples_per_query)
+    sampling = sampling_from_settings(cfg.distill.sampling, cfg.distill.samples_per_query)
     for name, queries in (("train", train_queries), ("heldout", held)):
         distill(run_model, queries, toy_judge, workdir / "distill" / name, sampling,
                 "toy-rule-judge", seed=cfg.seed + (name == "heldout"),

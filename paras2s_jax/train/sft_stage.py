@@ -67,15 +67,11 @@ def _eval_loss_fn(run: trainer.Run, batches: list[dict]):
 
 def toy_score(run: trainer.Run, cfg: ml_collections.ConfigDict, params=None):
     """Toy-judge scores of the model on the held-out toy queries (None off process 0)."""
-    from paras2s_jax.sampling import SamplingConfig
+    from paras2s_jax.sampling import sampling_from_settings
     from paras2s_jax.toyworld.demos import read_queries
     from paras2s_jax.toyworld.evaluate import score_model
 
-    s = cfg.toy.sampling
-    sampling = SamplingConfig(
-        max_new_tokens=s.max_new_tokens, text_temperature=s.text_temperature,
-        text_top_k=s.text_top_k, audio_temperature=s.audio_temperature,
-        audio_top_k=s.audio_top_k, num_samples=1)
+    sampling = sampling_from_settings(cfg.toy.sampling)
     params = run.state["params"] if params is None else params
     if jax.process_count() > 1:
         # The sampler takes host-local prompts: gather the (toy-sized) model everywhere and
@@ -88,7 +84,7 @@ def toy_score(run: trainer.Run, cfg: ml_collections.ConfigDict, params=None):
         params = jax.device_put(host, jax.local_devices()[0])
     queries = read_queries(cfg.toy.queries)
     return score_model(run.model(params), queries, jax.random.PRNGKey(cfg.toy.eval_seed),
-                       sampling, batch_size=s.batch_size)
+                       sampling, batch_size=cfg.toy.sampling.batch_size)
 
 
 def _with_toy_score(eval_fn, cfg: ml_collections.ConfigDict):
