@@ -3,8 +3,13 @@
     python -m bench.score              # offline default: bundled espeak-ng set, no keys
     python -m bench.report A.jsonl B.jsonl --paper --out DIR
     python -m bench.agreement --human ratings.csv A.jsonl
-    python -m bench.make_offline_set --out DIR
+    python -m bench.data.make_offline_set --out DIR
     python -m bench.calibrate_style [--check]
+    python -m bench.generate | bench.synth | bench.importers   # making a set (bench/DATA.md)
+
+Layout, in the order data flows: bench.data (queries, speech, corpora, loaders, export)
+-> bench.backends (ASR, style, judge, TTS, the systems under test) -> bench.score
+(judgements.jsonl) -> bench.report / bench.agreement. bench.schema holds the record types.
 
 Modules import lazily on purpose: `python -m bench.speed` must not pay for the
 speech back ends.

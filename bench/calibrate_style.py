@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.audio import decode_bytes
-from bench.prosody import Prosody, analyse
-from bench.tts import EspeakTTS, EspeakVoice
+from bench.backends.prosody import Prosody, analyse
+from bench.backends.tts import EspeakTTS, EspeakVoice
+from bench.data.audio import decode_bytes
 
 CALIBRATION_SENTENCES = [
     "I just bumped into my ex at the grocery store.",
@@ -70,7 +70,7 @@ def _midpoints(rows, attr: str, feature: str, register: str | None) -> list[floa
 
 
 def fit(rows) -> dict:
-    """Thresholds in the layout of bench.style.THRESHOLDS."""
+    """Thresholds in the layout of bench.backends.style.THRESHOLDS."""
     out = {
         "speed": _midpoints(rows, "speed", "syllable_rate", None),
         "volume": _midpoints(rows, "volume", "level_dbfs", None),
@@ -86,7 +86,7 @@ def fit(rows) -> dict:
 
 def accuracy(rows) -> dict[str, dict[str, float]]:
     """Share of renderings the analyser puts in the right level / register."""
-    from bench.style import caption_prosody
+    from bench.backends.style import caption_prosody
 
     res: dict[str, dict[str, float]] = {}
     for attr in LEVELS:

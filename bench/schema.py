@@ -187,7 +187,7 @@ def read_queries(path: str | os.PathLike) -> list[Query]:
         raise FileNotFoundError(f"queries file not found: {path}")
     queries, seen = [], {}
     # A data set may declare extension dimensions in its own dimensions.json.
-    from bench.dimensions import dataset_dimension_names
+    from bench.data.dimensions import dataset_dimension_names
 
     extra = dataset_dimension_names(path)
     for n, raw in iter_jsonl(path):

@@ -38,12 +38,28 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench import report
-from bench.asr import OpenAIASR, PocketSphinxASR, WhisperLocalASR
-from bench.audio import load_audio
-from bench.cache import Cache
-from bench.judge import JudgeInput, OpenAIJudge, RuleJudge
-from bench.remote import ConfigError, Endpoint, RateLimiter, RetryPolicy, TransientError, redact
-from bench.runtime import Runtime
+from bench.backends.asr import OpenAIASR, PocketSphinxASR, WhisperLocalASR
+from bench.backends.cache import Cache
+from bench.backends.judge import JudgeInput, OpenAIJudge, RuleJudge
+from bench.backends.remote import (
+    ConfigError,
+    Endpoint,
+    RateLimiter,
+    RetryPolicy,
+    TransientError,
+    redact,
+)
+from bench.backends.runtime import Runtime
+from bench.backends.style import OpenAIStyleCaptioner, ProsodyCaptioner
+from bench.backends.systems import (
+    AudioChatSystem,
+    PipelineSystem,
+    ToplineSystem,
+    WavFolderSystem,
+    checkpoint_system,
+)
+from bench.backends.tts import EspeakTTS, OpenAITTS
+from bench.data.audio import load_audio
 from bench.schema import (
     JsonlAppender,
     Judgement,
@@ -53,15 +69,6 @@ from bench.schema import (
     read_queries,
     write_jsonl,
 )
-from bench.style import OpenAIStyleCaptioner, ProsodyCaptioner
-from bench.systems import (
-    AudioChatSystem,
-    PipelineSystem,
-    ToplineSystem,
-    WavFolderSystem,
-    checkpoint_system,
-)
-from bench.tts import EspeakTTS, OpenAITTS
 
 OFFLINE_DIR = Path(__file__).parent / "data" / "offline"
 DEFAULT_MODELS = {"system": "gpt-4o-audio-preview", "asr": "whisper-1",

@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import soundfile as sf
 
-from bench.audio import decode_bytes, wav_bytes
+from bench.data.audio import decode_bytes, wav_bytes
 
 MARKER_RE = re.compile(r"\bq\d\d[ab]\b")
 

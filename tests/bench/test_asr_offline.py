@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bench.asr import PocketSphinxASR
-from bench.cache import Cache
-from bench.runtime import Runtime
+from bench.backends.asr import PocketSphinxASR
+from bench.backends.cache import Cache
+from bench.backends.runtime import Runtime
 from bench.score import OFFLINE_DIR
 
 

@@ -1,4 +1,4 @@
-"""bench.generate against the local OpenAI-compatible server with scripted answers."""
+"""bench.data.generate against the local OpenAI-compatible server with scripted answers."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bench.cache import Cache
-from bench.dedup import deduplicate
-from bench.dimensions import EXTENSION_FILE, load_dimensions
-from bench.drafts import normalise, read_drafts
-from bench.generate import ChatLLM, main, run, seed_drafts
-from bench.remote import Endpoint, RetryPolicy
-from bench.review import ReviewError, export_sheet, import_sheet
-from bench.runtime import Runtime
+from bench.backends.cache import Cache
+from bench.backends.remote import Endpoint, RetryPolicy
+from bench.backends.runtime import Runtime
+from bench.data.dedup import deduplicate
+from bench.data.dimensions import EXTENSION_FILE, load_dimensions
+from bench.data.drafts import normalise, read_drafts
+from bench.data.generate import ChatLLM, main, run, seed_drafts
+from bench.data.review import ReviewError, export_sheet, import_sheet
 from tests.bench.conftest import PLANTED_KEY
 from tests.bench.gen_script import EXPECTED_DROPPED, EXPECTED_KEPT, script
 
@@ -135,7 +135,7 @@ def test_review_sheet_round_trip_with_edits_and_errors(tmp_path):
 
 
 def test_cli_review_writes_accepted(tmp_path, capsys):
-    from bench.drafts import write_drafts
+    from bench.data.drafts import write_drafts
 
     drafts = seed_drafts(per_dimension=1)
     write_drafts(tmp_path / "kept.jsonl", drafts)
@@ -173,7 +173,7 @@ def test_local_hf_encoder_embeds_for_dedup(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from transformers import BertConfig, BertModel, BertTokenizer
 
-    from bench.dedup import hf_embedder
+    from bench.data.dedup import hf_embedder
 
     words = sorted({w for d in seed_drafts() for w in normalise(d.text).split()})
     vocab = tmp_path / "vocab.txt"

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.drafts import read_drafts
+from bench.data.drafts import read_drafts
 from tests.bench.conftest import PLANTED_KEY
 from tests.bench.gen_script import EXPECTED_DROPPED, EXPECTED_KEPT, script
 

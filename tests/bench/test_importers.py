@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.importers import ImportError_, make_pairs, read_iemocap, read_meld
-from bench.importers.__main__ import main
+from bench.data.importers import ImportError_, make_pairs, read_iemocap, read_meld
+from bench.data.importers.__main__ import main
 from bench.schema import read_queries
 from tests.bench.fake_openai import tone_wav
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.judge import JudgeInput, RuleJudge, parse_score
-from bench.style import StyleCaption
+from bench.backends.judge import JudgeInput, RuleJudge, parse_score
+from bench.backends.style import StyleCaption
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from bench.loaders import ParaS2SSource, item_records, pcm16
+from bench.data.loaders import ParaS2SSource, item_records, pcm16
+from bench.data.tfds_paras2s import ParaS2SBench
 from bench.score import OFFLINE_DIR
-from bench.tfds_paras2s import ParaS2SBench
 
 
 @pytest.fixture(scope="module")

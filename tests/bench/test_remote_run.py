@@ -117,7 +117,7 @@ def test_missing_key_is_a_clear_config_error(tmp_path, fake_server, monkeypatch,
 
 
 def test_redact_scrubs_partly_masked_key_echoes():
-    from bench.remote import redact
+    from bench.backends.remote import redact
 
     text = redact("Incorrect API key provided: sk-proj-abcd1234****WXYZ. See the docs.")
     assert "abcd1234" not in text and "sk-***" in text and "See the docs." in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import score
-from bench.remote import RetryPolicy
+from bench.backends.remote import RetryPolicy
 from bench.schema import read_judgements, read_queries
 from tests.bench.conftest import PLANTED_KEY, make_remote_set, remote_argv
 
@@ -79,7 +79,7 @@ def test_rate_limiter_spaces_request_starts_across_threads():
     import threading
     import time
 
-    from bench.remote import RateLimiter
+    from bench.backends.remote import RateLimiter
 
     limiter, starts = RateLimiter(per_second=20), []
     lock = threading.Lock()

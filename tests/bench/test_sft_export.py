@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from bench import synth
-from bench.audio import file_sha256
-from bench.drafts import write_drafts
-from bench.generate import seed_drafts
-from bench.sft_export import LIMITATION, ExportError, export, main
+from bench.data.audio import file_sha256
+from bench.data.drafts import write_drafts
+from bench.data.generate import seed_drafts
+from bench.data.sft_export import LIMITATION, ExportError, export, main
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 

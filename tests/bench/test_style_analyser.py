@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from bench import calibrate_style
+from bench.backends.style import caption_prosody
 from bench.calibrate_style import HELD_OUT_SENTENCES, render_set
-from bench.style import caption_prosody
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.style import StyleError, parse_style_reply
+from bench.backends.style import StyleError, parse_style_reply
 
 
 def test_json_answer_becomes_structured_fields_and_a_caption():

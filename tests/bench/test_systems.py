@@ -9,13 +9,11 @@ import pytest
 import soundfile as sf
 
 from bench import score
-from bench.asr import OpenAIASR, WhisperLocalASR
-from bench.audio import load_audio
-from bench.cache import Cache
-from bench.remote import ConfigError, Endpoint
-from bench.runtime import Runtime
-from bench.schema import read_queries
-from bench.systems import (
+from bench.backends.asr import OpenAIASR, WhisperLocalASR
+from bench.backends.cache import Cache
+from bench.backends.remote import ConfigError, Endpoint
+from bench.backends.runtime import Runtime
+from bench.backends.systems import (
     PipelineSystem,
     ReplyError,
     SystemUnavailable,
@@ -23,7 +21,9 @@ from bench.systems import (
     WavFolderSystem,
     checkpoint_system,
 )
-from bench.tts import OpenAITTS
+from bench.backends.tts import OpenAITTS
+from bench.data.audio import load_audio
+from bench.schema import read_queries
 from tests.bench.conftest import PLANTED_KEY, make_remote_set
 
 

@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from bench import calibrate_style
-from bench.style import THRESHOLDS
-from bench.tts import EspeakVoice, voice_for
+from bench.backends.style import THRESHOLDS
+from bench.backends.tts import EspeakVoice, voice_for
 
 
 def test_instruction_keywords_map_to_espeak_settings():

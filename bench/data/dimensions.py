@@ -8,11 +8,11 @@ new dimension is a new JSON entry, never a code change. Each entry holds:
     definition   what the dimension is, told to the LLM that writes queries
     style_pairs  contrastive style names, e.g. [["excited", "sad"], ...]
     style_voice  style name -> default TTS instructions (espeak-ng reads keywords of
-                 these, see bench.tts.STYLE_PRESETS)
+                 these, see bench.backends.tts.STYLE_PRESETS)
     guidance     what changes in a good reply, told to generator and filters
 
 A data set that uses dimensions beyond the paper's four carries the table it was made
-with as `dimensions.json` next to its `queries.jsonl` (bench.synth writes it), so
+with as `dimensions.json` next to its `queries.jsonl` (bench.data.synth writes it), so
 bench.schema accepts those names for that data set only.
 """
 
@@ -23,8 +23,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-BUILTIN_FILE = Path(__file__).parent / "data" / "dimensions.json"
-EXTENSION_FILE = Path(__file__).parent / "data" / "dimensions_extension.json"
+BUILTIN_FILE = Path(__file__).parent / "dimensions.json"
+EXTENSION_FILE = Path(__file__).parent / "dimensions_extension.json"
 DATASET_FILE = "dimensions.json"  # name of a data set's own table, next to queries.jsonl
 
 

@@ -14,9 +14,9 @@ from typing import Protocol
 
 import numpy as np
 
-from bench.audio import SAMPLE_RATE, file_sha256, load_audio, wav_bytes
-from bench.remote import ConfigError, Endpoint
-from bench.runtime import Runtime
+from bench.backends.remote import ConfigError, Endpoint
+from bench.backends.runtime import Runtime
+from bench.data.audio import SAMPLE_RATE, file_sha256, load_audio, wav_bytes
 
 
 class ASR(Protocol):

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from bench.remote import Endpoint, usage_of
-from bench.runtime import Runtime
-from bench.style import StyleCaption
+from bench.backends.remote import Endpoint, usage_of
+from bench.backends.runtime import Runtime
+from bench.backends.style import StyleCaption
 
 SYSTEM_PROMPT = """\
 You evaluate spoken conversations. Your criterion is CONTINUATION FITNESS: does the \

@@ -12,8 +12,8 @@ import json
 import re
 from dataclasses import dataclass
 
-from bench.dimensions import DimensionSpec
-from bench.drafts import Draft, DraftStyle
+from bench.data.dimensions import DimensionSpec
+from bench.data.drafts import Draft, DraftStyle
 
 
 class ParseError(ValueError):

@@ -1,4 +1,4 @@
-"""CLI of bench.importers (see the package docstring)."""
+"""CLI of bench.data.importers (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.importers import ImportError_, make_pairs, read_iemocap, read_meld, write_import
+from bench.data.importers import ImportError_, make_pairs, read_iemocap, read_meld, write_import
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,12 +5,12 @@
 
 Each writes utterances.jsonl (every labelled utterance: audio, text, emotion, gender)
 and queries.jsonl (contrastive pairs of repeated lines, split "real"; see
-bench.importers.common). Nothing is downloaded.
+bench.data.importers.common). Nothing is downloaded.
 """
 
-from bench.importers.common import ImportError_, Utterance, make_pairs, write_import
-from bench.importers.iemocap import read_iemocap
-from bench.importers.meld import read_meld
+from bench.data.importers.common import ImportError_, Utterance, make_pairs, write_import
+from bench.data.importers.iemocap import read_iemocap
+from bench.data.importers.meld import read_meld
 
 __all__ = ["ImportError_", "Utterance", "make_pairs", "read_iemocap", "read_meld",
            "write_import"]

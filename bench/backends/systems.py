@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from bench.asr import ASR
-from bench.audio import AudioError, decode_bytes, file_sha256, load_audio, wav_bytes
-from bench.remote import ConfigError, Endpoint, usage_of
-from bench.runtime import Runtime
+from bench.backends.asr import ASR
+from bench.backends.remote import ConfigError, Endpoint, usage_of
+from bench.backends.runtime import Runtime
+from bench.backends.tts import TTS
+from bench.data.audio import AudioError, decode_bytes, file_sha256, load_audio, wav_bytes
 from bench.schema import Query, StyleVariant
-from bench.tts import TTS
 
 
 class ReplyError(RuntimeError):

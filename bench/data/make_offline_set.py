@@ -1,12 +1,12 @@
 """Build a small ParaS2SBench-style set with espeak-ng: queries and two reply folders.
 
-    python -m bench.make_offline_set --out DIR [--per-dimension 2]
+    python -m bench.data.make_offline_set --out DIR [--per-dimension 2]
 
 Writes DIR/queries.jsonl, the prompts DIR/audio/<query>/<style>.flac, and replies of two
 reference "systems" as wav folders: DIR/replies/style_aware (content and voice fit the
 style) and DIR/replies/style_blind (one neutral answer for both styles, as a pipeline that
 ignores style would give). The bundled copy in bench/data/offline was made with
-`--per-dimension 1`. espeak-ng renders the style from keywords (bench.tts.voice_for);
+`--per-dimension 1`. espeak-ng renders the style from keywords (bench.backends.tts.voice_for);
 sarcasm can only be approximated by prosody here, which is a known limit of this set.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-from bench.audio import decode_bytes
-from bench.tts import EspeakTTS, voice_for
+from bench.backends.tts import EspeakTTS, voice_for
+from bench.data.audio import decode_bytes
 
 # (id, dimension, text, scenario, blind reply, [(style, how said, reference, reply, reply voice)])
 TEMPLATES = [

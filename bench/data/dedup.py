@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from bench.drafts import Draft, Verdict, normalise
-from bench.remote import ConfigError
+from bench.backends.remote import ConfigError
+from bench.data.drafts import Draft, Verdict, normalise
 
 Embedder = Callable[[Sequence[str]], np.ndarray]  # texts -> [N, D] vectors
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bench.audio import SAMPLE_RATE
+from bench.data.audio import SAMPLE_RATE
 
 _SMILE = None
 _SMILE_LOCK = threading.RLock()  # re-entered: analyse() holds it while creating

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.cache import Cache, cache_key
-from bench.remote import (
+from bench.backends.cache import Cache, cache_key
+from bench.backends.remote import (
     DEFAULT_PRICES,
     RateLimiter,
     RetryPolicy,

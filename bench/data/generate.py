@@ -5,7 +5,7 @@
         --batches 2 --per-batch 10 --model gpt-4.1 [--base-url URL --key-env NAME]
     # 2. people review runs/gen/review.csv (decision = accept | reject), then
     python -m bench.generate review --out runs/gen --sheet runs/gen/review.csv
-    # 3. speech: see bench.synth (N TTS candidates per style + selection)
+    # 3. speech: see bench.data.synth (N TTS candidates per style + selection)
 
     # Offline, no LLM: the hand-written drafts behind the bundled set
     python -m bench.generate seed --out runs/seed --per-dimension 1
@@ -15,7 +15,7 @@ contrastive styles, scenario, per-style reference notes and example replies). Ex
 duplicates (and near ones, with --embed-model DIR) are dropped *before* the filters so
 they cost nothing. Then each candidate meets the three filters in order, one LLM call
 each (neutrality, plausibility, relevance); the first failure drops it, and every
-verdict keeps its reason. Extension dimensions: --dimensions-file (see bench.dimensions).
+verdict keeps its reason. Extension dimensions: --dimensions-file (see bench.data.dimensions).
 
 Outputs in --out: candidates.jsonl (every draft with its verdicts), kept.jsonl,
 dropped.jsonl, review.csv, summary.json, ledger.jsonl (every call, cost estimates),
@@ -34,10 +34,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.cache import Cache
-from bench.dedup import Embedder, deduplicate, hf_embedder
-from bench.dimensions import DATASET_FILE, DimensionSpec, load_dimensions, write_table
-from bench.drafts import (
+from bench.backends.cache import Cache
+from bench.backends.remote import ConfigError, Endpoint, RateLimiter, RetryPolicy, usage_of
+from bench.backends.runtime import Runtime
+from bench.data.dedup import Embedder, deduplicate, hf_embedder
+from bench.data.dimensions import DATASET_FILE, DimensionSpec, load_dimensions, write_table
+from bench.data.drafts import (
     Draft,
     Verdict,
     draft_from_dict,
@@ -45,7 +47,7 @@ from bench.drafts import (
     read_drafts,
     write_drafts,
 )
-from bench.gen_prompts import (
+from bench.data.gen_prompts import (
     FILTERS,
     ParseError,
     filter_messages,
@@ -53,9 +55,7 @@ from bench.gen_prompts import (
     parse_candidates,
     parse_verdict,
 )
-from bench.remote import ConfigError, Endpoint, RateLimiter, RetryPolicy, usage_of
-from bench.review import export_sheet, import_sheet
-from bench.runtime import Runtime
+from bench.data.review import export_sheet, import_sheet
 from bench.schema import JsonlAppender, iter_jsonl
 
 
@@ -183,8 +183,8 @@ def run(llm: ChatLLM, specs: dict[str, DimensionSpec], dims: list[str], out: Pat
 
 
 def seed_drafts(per_dimension: int | None = None) -> list[Draft]:
-    """The hand-written drafts of bench.make_offline_set as Draft records (no LLM)."""
-    from bench.make_offline_set import TEMPLATES
+    """The hand-written drafts of bench.data.make_offline_set as Draft records (no LLM)."""
+    from bench.data.make_offline_set import TEMPLATES
 
     out, counts = [], Counter()
     for qid, dim, text, scenario, blind, styles in TEMPLATES:
@@ -193,7 +193,7 @@ def seed_drafts(per_dimension: int | None = None) -> list[Draft]:
         counts[dim] += 1
         out.append(draft_from_dict({
             "id": qid, "dimension": dim, "text": text, "scenario": scenario,
-            "neutral_reply": blind, "origin": "bench.make_offline_set.TEMPLATES",
+            "neutral_reply": blind, "origin": "bench.data.make_offline_set.TEMPLATES",
             "verdicts": [{"filter": "review", "passed": True, "reason": "hand-written"}],
             "styles": [{"name": n, "description": how, "reference": ref, "reply": reply,
                         "reply_style": rs} for n, how, ref, reply, rs in styles]}))
@@ -208,7 +208,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--dimensions", default="emotion,sarcasm,age,gender")
     r.add_argument("--dimensions-file", type=Path, default=None,
-                   help="extra/overriding dimension table (JSON, see bench.dimensions)")
+                   help="extra/overriding dimension table (JSON, see bench.data.dimensions)")
     r.add_argument("--batches", type=int, default=1, help="generation calls per dimension")
     r.add_argument("--per-batch", type=int, default=10, help="candidates asked per call")
     r.add_argument("--model", default="gpt-4.1")

@@ -1,13 +1,13 @@
 """Bench manifests as training / eval inputs: flat item records and a grain data source.
 
-A queries.jsonl (bench.synth, bench.importers, the bundled set) holds queries of two
+A queries.jsonl (bench.data.synth, bench.data.importers, the bundled set) holds queries of two
 styles each; loaders see one record per (query, style) item, in file order:
 
     item_id, query_id, dimension, split, text, scenario, style, description, reference,
     reply_style, audio_path (str), audio (int16[T] at 16 kHz, when with_audio)
 
 `ParaS2SSource` is a grain random-access source over those records (audio decoded on
-access, so building it is cheap); `bench.tfds_paras2s` materialises the same records as
+access, so building it is cheap); `bench.data.tfds_paras2s` materialises the same records as
 a TFDS data set from local files. Both yield exactly `item_records(...)`; see
 tests/bench/test_loaders.py.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.audio import SAMPLE_RATE, load_audio
+from bench.data.audio import SAMPLE_RATE, load_audio
 from bench.schema import read_queries
 
 TEXT_FIELDS = ("item_id", "query_id", "dimension", "split", "text", "scenario", "style",

@@ -3,7 +3,7 @@
 The paper uses Audio-Reasoner. Here: any OpenAI-compatible chat model that accepts
 audio input (e.g. an audio LLM served by vLLM), and an offline prosody analyser.
 
-The offline analyser measures prosody (bench.prosody) and turns it into words with
+The offline analyser measures prosody (bench.backends.prosody) and turns it into words with
 thresholds fitted on espeak-ng audio by `python -m bench.calibrate_style` (values
 below; held-out accuracy from `python -m bench.calibrate_style --check`). Speed,
 volume, pitch and the gender cue are calibrated; emotion/tone and age are *rules* over
@@ -25,10 +25,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from bench.audio import file_sha256, load_audio, wav_bytes
-from bench.prosody import Prosody, analyse
-from bench.remote import Endpoint, usage_of
-from bench.runtime import Runtime
+from bench.backends.prosody import Prosody, analyse
+from bench.backends.remote import Endpoint, usage_of
+from bench.backends.runtime import Runtime
+from bench.data.audio import file_sha256, load_audio, wav_bytes
 
 # Fitted by `python -m bench.calibrate_style` (espeak-ng 1.51, voices en-us / en-us+f3,
 # six calibration sentences x three levels): midpoints of adjacent level medians.

@@ -1,16 +1,16 @@
 """TFDS builder of a ParaS2SBench set from local files (manual_dir); never downloads.
 
     import tensorflow_datasets as tfds
-    import bench.tfds_paras2s  # registers "paras2s_bench"
+    import bench.data.tfds_paras2s  # registers "paras2s_bench"
     builder = tfds.builder("paras2s_bench", data_dir="runs/tfds")
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir="runs/set"))
     source = builder.as_data_source(split="synthetic")   # random access, no TensorFlow
 
 manual_dir is a folder holding queries.jsonl (and the audio it points to), as written
-by bench.synth or bench.importers. Splits are the queries' own splits ("synthetic",
+by bench.data.synth or bench.data.importers. Splits are the queries' own splits ("synthetic",
 "real") that occur in it. Records are written in manifest order (shuffling disabled) as
-`bench.loaders.item_records` + int16 audio. Stored as array_record, which tfds reads
+`bench.data.loaders.item_records` + int16 audio. Stored as array_record, which tfds reads
 and writes without TensorFlow installed. Audio is a plain int16 tensor feature because
 tfds' Audio feature needs TensorFlow to encode.
 """
@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from bench.loaders import TEXT_FIELDS, item_records, pcm16
+from bench.data.loaders import TEXT_FIELDS, item_records, pcm16
 from bench.schema import read_queries
 
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
 
-from bench.drafts import normalise
+from bench.data.drafts import normalise
 
 
 class ImportError_(FileNotFoundError):

@@ -1,10 +1,10 @@
 """Draft queries: text-only benchmark items, before any speech is rendered.
 
-bench.generate writes them (with the filters' verdicts), the review sheet accepts or
-rejects them, and bench.synth turns accepted drafts into a queries.jsonl with audio.
+bench.data.generate writes them (with the filters' verdicts), the review sheet accepts or
+rejects them, and bench.data.synth turns accepted drafts into a queries.jsonl with audio.
 Each style also carries an example reply (`reply`, spoken in `reply_style`) and a draft
 may carry `neutral_reply` (one answer that ignores the style): these become the SFT
-targets (bench.sft_export) and the style-blind reference replies.
+targets (bench.data.sft_export) and the style-blind reference replies.
 """
 
 from __future__ import annotations

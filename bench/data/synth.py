@@ -21,7 +21,7 @@ Outputs in --out: candidates/<query>/<style>/<k>.wav (every candidate, 16 kHz mo
 16-bit WAV), audio/<query>/<style>.<format> (the selected one), manifest.jsonl (one line
 per clip: path, sample rate, duration, TTS instructions, analyser features, agreement,
 selected and by whom), selection.csv (the sheet for manual choice), queries.jsonl (the
-bench.schema Query set bench.score reads), drafts.jsonl (reply texts for bench.sft_export),
+bench.schema Query set bench.score reads), drafts.jsonl (reply texts for bench.data.sft_export),
 with --replies replies/style_aware/... (each style's example reply, spoken in its reply
 style) and replies/style_blind/... (the draft's neutral reply) as reference systems.
 """
@@ -38,14 +38,14 @@ from pathlib import Path
 
 import soundfile as sf
 
-from bench.audio import SAMPLE_RATE, decode_bytes, wav_bytes
-from bench.dimensions import DATASET_FILE, load_dimensions, write_table
-from bench.drafts import Draft, read_drafts, write_drafts
-from bench.prosody import analyse
+from bench.backends.prosody import analyse
+from bench.backends.style import caption_prosody
+from bench.backends.tts import TTS
+from bench.data.audio import SAMPLE_RATE, decode_bytes, wav_bytes
+from bench.data.dimensions import DATASET_FILE, load_dimensions, write_table
+from bench.data.drafts import Draft, read_drafts, write_drafts
+from bench.data.style_targets import agreement, expected_attributes
 from bench.schema import DIMENSIONS, write_jsonl
-from bench.style import caption_prosody
-from bench.style_targets import agreement, expected_attributes
-from bench.tts import TTS
 
 SHEET_COLUMNS = ["query_id", "style", "instructions", "candidates", "agreement", "auto_choice",
                  "choice"]
@@ -203,13 +203,13 @@ def render_replies(tts: TTS, drafts: list[Draft], out: Path, fmt: str) -> list[C
 def _tts(args) -> tuple[TTS, dict[str, TTS]]:
     """The TTS, and per-style TTS overrides (--voice-map, OpenAI only)."""
     if args.backend == "espeak":
-        from bench.tts import EspeakTTS
+        from bench.backends.tts import EspeakTTS
 
         return EspeakTTS(), {}
-    from bench.cache import Cache
-    from bench.remote import Endpoint, RetryPolicy
-    from bench.runtime import Runtime
-    from bench.tts import OpenAITTS
+    from bench.backends.cache import Cache
+    from bench.backends.remote import Endpoint, RetryPolicy
+    from bench.backends.runtime import Runtime
+    from bench.backends.tts import OpenAITTS
 
     rt = Runtime(Cache(args.cache or args.out / "cache.sqlite"), args.out / "ledger.jsonl",
                  RetryPolicy(args.max_attempts, args.backoff))
@@ -294,11 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--dimensions-file", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.cmd == "presets":
-        from bench.style_table import presets_markdown
+        from bench.data.style_table import presets_markdown
 
         print(presets_markdown(), end="")
     elif args.cmd == "styles":
-        from bench.style_table import format_table, measure_styles
+        from bench.data.style_table import format_table, measure_styles
 
         print(format_table(measure_styles(args.dimensions_file)))
     else:

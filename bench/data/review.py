@@ -13,7 +13,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from bench.drafts import Draft, DraftStyle, Verdict
+from bench.data.drafts import Draft, DraftStyle, Verdict
 
 STYLE_COLUMNS = ("name", "description", "reference", "reply", "reply_style")
 COLUMNS = (["id", "dimension", "text", "scenario"]
