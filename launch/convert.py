@@ -5,8 +5,13 @@
     python launch/convert.py import --hf /path/Kimi-Audio-7B-Instruct --out ckpt/kimi \
         --fsdp 8 --param-dtype bfloat16
 
-    # Orbax -> HF safetensors with the original key names (for the PyTorch ecosystem)
+    # Orbax -> HF safetensors with the original key names, config.json fields and the
+    # checkpoint's other files (modeling code, tokenizer, whisper-large-v3/, detokenizer,
+    # vocoder), so it loads in the PyTorch code as the original did
     python launch/convert.py export --checkpoint ckpt/kimi --out hf_out --max-shard-gb 5
+    # a trained model: the files come from the imported checkpoint it started from
+    python launch/convert.py export --checkpoint runs/sft/checkpoints/600 --assets ckpt/kimi \
+        --out hf_sft
 
     # a small random checkpoint in the real layout (no weights needed)
     python launch/convert.py random --out /tmp/kimi_tiny --preset tiny
@@ -39,6 +44,7 @@ def _mesh(args: argparse.Namespace):
 
 def run_import(args: argparse.Namespace) -> None:
     from paras2s_jax.checkpoint import import_hf
+    from paras2s_jax.checkpoint.hf_assets import ASSETS_DIR, save_assets
     from paras2s_jax.checkpoint.orbax_io import save_model
     from paras2s_jax.model import count_params
 
@@ -48,6 +54,7 @@ def run_import(args: argparse.Namespace) -> None:
     loaded = time.perf_counter()
     out = Path(args.out)
     save_model(out, model)
+    kept = save_assets(args.hf, out)
     tokenizer = [Path(args.hf) / f for f in TOKENIZER_FILES if (Path(args.hf) / f).exists()]
     if tokenizer:
         (out / TOKENIZER_DIR).mkdir()
@@ -55,21 +62,30 @@ def run_import(args: argparse.Namespace) -> None:
             shutil.copy(f, out / TOKENIZER_DIR / f.name)
     print(f"imported {count_params(model):,} parameters ({model.config.param_dtype}) from "
           f"{args.hf} in {loaded - start:.1f} s; Orbax checkpoint at {out} "
-          f"({time.perf_counter() - loaded:.1f} s)")
+          f"({time.perf_counter() - loaded:.1f} s); kept {len(kept)} other file(s) "
+          f"in {out / ASSETS_DIR}")
 
 
 def run_export(args: argparse.Namespace) -> None:
     from paras2s_jax.checkpoint import export_hf
+    from paras2s_jax.checkpoint.hf_assets import (
+        ASSETS_DIR, find_assets, original_config, restore_assets,
+    )
     from paras2s_jax.checkpoint.orbax_io import restore_model
 
+    assets = find_assets(args.assets or args.checkpoint)
+    if args.assets and assets is None:
+        raise SystemExit(f"--assets {args.assets}: neither an imported checkpoint "
+                         f"({ASSETS_DIR}/) nor a HF directory (config.json)")
     model = restore_model(args.checkpoint, _mesh(args))
-    weight_map = export_hf(model, args.out, max_shard_bytes=int(args.max_shard_gb * 1024**3))
-    tokenizer = Path(args.checkpoint) / TOKENIZER_DIR
-    if tokenizer.exists():
-        for f in tokenizer.iterdir():
-            shutil.copy(f, Path(args.out) / f.name)
+    weight_map = export_hf(
+        model, args.out, max_shard_bytes=int(args.max_shard_gb * 1024**3),
+        original_config=original_config(assets) if assets else None,
+    )
+    kept = restore_assets(assets, args.out) if assets else []
     print(f"exported {len(weight_map)} tensors in {len(set(weight_map.values()))} shard(s) "
-          f"to {args.out}")
+          f"to {args.out}" + (f", with {len(kept)} other file(s) from {assets}" if assets else
+                              "; no original files to copy (config.json from the model)"))
 
 
 def run_random(args: argparse.Namespace) -> None:
@@ -96,6 +112,10 @@ def main() -> None:
     exp.add_argument("--checkpoint", required=True, help="Orbax model checkpoint directory")
     exp.add_argument("--out", required=True, help="HF directory to write")
     exp.add_argument("--max-shard-gb", type=float, default=5.0, help="shard size cap (GiB)")
+    exp.add_argument("--assets", help="where the original config.json, modeling code, "
+                     "tokenizer, Whisper, detokenizer and vocoder files come from: an imported "
+                     "checkpoint or the HF directory (default: the checkpoint's own "
+                     "hf_files/; needed for training checkpoints)")
     for p in (imp, exp):
         p.add_argument("--fsdp", type=int, default=1, help="FSDP axis of the mesh")
         p.add_argument("--tensor", type=int, default=1, help="tensor-parallel axis of the mesh")

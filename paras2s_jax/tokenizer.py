@@ -15,7 +15,7 @@ from pathlib import Path
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
-from paras2s_jax.model.config import SpecialTokens
+from paras2s_jax.model.config import NUM_SPECIAL_TOKENS, SPECIAL_TOKEN_OFFSETS, SpecialTokens
 
 # Pre-tokenisation split of the Qwen2 BPE family (Kimi-Audio reuses its 151,643 ranks);
 # a `pat_str` field in tokenizer_config.json takes precedence.
@@ -23,27 +23,27 @@ DEFAULT_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-NUM_SPECIAL_TOKENS = 421  # 293 + 128 reserved slots after the base ranks
 
-# Offsets (from num_base_tokens) of the named special tokens, and the field of
-# `SpecialTokens` each one fills.
-NAMED_SPECIALS = {
-    0: ("[BOS]", None),
-    1: ("[EOS]", None),
-    2: ("<|im_msg_end|>", "msg_end"),
-    3: ("<|im_user_msg_start|>", None),
-    4: ("<|im_assistant_msg_start|>", None),
-    9: ("[EOT]", None),
-    18: ("<|im_media_begin|>", "media_begin"),
-    20: ("<|im_media_end|>", "media_end"),
-    23: ("<|im_kimia_text_blank|>", "text_blank"),
-    24: ("<|im_kimia_text_eos|>", "text_eos"),
-    27: ("<|im_kimia_user_msg_start|>", "user_msg_start"),
-    28: ("<|im_kimia_assistant_msg_start|>", "assistant_msg_start"),
-    32: ("<|im_kimia_speech_ct_id|>", "speech_ct"),
-    33: ("<|im_kimia_speech_ctd_id|>", "speech_ctd"),
-    NUM_SPECIAL_TOKENS - 1: ("<|im_pad|>", "pad"),  # the last slot; its name is not checked
+# Names of the special tokens at their offsets from num_base_tokens; the other slots are
+# reserved. The ones `SpecialTokens` uses (except pad) are checked against the file.
+SPECIAL_TOKEN_NAMES = {
+    0: "[BOS]",
+    1: "[EOS]",
+    2: "<|im_msg_end|>",
+    3: "<|im_user_msg_start|>",
+    4: "<|im_assistant_msg_start|>",
+    9: "[EOT]",
+    18: "<|im_media_begin|>",
+    20: "<|im_media_end|>",
+    23: "<|im_kimia_text_blank|>",
+    24: "<|im_kimia_text_eos|>",
+    27: "<|im_kimia_user_msg_start|>",
+    28: "<|im_kimia_assistant_msg_start|>",
+    32: "<|im_kimia_speech_ct_id|>",
+    33: "<|im_kimia_speech_ctd_id|>",
+    NUM_SPECIAL_TOKENS - 1: "<|im_pad|>",  # the last slot; its name is not checked
 }
+_CHECKED = {o for f, o in SPECIAL_TOKEN_OFFSETS.items() if f != "pad"}
 
 
 class TokenizerError(ValueError):
@@ -54,8 +54,9 @@ def special_token_names(num_base_tokens: int) -> dict[int, str]:
     """id -> name of every special token, reserved slots included."""
     names = {}
     for offset in range(NUM_SPECIAL_TOKENS):
-        name = NAMED_SPECIALS.get(offset, (f"<|reserved_token_{offset}|>", None))[0]
-        names[num_base_tokens + offset] = name
+        names[num_base_tokens + offset] = SPECIAL_TOKEN_NAMES.get(
+            offset, f"<|reserved_token_{offset}|>"
+        )
     return names
 
 
@@ -83,11 +84,11 @@ class KimiTextTokenizer:
                     f"[{self.num_base_tokens}, {self.num_base_tokens + NUM_SPECIAL_TOKENS})"
                 )
             name = entry["content"] if isinstance(entry, dict) else str(entry)
-            expected = NAMED_SPECIALS.get(token_id - self.num_base_tokens)
-            if expected and expected[1] not in (None, "pad") and expected[0] != name:
+            offset = token_id - self.num_base_tokens
+            if offset in _CHECKED and SPECIAL_TOKEN_NAMES[offset] != name:
                 raise TokenizerError(
                     f"{config_file}: id {token_id} is {name!r}, the dual-stream layout "
-                    f"expects {expected[0]!r} there"
+                    f"expects {SPECIAL_TOKEN_NAMES[offset]!r} there"
                 )
             names[token_id] = name
         self.special_ids = {name: i for i, name in names.items()}
@@ -105,10 +106,7 @@ class KimiTextTokenizer:
 
     def special_tokens(self) -> SpecialTokens:
         """The dual-stream layout's special ids, read from this tokenizer."""
-        return SpecialTokens(**{
-            field: self.num_base_tokens + offset
-            for offset, (_, field) in NAMED_SPECIALS.items() if field is not None
-        })
+        return SpecialTokens.at_base(self.num_base_tokens)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of plain text (special-token strings are encoded as text)."""

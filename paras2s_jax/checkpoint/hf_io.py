@@ -127,11 +127,14 @@ def export_hf(
     directory: str | Path,
     max_shard_bytes: int = 5 * 1024**3,
     rope_buffers: bool = True,
+    original_config: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """Write `model` as a HF checkpoint (shards + index + config.json); returns the weight map.
 
     Tensors keep the model's parameter dtype. With `rope_buffers`, the per-layer
     `rotary_emb.inv_freq` buffers of the original checkpoint are written too.
+    original_config: the `config.json` the model was imported from; all its fields
+    are written back (see `KimiAudioConfig.to_hf_config`).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -175,5 +178,5 @@ def export_hf(
         weight_map.update({k: name for k in keys})
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (directory / INDEX_FILE).write_text(json.dumps(index, indent=2))
-    (directory / CONFIG_FILE).write_text(json.dumps(config.to_hf_config(), indent=2))
+    (directory / CONFIG_FILE).write_text(json.dumps(config.to_hf_config(original_config), indent=2))
     return weight_map

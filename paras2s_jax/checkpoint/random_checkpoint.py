@@ -23,9 +23,9 @@ from flax import nnx
 from paras2s_jax.checkpoint.hf_io import INDEX_FILE, rope_buffer_keys, rope_inv_freq
 from paras2s_jax.checkpoint.hf_keys import key_specs
 from paras2s_jax.checkpoint.safetensors_io import write_safetensors
-from paras2s_jax.model.config import KimiAudioConfig
+from paras2s_jax.model.config import NUM_SPECIAL_TOKENS, KimiAudioConfig
 from paras2s_jax.model.kimi_audio import KimiAudio
-from paras2s_jax.tokenizer import NUM_SPECIAL_TOKENS, special_token_names
+from paras2s_jax.tokenizer import special_token_names
 
 _LAST_SHARD_KEYS = (
     "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight", "mimo_output.weight",
@@ -75,9 +75,15 @@ def _merge(word: list[bytes], pair: tuple[bytes, bytes], merged: bytes) -> list[
     return out
 
 
-def write_tokenizer(directory: Path, text_vocab_size: int) -> None:
-    """`tiktoken.model` + `tokenizer_config.json` for a text vocabulary of this size."""
-    num_base = text_vocab_size - NUM_SPECIAL_TOKENS
+def write_tokenizer(
+    directory: Path, text_vocab_size: int, num_base_tokens: int | None = None
+) -> None:
+    """`tiktoken.model` + `tokenizer_config.json` for a text vocabulary of this size.
+
+    num_base_tokens: BPE ranks before the specials (default: specials at the top).
+    """
+    num_base = text_vocab_size - NUM_SPECIAL_TOKENS if num_base_tokens is None \
+        else num_base_tokens
     ranks = train_bpe_ranks(_CORPUS, num_base)
     lines = [f"{base64.b64encode(tok).decode()} {rank}" for tok, rank in ranks.items()]
     (directory / "tiktoken.model").write_text("\n".join(lines) + "\n")
@@ -138,5 +144,5 @@ def write_random_checkpoint(
     (directory / INDEX_FILE).write_text(json.dumps(index, indent=2))
     (directory / "config.json").write_text(json.dumps(config.to_hf_config(), indent=2))
     if tokenizer:
-        write_tokenizer(directory, config.text_vocab_size)
+        write_tokenizer(directory, config.text_vocab_size, config.special.num_base_tokens)
     return weight_map

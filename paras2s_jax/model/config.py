@@ -20,6 +20,17 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
 
 
+NUM_SPECIAL_TOKENS = 421  # 293 + 128 reserved slots after the base BPE ranks
+NUM_AUDIO_SPECIAL_TOKENS = 512  # audio-side slots the published config counts
+# Offset of each `SpecialTokens` field from the first special id ([BOS] = num_base_tokens),
+# as `tokenization_kimia.py` lays them out.
+SPECIAL_TOKEN_OFFSETS = {
+    "msg_end": 2, "media_begin": 18, "media_end": 20, "text_blank": 23, "text_eos": 24,
+    "user_msg_start": 27, "assistant_msg_start": 28, "speech_ct": 32, "speech_ctd": 33,
+    "pad": NUM_SPECIAL_TOKENS - 1,
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class SpecialTokens:
     """Ids of the dual-stream layout's special tokens (see `tokenization_kimia.py`)."""
@@ -34,6 +45,16 @@ class SpecialTokens:
     speech_ct: int = 151675  # after user audio: reply in text only
     speech_ctd: int = 151676  # after user audio: reply in text and audio
     pad: int = 152063
+
+    @classmethod
+    def at_base(cls, num_base_tokens: int) -> SpecialTokens:
+        """The layout whose specials follow `num_base_tokens` BPE ranks."""
+        return cls(**{k: num_base_tokens + o for k, o in SPECIAL_TOKEN_OFFSETS.items()})
+
+    @property
+    def num_base_tokens(self) -> int:
+        """The first special id ([BOS]), i.e. the number of BPE ranks before it."""
+        return self.pad - SPECIAL_TOKEN_OFFSETS["pad"]
 
 
 class Numerics:
@@ -182,15 +203,18 @@ class KimiAudioConfig(Numerics):
                 audio_token_offset=0, audio_codebook_size=0,
             )
             text_vocab = raw["vocab_size"]
-        # Kimi's special tokens sit at the top of the text vocabulary; config.json does not
-        # list them, so smaller test checkpoints keep the same relative layout.
-        fields["special"] = _special_for_text_vocab(text_vocab)
+        fields["special"] = special_tokens_from_hf(raw, text_vocab, str(path))
         fields.update(overrides)
         return cls(**fields)
 
-    def to_hf_config(self) -> dict[str, Any]:
-        """The `config.json` dictionary of a Kimi-Audio checkpoint with these sizes."""
-        return {
+    def to_hf_config(self, original: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The `config.json` dictionary of a Kimi-Audio checkpoint with these sizes.
+
+        original: the `config.json` this model was read from; every field of it is kept
+        (e.g. `auto_map`, `kimia_audio_output_vocab`), the ones this config describes
+        updated. Without it, the fields the published checkpoint carries are filled in.
+        """
+        described = {
             "architectures": ["MoonshotKimiaForCausalLM"],
             "model_type": "moonshot_kimia",
             "vocab_size": self.vocab_size,
@@ -212,16 +236,55 @@ class KimiAudioConfig(Numerics):
             "kimia_text_output_vocab": self.text_vocab_size,
             "kimia_token_offset": self.audio_token_offset,
             "kimia_mimo_audiodelaytokens": self.audio_delay,
+            "num_base_tokens": self.special.num_base_tokens,
             "kimia_media_begin": self.special.media_begin,
             "kimia_media_end": self.special.media_end,
         }
+        if original is None:
+            original = {
+                # The published checkpoint loads through its own modeling code.
+                "auto_map": {
+                    "AutoConfig": "configuration_moonshot_kimia.KimiAudioConfig",
+                    "AutoModel": "modeling_moonshot_kimia.MoonshotKimiaForCausalLM",
+                    "AutoModelForCausalLM": "modeling_moonshot_kimia.MoonshotKimiaForCausalLM",
+                },
+                # Codebook plus audio special slots (16384 + 512 in the published config).
+                "kimia_audio_output_vocab": self.audio_codebook_size + NUM_AUDIO_SPECIAL_TOKENS,
+                "num_audio_special_tokens": NUM_AUDIO_SPECIAL_TOKENS,
+            }
+        return {**original, **described}
+
+
+def special_tokens_from_hf(raw: dict[str, Any], text_vocab_size: int, source: str) -> SpecialTokens:
+    """Special-token ids of a `config.json`: its own where it has them.
+
+    `num_base_tokens` places the whole layout; `kimia_media_begin` / `kimia_media_end`
+    (what the PyTorch model reads to place Whisper features) take precedence for those
+    two. A config with neither keeps Kimi's layout at the top of the text vocabulary.
+    """
+    if "num_base_tokens" in raw:
+        base = raw["num_base_tokens"]
+        if not isinstance(base, int) or base < 0 or base + NUM_SPECIAL_TOKENS > text_vocab_size:
+            raise ConfigError(
+                f"{source}: num_base_tokens={base!r} leaves no room for the "
+                f"{NUM_SPECIAL_TOKENS} special tokens in the text vocabulary ({text_vocab_size})"
+            )
+    else:
+        base = text_vocab_size - NUM_SPECIAL_TOKENS
+    special = SpecialTokens.at_base(base)
+    explicit = {f: raw[f"kimia_{f}"] for f in ("media_begin", "media_end") if f"kimia_{f}" in raw}
+    for field, value in explicit.items():
+        if not isinstance(value, int) or not 0 <= value < text_vocab_size:
+            raise ConfigError(
+                f"{source}: kimia_{field}={value!r} is outside the text vocabulary "
+                f"[0, {text_vocab_size})"
+            )
+    return dataclasses.replace(special, **explicit)
 
 
 def _special_for_text_vocab(text_vocab_size: int) -> SpecialTokens:
     """Special-token ids at the top of a small text vocabulary (same relative layout)."""
-    base = SpecialTokens()
-    shift = text_vocab_size - 1 - base.pad
-    return SpecialTokens(**{k: v + shift for k, v in dataclasses.asdict(base).items()})
+    return SpecialTokens.at_base(text_vocab_size - NUM_SPECIAL_TOKENS)
 
 
 def kimi_audio_7b(**overrides: Any) -> KimiAudioConfig:
