@@ -1,4 +1,5 @@
-"""Audio front end: Whisper log-mel, the Whisper-large-v3 encoder, Kimi-Audio's features."""
+"""Audio front end: Whisper log-mel, the Whisper-large-v3 encoder, Kimi-Audio's features,
+and GLM-4-Voice's speech tokenizer (audio -> 12.5 Hz codes)."""
 
 from paras2s_jax.audio.audio_io import AudioReadError, read_audio, resample, to_mono
 from paras2s_jax.audio.features import (
@@ -18,6 +19,9 @@ from paras2s_jax.audio.mel import (
     mel_filters,
     pad_or_trim,
 )
+from paras2s_jax.audio.speech_tokenizer import AUDIO_TOKEN_OFFSET, SpeechTokenizer
+from paras2s_jax.audio.vq_checkpoint import load_vq_encoder, write_random_vq_checkpoint
+from paras2s_jax.audio.vq_encoder import VQEncoder, VQEncoderConfig
 from paras2s_jax.audio.whisper_checkpoint import (
     WhisperCheckpointError,
     load_hf_whisper_encoder,
@@ -32,7 +36,9 @@ from paras2s_jax.audio.whisper_encoder import (
 )
 
 __all__ = [
-    "HOP_LENGTH", "N_FFT", "N_FRAMES", "N_SAMPLES", "SAMPLE_RATE", "AudioReadError",
+    "AUDIO_TOKEN_OFFSET", "SpeechTokenizer", "VQEncoder", "VQEncoderConfig", "load_vq_encoder",
+    "write_random_vq_checkpoint", "HOP_LENGTH", "N_FFT", "N_FRAMES", "N_SAMPLES", "SAMPLE_RATE",
+    "AudioReadError",
     "WhisperCheckpointError", "WhisperConfigError", "WhisperEncoder", "WhisperEncoderConfig",
     "extract_features", "load_hf_whisper_encoder", "load_openai_whisper_encoder",
     "load_whisper_encoder", "log_mel_spectrogram", "mel_filters", "pad_or_trim",

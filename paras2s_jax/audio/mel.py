@@ -80,11 +80,16 @@ def power_spectrogram(audio: jax.Array) -> jax.Array:
     return jnp.swapaxes(power, -1, -2)
 
 
-def log_mel_spectrogram(audio: jax.Array, n_mels: int = 128) -> jax.Array:
+def log_mel_spectrogram(
+    audio: jax.Array, n_mels: int = 128, num_frames: jax.Array | None = None
+) -> jax.Array:
     """float32[..., N] 16 kHz audio -> float32[..., n_mels, N // HOP_LENGTH].
 
     The (max - 8) floor is taken per example (over its last two axes); openai-whisper
     takes it over the whole tensor, which is the same for the one-clip inputs it sees.
+    num_frames: optional int[...]; only each example's first `num_frames` frames count
+    towards its max, so audio zero-padded past what the reference saw (a longer length
+    bucket) keeps the reference's floor.
     """
     power = power_spectrogram(audio)
     filters = jnp.asarray(mel_filters(n_mels))
@@ -92,6 +97,10 @@ def log_mel_spectrogram(audio: jax.Array, n_mels: int = 128) -> jax.Array:
     # and the log below magnifies relative error in quiet bins.
     mel = jnp.matmul(filters, power, precision=jax.lax.Precision.HIGHEST)
     log_spec = jnp.log10(jnp.maximum(mel, 1e-10))
-    peak = jnp.max(log_spec, axis=(-2, -1), keepdims=True)
+    counted = log_spec
+    if num_frames is not None:
+        frame = jnp.arange(log_spec.shape[-1])
+        counted = jnp.where(frame < jnp.asarray(num_frames)[..., None, None], log_spec, -jnp.inf)
+    peak = jnp.max(counted, axis=(-2, -1), keepdims=True)
     log_spec = jnp.maximum(log_spec, peak - 8.0)
     return (log_spec + 4.0) / 4.0

@@ -52,16 +52,18 @@ class _Tensor:
     to_flax: Callable[[np.ndarray], np.ndarray]
 
 
-# (our path, HF key, openai-whisper key, kind); layer keys are relative to the block.
-_TOP = (
-    (("conv1", "kernel"), "encoder.conv1.weight", "encoder.conv1.weight", "conv1"),
-    (("conv1", "bias"), "encoder.conv1.bias", "encoder.conv1.bias", "vector"),
-    (("conv2", "kernel"), "encoder.conv2.weight", "encoder.conv2.weight", "conv2"),
-    (("conv2", "bias"), "encoder.conv2.bias", "encoder.conv2.bias", "vector"),
-    (("embed_positions",), "encoder.embed_positions.weight", "encoder.positional_embedding",
-     "positions"),
-    (("layer_norm", "weight"), "encoder.layer_norm.weight", "encoder.ln_post.weight", "vector"),
-    (("layer_norm", "bias"), "encoder.layer_norm.bias", "encoder.ln_post.bias", "vector"),
+# (our path, HF key, openai-whisper key, kind); keys are relative to the encoder
+# (prefix "encoder." in both model files), layer keys relative to the block.
+_STEM = (
+    (("conv1", "kernel"), "conv1.weight", "conv1.weight", "conv1"),
+    (("conv1", "bias"), "conv1.bias", "conv1.bias", "vector"),
+    (("conv2", "kernel"), "conv2.weight", "conv2.weight", "conv2"),
+    (("conv2", "bias"), "conv2.bias", "conv2.bias", "vector"),
+    (("embed_positions",), "embed_positions.weight", "positional_embedding", "positions"),
+)
+_FINAL_NORM = (
+    (("layer_norm", "weight"), "layer_norm.weight", "ln_post.weight", "vector"),
+    (("layer_norm", "bias"), "layer_norm.bias", "ln_post.bias", "vector"),
 )
 _LAYER = (
     (("self_attn", "q_proj", "kernel"), "self_attn.q_proj.weight", "attn.query.weight", "qkv"),
@@ -102,29 +104,42 @@ def _kinds(c: WhisperEncoderConfig) -> dict[str, tuple[tuple[int, ...], Callable
     }
 
 
-def _key_map(config: WhisperEncoderConfig, openai: bool) -> dict[str, _Tensor]:
-    """Checkpoint key -> the parameter it fills, for one layout."""
+def key_map(
+    config: WhisperEncoderConfig, *, openai: bool = False, prefix: str = "encoder.",
+    final_norm: bool = True,
+) -> dict[str, _Tensor]:
+    """Checkpoint key -> the parameter it fills, for one layout (HF or openai-whisper).
+
+    prefix: what precedes the encoder's keys ("" in GLM-4-Voice's tokenizer file);
+    final_norm: whether the encoder ends with `layer_norm` (the tokenizer's does not).
+    """
     kinds = _kinds(config)
-    block = "encoder.blocks" if openai else "encoder.layers"
-    entries = [(path, oa if openai else hf, kind) for path, hf, oa, kind in _TOP]
+    top = _STEM + (_FINAL_NORM if final_norm else ())
+    block = "blocks" if openai else "layers"
+    entries = [(path, prefix + (oa if openai else hf), kind) for path, hf, oa, kind in top]
     for i in range(config.n_audio_layer):
         entries += [
-            (("layers", i, *path), f"{block}.{i}.{oa if openai else hf}", kind)
+            (("layers", i, *path), f"{prefix}{block}.{i}.{oa if openai else hf}", kind)
             for path, hf, oa, kind in _LAYER
         ]
     return {key: _Tensor(path, *kinds[kind]) for path, key, kind in entries}
 
 
-class _Source:
+def identity_tensor(path: ParamPath, shape: tuple[int, ...]) -> _Tensor:
+    """A tensor stored exactly as the parameter is (embedding tables, codebooks)."""
+    return _Tensor(path, shape, lambda x: x)
+
+
+class Source:
     """Checkpoint tensors by key: shapes up front, arrays (PyTorch layout) on demand."""
 
     def __init__(self, name: str, shapes: Mapping[str, tuple[int, ...]], get: Callable):
         self.name, self.shapes, self.get = name, dict(shapes), get
 
 
-def _check(source: _Source, key_map: Mapping[str, _Tensor]) -> None:
-    """Every encoder tensor present, none extra, each with the expected shape."""
-    present = {k for k in source.shapes if k.startswith("encoder.")}
+def _check(source: Source, key_map: Mapping[str, _Tensor], owned: Callable[[str], bool]) -> None:
+    """Every tensor present, none extra among the `owned` keys, each with the expected shape."""
+    present = {k for k in source.shapes if owned(k)}
     missing = sorted(set(key_map) - present)
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -147,16 +162,29 @@ def _check(source: _Source, key_map: Mapping[str, _Tensor]) -> None:
             )
 
 
+def build_from_source(
+    make: Callable[[], nnx.Module], source: Source, tensors: Mapping[str, _Tensor],
+    owned: Callable[[str], bool], mesh: Mesh | None, rules: Rules,
+) -> nnx.Module:
+    """`make()`'s module with every parameter read from `source` (onto shards with a mesh).
+
+    tensors: checkpoint key -> parameter; owned: which checkpoint keys must all be used.
+    """
+    _check(source, tensors, owned)
+    abstract = nnx.eval_shape(make)
+    # Strided views of memory maps: each device copies only its own slice.
+    views = ((t.path, t.to_flax(source.get(key))) for key, t in tensors.items())
+    return place_on_shards(abstract, views, mesh, rules)
+
+
 def _build(
-    config: WhisperEncoderConfig, source: _Source, openai: bool, mesh: Mesh | None, rules: Rules
+    config: WhisperEncoderConfig, source: Source, openai: bool, mesh: Mesh | None, rules: Rules
 ) -> WhisperEncoder:
     """A `WhisperEncoder` whose every parameter is read from `source` (onto shards with a mesh)."""
-    key_map = _key_map(config, openai)
-    _check(source, key_map)
-    abstract = nnx.eval_shape(lambda: WhisperEncoder(config, rngs=nnx.Rngs(0)))
-    # Strided views of memory maps: each device copies only its own slice.
-    views = ((t.path, t.to_flax(source.get(key))) for key, t in key_map.items())
-    return place_on_shards(abstract, views, mesh, rules)
+    return build_from_source(
+        lambda: WhisperEncoder(config, rngs=nnx.Rngs(0)), source, key_map(config, openai=openai),
+        lambda key: key.startswith("encoder."), mesh, rules,
+    )
 
 
 def read_hf_config(path: str | Path, **overrides: Any) -> WhisperEncoderConfig:
@@ -212,7 +240,7 @@ def load_hf_whisper_encoder(
     keys = handle.keys()
     prefix = "model." if not any(k.startswith("encoder.") for k in keys) else ""
     shapes = {k[len(prefix):]: handle.shape(k) for k in keys if k.startswith(prefix)}
-    source = _Source(str(file), shapes, lambda key: handle.get(prefix + key))
+    source = Source(str(file), shapes, lambda key: handle.get(prefix + key))
     return _build(config, source, openai=False, mesh=mesh, rules=rules)
 
 
@@ -256,7 +284,7 @@ def load_openai_whisper_encoder(
         raise WhisperCheckpointError(f"{path}: dims has no {missing[0]!r}")
     config = WhisperEncoderConfig(**{**{f: int(dims[f]) for f in fields}, **overrides})
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    source = _Source(str(path), shapes, lambda key: _torch_to_numpy(state[key]))
+    source = Source(str(path), shapes, lambda key: _torch_to_numpy(state[key]))
     return _build(config, source, openai=True, mesh=mesh, rules=rules)
 
 

@@ -96,22 +96,26 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10_000.0) -> ja
 
 
 class Conv1d(nnx.Module):
-    """1-D convolution over [B, T, Cin] (time-major); kernel [K, Cin, Cout], bias [Cout]."""
+    """1-D convolution over [B, T, Cin] (time-major); kernel [K, Cin, Cout], bias [Cout].
+
+    Zero padding is (K // 2) on both sides, or (K - 1) on the left only when `causal`
+    (GLM-4-Voice's tokenizer), so an output never sees later frames.
+    """
 
     def __init__(
         self, in_ch: int, out_ch: int, width: int, stride: int, axes: tuple[str | None, ...], *,
-        param_dtype: jnp.dtype, rngs: nnx.Rngs,
+        param_dtype: jnp.dtype, rngs: nnx.Rngs, causal: bool = False,
     ):
         self.stride = stride
+        self.padding = (width - 1, 0) if causal else (width // 2, width // 2)
         init = 0.02 * jax.random.normal(rngs.params(), (width, in_ch, out_ch), jnp.float32)
         self.kernel = nnx.Param(init.astype(param_dtype), logical_axes=axes)
         self.bias = nnx.Param(jnp.zeros((out_ch,), param_dtype), logical_axes=axes[-1:])
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        width = self.kernel.shape[0]
         y = jax.lax.conv_general_dilated(
             x, self.kernel[...].astype(x.dtype), window_strides=(self.stride,),
-            padding=[(width // 2, width // 2)], dimension_numbers=("NWC", "WIO", "NWC"),
+            padding=[self.padding], dimension_numbers=("NWC", "WIO", "NWC"),
         )
         return y + self.bias[...].astype(y.dtype)
 
@@ -130,9 +134,15 @@ class SelfAttention(nnx.Module):
             (heads, head_dim), (width,), ("heads", "head_dim", "embed"), use_bias=True, **dense
         )
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """x: [B, C, E] -> [B, C, E]. Scale 1/sqrt(D); no mask (every position is real)."""
-        out = jax.nn.dot_product_attention(self.q_proj(x), self.k_proj(x), self.v_proj(x))
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        """x: [B, C, E] -> [B, C, E]. Scale 1/sqrt(D).
+
+        mask: optional bool [B, 1, C, C], True where query i may attend to key j (the
+        plain Whisper encoder passes none: every position is real).
+        """
+        out = jax.nn.dot_product_attention(
+            self.q_proj(x), self.k_proj(x), self.v_proj(x), mask=mask
+        )
         return self.out_proj(out)
 
 
@@ -148,9 +158,9 @@ class EncoderLayer(nnx.Module):
         self.fc1 = Dense((e,), (4 * e,), ("embed", "mlp"), **dense)
         self.fc2 = Dense((4 * e,), (e,), ("mlp", "embed"), **dense)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         with jax.named_scope("attention"):
-            x = x + self.self_attn(self.self_attn_layer_norm(x))
+            x = x + self.self_attn(self.self_attn_layer_norm(x), mask)
         with jax.named_scope("mlp"):
             # Exact (erf) GELU: both references use torch's default, not the tanh form.
             h = jax.nn.gelu(self.fc1(self.final_layer_norm(x)), approximate=False)

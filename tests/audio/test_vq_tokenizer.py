@@ -1,0 +1,165 @@
+"""GLM-4-Voice tokenizer parity: the Flax tokenizer vs an independent PyTorch reference.
+
+Both read the same random `glm-4-voice-tokenizer` directory (published layout); the
+reference runs HF `WhisperFeatureExtractor` exactly as GLM-4-Voice calls it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import WhisperFeatureExtractor
+
+from paras2s_jax.audio.speech_tokenizer import SpeechTokenizer
+from paras2s_jax.audio.vq_checkpoint import (
+    load_vq_encoder,
+    read_vq_config,
+    write_random_vq_checkpoint,
+)
+from paras2s_jax.audio.vq_encoder import VQEncoderConfig
+from paras2s_jax.audio.whisper_checkpoint import WhisperCheckpointError
+from paras2s_jax.sharding import MeshConfig, make_mesh
+from tests.audio.conftest import randomize_
+from tests.audio.vq_reference import load_reference, reference_tokenize
+
+TINY = VQEncoderConfig.tiny_test()
+SEGMENT = TINY.n_audio_ctx * 320  # 20480 samples: 1.28 s segments for the tiny encoder
+
+
+def _speechlike(n: int, seed: int) -> np.ndarray:
+    """Noise shaped by a slow envelope and a few partials, so frames differ from each other."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / 16000
+    tone = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f in rng.uniform(100, 3000, 4))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(1, 6) * t)
+    return (0.1 * envelope * tone + 0.05 * rng.standard_normal(n)).astype(np.float32)
+
+
+def _end_burst(n: int, burst: int) -> np.ndarray:
+    """Near-silence ending in a loud burst: the clip's max - 8 floor is set by its last
+    frames, which see the reference's reflection padding (and frames past the end)."""
+    clip = 1e-4 * _speechlike(n, seed=n)
+    clip[-burst:] = 0.8 * np.sign(np.sin(np.arange(burst) / 3.0))
+    return clip
+
+
+# Lengths: under one code; exact multiples of 1280 (the reference reflects at the end);
+# 30 samples short of a multiple (reflection reaches real audio); several segments.
+LENGTHS = (700, 5120, 12_800 - 30, 20_480, 33_333, 2 * 20_480 + 7_000)
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    """A random tiny tokenizer directory whose codebook is spread over real states."""
+    directory = tmp_path_factory.mktemp("glm_tokenizer")
+    write_random_vq_checkpoint(directory, TINY, seed=0)
+    model = load_reference(directory)
+    randomize_(model, seed=3)
+    extractor = WhisperFeatureExtractor.from_pretrained(directory)
+    # Codebook = states of a calibration clip + noise: codes are used and well separated.
+    _, pooled = reference_tokenize(model, extractor, _speechlike(200_000, 99), SEGMENT)
+    rng = np.random.default_rng(0)
+    rows = pooled[rng.choice(len(pooled), TINY.codebook_size, replace=False)]
+    rows = rows + 0.05 * rows.std() * rng.standard_normal(rows.shape)
+    with torch.no_grad():
+        model.codebook.weight.copy_(torch.from_numpy(rows.astype(np.float32)))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              directory / "model.safetensors", metadata={"format": "pt"})
+    return directory
+
+
+@pytest.fixture(scope="module")
+def reference(tokenizer_dir):
+    return load_reference(tokenizer_dir), WhisperFeatureExtractor.from_pretrained(tokenizer_dir)
+
+
+def test_config_reads_published_fields(tokenizer_dir):
+    config = read_vq_config(tokenizer_dir)
+    assert config == TINY
+    raw = json.loads((tokenizer_dir / "config.json").read_text())
+    assert raw["quantize_causal_block_size"] == 24 and raw["pooling_type"] == "avg"
+    assert VQEncoderConfig.glm4_voice().n_tokens == 375
+
+
+def test_matches_reference_features_and_codes(tokenizer_dir, reference):
+    model, extractor = reference
+    tokenizer = SpeechTokenizer(load_vq_encoder(tokenizer_dir), batch_size=4)
+    clips = [_speechlike(n, seed=i) for i, n in enumerate(LENGTHS)]
+    clips += [_end_burst(5120, 150), _end_burst(12_800 - 30, 120), _end_burst(7_680, 60)]
+    ours = tokenizer.encode(clips)  # every clip in one call: buckets and batches mix
+    agree = total = 0
+    worst = 0.0
+    for clip, (codes, pooled) in zip(clips, ours, strict=True):
+        ref_ids, ref_pooled = reference_tokenize(model, extractor, clip, SEGMENT)
+        expected_len = sum(-(-min(SEGMENT, clip.size - s) // 1280)
+                           for s in range(0, clip.size, SEGMENT))
+        assert codes.shape == ref_ids.shape == (expected_len,)
+        worst = max(worst, float(np.abs(pooled - ref_pooled).max()))
+        agree += int((codes == ref_ids).sum())
+        total += codes.size
+    used = len(np.unique(np.concatenate([c for c, _ in ours])))
+    print(f"tokenizer vs reference: pooled max |diff| {worst:.2e}, ids {agree}/{total} "
+          f"agree, {used} distinct codes")
+    assert worst <= 1e-4
+    assert agree / total >= 0.999
+    assert used >= 20  # the comparison is not between constant outputs
+
+
+def test_codes_embed_like_reference(tokenizer_dir, reference):
+    model, extractor = reference
+    encoder = load_vq_encoder(tokenizer_dir)
+    clip = _speechlike(9_000, seed=7)
+    feats = extractor([clip], sampling_rate=16000, return_attention_mask=True,
+                      return_tensors="pt", padding="longest", pad_to_multiple_of=1280)
+    with torch.no_grad():
+        ids, _, last_hidden = model(feats.input_features, feats.attention_mask)
+    out = np.asarray(encoder.embed_codes(ids.numpy()))
+    assert np.abs(out - last_hidden.numpy()).max() <= 1e-5
+
+
+def test_clip_codes_do_not_depend_on_batch(tokenizer_dir):
+    tokenizer = SpeechTokenizer(load_vq_encoder(tokenizer_dir), batch_size=8)
+    short, long = _speechlike(3_000, 1), _speechlike(60_000, 2)
+    alone = tokenizer.tokenize(short)
+    together = tokenizer.tokenize_batch([long, short])[1]
+    np.testing.assert_array_equal(alone, together)
+
+
+def test_sharded_load_matches(tokenizer_dir):
+    clip = _speechlike(15_000, seed=4)
+    plain = SpeechTokenizer(load_vq_encoder(tokenizer_dir)).encode([clip])[0]
+    mesh = make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
+    sharded_encoder = load_vq_encoder(tokenizer_dir, mesh=mesh)
+    assert len(sharded_encoder.codebook[...].sharding.device_set) > 1
+    sharded = SpeechTokenizer(sharded_encoder).encode([clip])[0]
+    np.testing.assert_array_equal(plain[0], sharded[0])
+    assert np.abs(plain[1] - sharded[1]).max() <= 1e-5
+
+
+def test_bad_inputs_and_checkpoints(tokenizer_dir, tmp_path):
+    tokenizer = SpeechTokenizer(load_vq_encoder(tokenizer_dir))
+    with pytest.raises(ValueError, match="empty"):
+        tokenizer.tokenize(np.zeros(0, np.float32))
+    with pytest.raises(ValueError, match="mono"):
+        tokenizer.tokenize(np.zeros((100, 2), np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        tokenizer.tokenize(np.full(100, np.nan, np.float32))
+    raw = json.loads((tokenizer_dir / "config.json").read_text())
+    for field, value, match in (("pooling_position", 1, "pooling_position"),
+                                ("quantize_vocab_size", None, "quantize_vocab_size"),
+                                ("encoder_causal_attention", True, "encoder_causal_attention")):
+        bad = tmp_path / field
+        bad.mkdir()
+        (bad / "config.json").write_text(json.dumps({**raw, field: value}))
+        (bad / "model.safetensors").symlink_to(tokenizer_dir / "model.safetensors")
+        with pytest.raises(WhisperCheckpointError, match=match):
+            load_vq_encoder(bad)
+    short = tmp_path / "short"
+    write_random_vq_checkpoint(short, TINY.replace(codebook_size=32))
+    (short / "config.json").write_text(json.dumps(raw))  # config says 64 codes
+    with pytest.raises(WhisperCheckpointError, match="codebook.weight"):
+        load_vq_encoder(short)
