@@ -15,6 +15,10 @@
 
     # a small random checkpoint in the real layout (no weights needed)
     python launch/convert.py random --out /tmp/kimi_tiny --preset tiny
+
+    # random speech checkpoints in their published layouts: glm-4-voice-tokenizer/ and
+    # whisper-large-v3/ (the tiny preset fits the tiny Kimi-Audio: 256 codes, width 32)
+    python launch/convert.py random-speech --out /tmp/speech_tiny --preset tiny
 """
 
 from __future__ import annotations
@@ -100,6 +104,14 @@ def run_random(args: argparse.Namespace) -> None:
           f"{len(set(weight_map.values()))} files) to {args.out}")
 
 
+def run_random_speech(args: argparse.Namespace) -> None:
+    from paras2s_jax.audio.random_speech import write_random_speech
+
+    dirs = write_random_speech(args.out, args.preset, args.seed)
+    for name, directory in dirs.items():
+        print(f"wrote a random {args.preset} {name} checkpoint to {directory}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,8 +137,15 @@ def main() -> None:
     rnd.add_argument("--shards", type=int, default=3, help="number of layer shard files")
     rnd.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
     rnd.add_argument("--seed", type=int, default=0)
+    speech = sub.add_parser("random-speech",
+                            help="write random speech checkpoints (tokenizer, Whisper encoder)")
+    speech.add_argument("--out", required=True)
+    speech.add_argument("--preset", default="tiny", choices=("tiny", "kimi_audio_7b"))
+    speech.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    {"import": run_import, "export": run_export, "random": run_random}[args.command](args)
+    commands = {"import": run_import, "export": run_export, "random": run_random,
+                "random-speech": run_random_speech}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -30,3 +30,13 @@ def test_random_import_export_sample(tmp_path):
     records = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert [r["sample"] for r in records] == [0, 1, 2]
     assert all(r["steps"] <= 12 and r["text_logprob"] <= 0 for r in records)
+
+
+def test_random_speech_checkpoints_load(tmp_path):
+    from paras2s_jax.speech import Speech
+
+    out = _run("launch/convert.py", "random-speech", "--out", str(tmp_path), "--seed", "1")
+    assert "tokenizer checkpoint" in out and "whisper checkpoint" in out
+    speech = Speech.load(tmp_path, detokenizer=False)
+    assert speech.tokenizer.encoder.config.codebook_size == 256
+    assert speech.whisper.config.n_audio_state == 32

@@ -19,8 +19,9 @@ from paras2s_jax.audio.mel import (
     mel_filters,
     pad_or_trim,
 )
+from paras2s_jax.audio.random_speech import write_random_speech, write_random_vq_checkpoint
 from paras2s_jax.audio.speech_tokenizer import AUDIO_TOKEN_OFFSET, SpeechTokenizer
-from paras2s_jax.audio.vq_checkpoint import load_vq_encoder, write_random_vq_checkpoint
+from paras2s_jax.audio.vq_checkpoint import load_vq_encoder
 from paras2s_jax.audio.vq_encoder import VQEncoder, VQEncoderConfig
 from paras2s_jax.audio.whisper_checkpoint import (
     WhisperCheckpointError,
@@ -36,12 +37,11 @@ from paras2s_jax.audio.whisper_encoder import (
 )
 
 __all__ = [
-    "AUDIO_TOKEN_OFFSET", "SpeechTokenizer", "VQEncoder", "VQEncoderConfig", "load_vq_encoder",
-    "write_random_vq_checkpoint", "HOP_LENGTH", "N_FFT", "N_FRAMES", "N_SAMPLES", "SAMPLE_RATE",
-    "AudioReadError",
-    "WhisperCheckpointError", "WhisperConfigError", "WhisperEncoder", "WhisperEncoderConfig",
-    "extract_features", "load_hf_whisper_encoder", "load_openai_whisper_encoder",
-    "load_whisper_encoder", "log_mel_spectrogram", "mel_filters", "pad_or_trim",
+    "AUDIO_TOKEN_OFFSET", "HOP_LENGTH", "N_FFT", "N_FRAMES", "N_SAMPLES", "SAMPLE_RATE",
+    "AudioReadError", "extract_features", "load_hf_whisper_encoder", "load_openai_whisper_encoder",
+    "load_vq_encoder", "load_whisper_encoder", "log_mel_spectrogram", "mel_filters", "pad_or_trim",
     "place_features", "read_audio", "read_hf_config", "resample", "segment_token_lengths",
-    "stack_frames", "to_mono", "token_length",
+    "SpeechTokenizer", "stack_frames", "to_mono", "token_length", "VQEncoder", "VQEncoderConfig",
+    "WhisperCheckpointError", "WhisperConfigError", "WhisperEncoder", "WhisperEncoderConfig",
+    "write_random_speech", "write_random_vq_checkpoint",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,27 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) 
     return resample_poly(audio, target_rate // g, orig_rate // g).astype(np.float32)
 
 
+def _truncated_wav(path: Path) -> str | None:
+    """Why a RIFF/WAVE file is cut short (its `data` chunk claims more bytes than follow),
+    or None. libsndfile silently returns the samples that are there."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        while chunk := f.read(8):
+            if len(chunk) < 8:
+                return None
+            name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if name == b"data":
+                # 0 and 0xFFFFFFFF mean "unknown" (streamed writers); nothing to compare.
+                left = path.stat().st_size - f.tell()
+                if size not in (0, 0xFFFFFFFF) and size > left:
+                    return f"its data chunk declares {size} bytes but only {left} follow"
+                return None
+            f.seek(size + (size & 1), 1)  # chunks are word-aligned
+    return None
+
+
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """float32[N] mono audio at `sample_rate` from any file libsndfile reads (wav, flac, ogg)."""
     path = Path(path)
@@ -43,4 +65,7 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioReadError(f"{path}: cannot read audio ({err})") from err
     if data.size == 0:
         raise AudioReadError(f"{path}: the file holds no audio samples")
+    truncated = _truncated_wav(path)
+    if truncated:
+        raise AudioReadError(f"{path}: truncated WAV file ({truncated})")
     return resample(to_mono(data), rate, sample_rate)

@@ -1,4 +1,4 @@
-"""Load GLM-4-Voice's `glm-4-voice-tokenizer` directory, or write a random one in its layout.
+"""Load GLM-4-Voice's `glm-4-voice-tokenizer` directory (the random writer: `random_speech`).
 
 The directory holds `config.json` (a `WhisperVQConfig`: Whisper fields plus pooling_*,
 quantize_*, encoder_causal_*), `model.safetensors` with **unprefixed** fp32 keys
@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -28,7 +27,7 @@ from paras2s_jax.audio.whisper_checkpoint import (
     key_map,
     read_hf_config,
 )
-from paras2s_jax.checkpoint.safetensors_io import SafetensorsFile, write_safetensors
+from paras2s_jax.checkpoint.safetensors_io import SafetensorsFile
 from paras2s_jax.sharding import PARAM_RULES, Rules
 
 WEIGHTS_FILE = "model.safetensors"
@@ -78,7 +77,8 @@ def read_vq_config(path: str | Path, **overrides: Any) -> VQEncoderConfig:
         raise WhisperCheckpointError(f"{file}: {err}") from err
 
 
-def _tensors(config: VQEncoderConfig) -> dict:
+def checkpoint_tensors(config: VQEncoderConfig) -> dict:
+    """Checkpoint key -> parameter (with its PyTorch shape) for a tokenizer of this shape."""
     tensors = key_map(config, prefix="", final_norm=False)
     e = config.n_audio_state
     tensors["codebook.weight"] = identity_tensor(("codebook",), (config.codebook_size, e))
@@ -104,68 +104,6 @@ def load_vq_encoder(
     handle = SafetensorsFile(file)
     source = Source(str(file), {k: handle.shape(k) for k in handle.keys()}, handle.get)
     return build_from_source(
-        lambda: VQEncoder(config, rngs=nnx.Rngs(0)), source, _tensors(config),
+        lambda: VQEncoder(config, rngs=nnx.Rngs(0)), source, checkpoint_tensors(config),
         lambda key: key not in TRAINING_BUFFERS, mesh, rules,
     )
-
-
-def published_config(config: VQEncoderConfig) -> dict[str, Any]:
-    """`config.json` with the published field names for a tokenizer of this shape."""
-    return {
-        "architectures": ["WhisperVQEncoder"], "model_type": "whisper",
-        "d_model": config.n_audio_state, "encoder_attention_heads": config.n_audio_head,
-        "encoder_ffn_dim": 4 * config.n_audio_state,
-        # The published model was trained with twice the layers it keeps (32 -> 16).
-        "encoder_layers": 2 * config.n_audio_layer, "num_mel_bins": config.n_mels,
-        "max_source_positions": config.n_audio_ctx, "activation_function": "gelu",
-        "scale_embedding": False, "pooling_kernel_size": config.pooling_kernel_size,
-        "pooling_type": config.pooling_type, "pooling_position": config.n_audio_layer,
-        "quantize_position": config.n_audio_layer, "quantize_vocab_size": config.codebook_size,
-        "quantize_encoder_only": True, "quantize_causal_encoder": False,
-        "quantize_causal_block_size": config.block_size,
-        "encoder_causal_convolution": config.causal_conv, "encoder_causal_attention": False,
-        "quantize_commit_coefficient": 0.25, "quantize_loss_scale": 10.0,
-        "quantize_ema_decay": 0.99, "quantize_restart_interval": 100,
-        "skip_language_detection": True, "torch_dtype": "float32",
-    }
-
-
-def preprocessor_config(n_mels: int) -> dict[str, Any]:
-    """HF `WhisperFeatureExtractor` settings (`preprocessor_config.json`)."""
-    return {
-        "feature_extractor_type": "WhisperFeatureExtractor", "feature_size": n_mels,
-        "sampling_rate": 16000, "hop_length": 160, "n_fft": 400, "chunk_length": 30,
-        "n_samples": 480000, "nb_max_frames": 3000, "padding_side": "right",
-        "padding_value": 0.0, "return_attention_mask": False,
-    }
-
-
-def write_random_vq_checkpoint(
-    out: str | Path, config: VQEncoderConfig, seed: int = 0
-) -> dict[str, tuple[int, ...]]:
-    """A random tokenizer directory in the published layout; returns {key: shape}.
-
-    Linear and conv weights ~N(0, 0.02²), biases ~N(0, 0.02²), norms near 1 and the
-    codebook ~N(0, 1), so codes are spread; fp32 like the published file.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    tensors = {}
-    for key, tensor in _tensors(config).items():
-        shape = tensor.torch_shape
-        if "layer_norm.weight" in key:
-            value = 1.0 + 0.02 * rng.standard_normal(shape)
-        elif key == "codebook.weight":
-            value = rng.standard_normal(shape)
-        else:
-            value = 0.02 * rng.standard_normal(shape)
-        tensors[key] = value.astype(np.float32)
-    tensors["ema_count"] = np.ones((config.codebook_size,), np.float32)
-    tensors["ema_weight"] = tensors["codebook.weight"].copy()
-    write_safetensors(out / WEIGHTS_FILE, tensors.items(), metadata={"format": "pt"})
-    (out / "config.json").write_text(json.dumps(published_config(config), indent=2) + "\n")
-    (out / "preprocessor_config.json").write_text(
-        json.dumps(preprocessor_config(config.n_mels), indent=2) + "\n"
-    )
-    return {k: v.shape for k, v in tensors.items()}

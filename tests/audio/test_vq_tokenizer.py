@@ -14,12 +14,9 @@ import torch
 from safetensors.torch import save_file
 from transformers import WhisperFeatureExtractor
 
+from paras2s_jax.audio.random_speech import write_random_vq_checkpoint
 from paras2s_jax.audio.speech_tokenizer import SpeechTokenizer
-from paras2s_jax.audio.vq_checkpoint import (
-    load_vq_encoder,
-    read_vq_config,
-    write_random_vq_checkpoint,
-)
+from paras2s_jax.audio.vq_checkpoint import load_vq_encoder, read_vq_config
 from paras2s_jax.audio.vq_encoder import VQEncoderConfig
 from paras2s_jax.audio.whisper_checkpoint import WhisperCheckpointError
 from paras2s_jax.sharding import MeshConfig, make_mesh
