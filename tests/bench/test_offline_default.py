@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import make_offline_set
+from bench.data import make_offline_set
 from bench.schema import read_judgements, read_queries
 from bench.score import OFFLINE_DIR
 

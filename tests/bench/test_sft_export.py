@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from bench import synth
+from bench.data import synth
 from bench.data.audio import file_sha256
 from bench.data.drafts import write_drafts
 from bench.data.generate import seed_drafts

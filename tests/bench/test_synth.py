@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bench import synth
+from bench.data import synth
 from bench.data.audio import load_audio
 from bench.data.dimensions import EXTENSION_FILE
 from bench.data.drafts import write_drafts
