@@ -139,14 +139,20 @@ def _generate(
     sp, steps = mc.special, config.max_new_tokens
     n = text.shape[0]
     cache = KVCache.init(mc, n, text.shape[1] + steps)
+    # A text-only model (no audio branch) is a plain Qwen2: it reads the text stream alone.
+    two_streams = mc.mimo_layers > 0
     out = model(
-        text, audio, attention_mask=attention_mask, whisper_features=whisper_features,
+        text, audio if two_streams else None, attention_mask=attention_mask,
+        whisper_features=whisper_features,
         continuous_mask=continuous if whisper_features is not None else None, cache=cache,
     )
     zeros_i = jnp.zeros((n, steps), jnp.int32)
     zeros_b = jnp.zeros((n, steps), bool)
     zeros_f = jnp.zeros((n, steps), jnp.float32)
     audio_stops = jnp.asarray([sp.msg_end, sp.media_end], jnp.int32)
+
+    def audio_last(o):  # a text-only model carries a dummy audio logit row
+        return o.audio_logits[:, -1] if two_streams else jnp.zeros((n, 1))
 
     def cond(carry):
         i, _, _, _, _, done, *_ = carry
@@ -184,15 +190,14 @@ def _generate(
             jax.lax.dynamic_update_slice(al_buf, jnp.where(a_chosen, a_lp, 0.0)[:, None], col),
         )
         # Rows that already stopped feed masked padding: it never reaches a real token.
-        step = model(
-            t_tok[:, None], a_tok[:, None], attention_mask=active[:, None], cache=cache
-        )
+        step = model(t_tok[:, None], a_tok[:, None] if two_streams else None,
+                     attention_mask=active[:, None], cache=cache)
         done = done | stop
-        return (i + 1, step.text_logits[:, -1], step.audio_logits[:, -1], step.cache,
+        return (i + 1, step.text_logits[:, -1], audio_last(step), step.cache,
                 text_done, done, lengths, finished, bufs, rng)
 
     init = (
-        jnp.zeros((), jnp.int32), out.text_logits[:, -1], out.audio_logits[:, -1], out.cache,
+        jnp.zeros((), jnp.int32), out.text_logits[:, -1], audio_last(out), out.cache,
         jnp.zeros((n,), bool), jnp.zeros((n,), bool), jnp.zeros((n,), jnp.int32),
         jnp.zeros((n,), bool), (zeros_i, zeros_i, zeros_b, zeros_b, zeros_f, zeros_f), rng,
     )
@@ -222,6 +227,9 @@ def generate(
     if not bool(jnp.all(mask[:, -1])):
         raise ValueError("prompts must be left-padded: the last column must be real for every row")
     mc: KimiAudioConfig = model.config
+    if config.output_type == "both" and not mc.mimo_layers:
+        raise ValueError("SamplingConfig.output_type='both' needs the audio branch; this model "
+                         "has mimo_layers=0 (text only): use output_type='text'")
     batch, length = mask.shape
     target = bucket_length(length, config.prompt_bucket)
     pad = target - length

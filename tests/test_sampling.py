@@ -147,3 +147,25 @@ def test_bad_inputs_are_named():
     with pytest.raises(KeyError, match="audio"):
         generate(model, {"text": prompts["text"], "attention_mask": prompts["attention_mask"]},
                  jax.random.key(0), SamplingConfig())
+
+
+def test_text_only_model_samples_text():
+    """A model without the audio branch (a plain Qwen2 trunk) samples its text stream."""
+    cfg = tiny(mimo_layers=0, use_whisper_feature=False)
+    model = KimiAudio(cfg, rngs=nnx.Rngs(5))
+    prompts = _prompts(cfg, [5, 8], seed=4)
+    with pytest.raises(ValueError, match="mimo_layers=0"):
+        generate(model, prompts, jax.random.key(0), SamplingConfig(max_new_tokens=4))
+    sc = SamplingConfig(max_new_tokens=12, text_temperature=0.0, output_type="text")
+    out = generate(model, prompts, jax.random.key(0), sc)
+    text = np.concatenate([prompts["text"], np.asarray(out.text)], 1)
+    mask = np.concatenate([prompts["attention_mask"], np.asarray(out.reply_mask())], 1)
+    full = _full_forward(model, text, None, mask)  # the text stream alone, as Qwen2
+    assert full.audio_logits is None
+    p = prompts["text"].shape[1]
+    t_logits = full.text_logits[:, p - 1 : p - 1 + 12]
+    tm = np.asarray(out.text_mask)
+    assert tm[:, 0].all() and not np.asarray(out.audio_mask).any()
+    np.testing.assert_array_equal(np.asarray(out.text)[tm], np.argmax(t_logits, -1)[tm])
+    lp = token_logprobs(t_logits, jnp.asarray(out.text), 0.0)
+    np.testing.assert_allclose(np.asarray(out.text_logprobs)[tm], np.asarray(lp)[tm], atol=1e-5)

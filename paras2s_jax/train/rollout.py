@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -53,7 +54,8 @@ def reply_logprobs(
     model: KimiAudio, batch: dict, sampling: SamplingConfig, with_entropy: bool = False
 ) -> dict[str, jax.Array]:
     """Per-step log-probabilities [N, T] of the reply tokens under `model` (and entropies)."""
-    out = model(batch["text"], batch["audio"], attention_mask=batch["attention_mask"])
+    audio = batch["audio"] if model.config.mimo_layers else None  # text-only: Qwen2 alone
+    out = model(batch["text"], audio, attention_mask=batch["attention_mask"])
     steps = batch["text_mask"].shape[1]
     start = batch["text"].shape[1] - steps - 1
     result = {}
@@ -61,8 +63,13 @@ def reply_logprobs(
         ("text", out.text_logits, sampling.text_temperature),
         ("audio", out.audio_logits, sampling.audio_temperature),
     ):
-        logits = jax.lax.dynamic_slice_in_dim(logits_all, start, steps, axis=1)
         tokens = batch[stream][:, start + 1:]
+        if logits_all is None:  # a text-only model never chooses audio tokens
+            result[stream] = jnp.zeros(tokens.shape, jnp.float32)
+            if with_entropy:
+                result[f"entropy_{stream}"] = result[stream]
+            continue
+        logits = jax.lax.dynamic_slice_in_dim(logits_all, start, steps, axis=1)
         result[stream] = token_logprobs(logits, tokens, temp)
         if with_entropy:
             result[f"entropy_{stream}"] = entropy(logits, temp)

@@ -1,9 +1,8 @@
-"""Speed and memory benchmarks, each next to a peer measured in the same run.
+"""Checkpoint import: peak host memory of the streaming importer vs load-then-convert.
 
-    python -m bench.speed convert [--size-gb 2.2]   # HF -> Flax import: peak host RSS
-    python -m bench.speed forward                   # forward pass vs transformers (PyTorch)
+    python -m launch.speed convert [--size-gb 2.2]
 
-`convert` writes a synthetic bf16 checkpoint in the real Kimi-Audio layout, then imports
+Writes a synthetic bf16 checkpoint in the real Kimi-Audio layout, then imports
 it in a fresh process with our streaming importer and, as the peer, with the usual
 "load the whole state dict, then convert" path (`safetensors.torch.load_file`). Peak RSS
 is the kernel's high-water mark (VmHWM) reset after start-up; the host memory the
@@ -101,21 +100,18 @@ def _convert_child(directory: str, mode: str) -> None:
     }))
 
 
-def run_convert(size_gb: float, workdir: str | None) -> dict[str, dict]:
-    """Write the synthetic checkpoint, import it both ways, print the comparison."""
+def run_convert(config, directory: Path) -> dict[str, dict]:
+    """Write the synthetic checkpoint (unless there), import it both ways, compare."""
     from paras2s_jax.checkpoint.random_checkpoint import write_random_checkpoint
 
-    root = Path(workdir or tempfile.mkdtemp(prefix="paras2s_convert_"))
-    directory = root / f"synthetic_{size_gb:g}gb"
     if not (directory / "model.safetensors.index.json").exists():
         t0 = time.perf_counter()
-        write_random_checkpoint(directory, bench_config(size_gb), num_layer_shards=8,
-                                tokenizer=False)
+        write_random_checkpoint(directory, config, num_layer_shards=8, tokenizer=False)
         print(f"wrote synthetic checkpoint to {directory} in {time.perf_counter() - t0:.0f} s")
     results = {}
     for mode in ("stream", "peer"):
         out = subprocess.run(
-            [sys.executable, "-m", "bench.speed", "_convert_child", str(directory), mode],
+            [sys.executable, "-m", "launch.speed.suites.convert", str(directory), mode],
             capture_output=True, text=True, check=True,
             env={**os.environ, "JAX_PLATFORMS": "cpu"},
         ).stdout
@@ -137,67 +133,27 @@ def run_convert(size_gb: float, workdir: str | None) -> dict[str, dict]:
     return results
 
 
-def run_forward(batch: int, length: int, repeats: int) -> None:
-    """Forward-pass latency of the tiny-shaped trunk: Flax (jit) vs transformers PyTorch."""
-    import jax
-    import numpy as np
-    import torch
-    from flax import nnx
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from paras2s_jax.model import KimiAudio, tiny
-
-    cfg = tiny(hidden_size=256, intermediate_size=768, num_layers=8, num_heads=8,
-               num_kv_heads=2, mimo_layers=0, use_whisper_feature=False)
-    ids = np.random.default_rng(0).integers(0, cfg.vocab_size, (batch, length)).astype(np.int32)
-    model = KimiAudio(cfg, rngs=nnx.Rngs(0))
-    forward = nnx.jit(lambda m, t: m(t).text_logits)
-    jax.block_until_ready(forward(model, ids))
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        jax.block_until_ready(forward(model, ids))
-    ours = (time.perf_counter() - t0) / repeats
-    peer = Qwen2ForCausalLM(Qwen2Config(
-        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-        intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
-        attn_implementation="sdpa")).eval()
-    tids = torch.tensor(ids, dtype=torch.long)
-    with torch.no_grad():
-        peer(tids)
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            peer(tids)
-    theirs = (time.perf_counter() - t0) / repeats
-    tokens = batch * length
-    print(f"forward, batch {batch} x {length} tokens, hidden {cfg.hidden_size}, "
-          f"{cfg.num_layers} layers, fp32, {jax.default_backend()}")
-    print(f"paras2s_jax (jit)          {ours * 1e3:8.1f} ms  {tokens / ours:10.0f} tok/s")
-    print(f"transformers PyTorch (sdpa){theirs * 1e3:8.1f} ms  {tokens / theirs:10.0f} tok/s")
-    print(f"speed ratio ours/peer: {theirs / ours:.2f}x")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size-gb", type=float, default=None,
+                        help="synthetic checkpoint size in GB (default 2.2; "
+                             "the tiny model at --size minute)")
+    parser.add_argument("--workdir",
+                        help="keep the checkpoint here for reuse (default: a temp dir, removed)")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    conv = sub.add_parser("convert", help="checkpoint import memory")
-    conv.add_argument("--size-gb", type=float, default=2.2, help="synthetic checkpoint size")
-    conv.add_argument("--workdir", help="where to write it (default: a new temp dir)")
-    fwd = sub.add_parser("forward", help="forward latency vs transformers")
-    fwd.add_argument("--batch", type=int, default=4)
-    fwd.add_argument("--length", type=int, default=256)
-    fwd.add_argument("--repeats", type=int, default=5)
-    child = sub.add_parser("_convert_child")
-    child.add_argument("directory")
-    child.add_argument("mode", choices=("stream", "peer"))
-    args = parser.parse_args()
-    if args.command == "convert":
-        run_convert(args.size_gb, args.workdir)
-    elif args.command == "forward":
-        run_forward(args.batch, args.length, args.repeats)
+def run(args: argparse.Namespace) -> dict:
+    from paras2s_jax.model import tiny
+
+    if args.size == "minute" and args.size_gb is None:
+        config, name = tiny(param_dtype="bfloat16", dtype="bfloat16"), "tiny"
     else:
-        _convert_child(args.directory, args.mode)
+        size = args.size_gb or 2.2
+        config, name = bench_config(size), f"synthetic_{size:g}gb"
+    if args.workdir:  # kept for reuse by the next run
+        return run_convert(config, Path(args.workdir) / name)
+    with tempfile.TemporaryDirectory(prefix="paras2s_convert_") as root:
+        return run_convert(config, Path(root) / name)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the measured child process: DIRECTORY MODE
+    _convert_child(sys.argv[1], sys.argv[2])

@@ -1,0 +1,153 @@
+"""What every speed suite shares: machine facts, interleaved timing, JSON results.
+
+Timings on a shared machine are noisy, so each comparison runs its contenders
+round-robin (A, B, C, A, B, C, ...) in one process and reports medians: a load spike
+hits every contender alike, and the printed ratios are what the suites are judged on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "transformers", "trl",
+             "accelerate")
+_CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags among those that matter for matmul speed."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split()) & set(_CPU_FLAGS)
+    except OSError:
+        pass
+    return set()
+
+
+def has_bf16_units() -> bool:
+    """True when the CPU has native bf16 dot-product instructions (AVX512-BF16 or AMX)."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, memory, load, package versions and JAX devices."""
+    import jax
+
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    mem = None
+    try:
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) * 1024
+    except OSError:
+        pass
+    return {
+        "cpu_model": _cpu_model(),
+        "cpu_flags": sorted(cpu_flags()),
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_bytes": mem,
+        "load_average": os.getloadavg(),  # other users' work on a shared machine
+        "python": platform.python_version(),
+        "versions": versions,
+        "jax_backend": jax.default_backend(),
+        "jax_devices": [str(d) for d in jax.devices()],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "time_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def block(x: Any) -> Any:
+    """Wait for JAX arrays (any pytree) so the clock measures the computation."""
+    import jax
+
+    return jax.block_until_ready(x)
+
+
+@dataclasses.dataclass
+class Timings:
+    """Seconds per call of each contender, all samples kept."""
+
+    samples: dict[str, list[float]]
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.samples[name])
+
+    def spread(self, name: str) -> float:
+        """(max - min) / median: how noisy this contender's samples were."""
+        s = self.samples[name]
+        return (max(s) - min(s)) / statistics.median(s)
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {k: {"median_s": self.median(k), "spread": self.spread(k), "samples_s": v}
+                for k, v in self.samples.items()}
+
+
+def interleaved(contenders: Mapping[str, Callable[[], Any]], repeats: int,
+                warmup: int = 1) -> Timings:
+    """Time each zero-argument callable `repeats` times, round-robin, after `warmup` calls.
+
+    Callables must block until their work is done (see `block`).
+    """
+    for fn in contenders.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+    return Timings(samples)
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A Markdown table (the README pastes it as printed)."""
+    def fmt(x: Any) -> str:
+        if isinstance(x, float):
+            return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+        return str(x)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_result(path: str | os.PathLike | None, suite: str, settings: Mapping[str, Any],
+                 results: Mapping[str, Any], machine: Mapping[str, Any]) -> Path:
+    """Write {"suite", "settings", "machine", "results"} as JSON; returns the path."""
+    if path is None:
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
+        path = Path("runs/speed") / f"{suite}-{stamp}.json"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"suite": suite, "settings": dict(settings),
+                                "machine": dict(machine), "results": dict(results)},
+                               indent=2, default=str))
+    return path

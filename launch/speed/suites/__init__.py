@@ -1,0 +1,1 @@
+"""One module per speed suite (see `launch.speed`)."""

@@ -1,0 +1,155 @@
+"""KV-cache decoding at batch 1 and 8 against the weight-read roofline and HF `generate`.
+
+    python -m launch.speed decode [--prompt 32 --new-tokens 64 --batches 1,8]
+
+Greedy, fp32, Qwen2-0.5B shape. Contenders: our sampler on the text-only trunk
+(`sampling.generate`, prefill + `lax.while_loop` in one jit), transformers'
+`generate` with the same weights, and (second phase, after the peer is freed) our
+dual-stream sampler with Kimi-Audio's audio branch (6 layers + audio head), whose
+extra cost per step is shown on its own. A step's time is
+(time(N new tokens) - time(1 new token)) / (N - 1), so prefill is not counted.
+
+The roofline: decoding one token must read every matmul weight (and the KV cache) once,
+so a step cannot beat bytes / bandwidth, with the bandwidth measured here as a jitted
+fp32 matrix-vector product over a matrix much larger than the caches. Targets: batch-8
+step <= 1.5x the batch-1 step; batch-1 step >= 0.85 of the roofline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prompt", type=int, default=32, help="prompt tokens per row")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
+    parser.add_argument("--mimo-layers", type=int, default=6, help="audio branch depth")
+
+
+def weight_bandwidth(size: str, repeats: int) -> float:
+    """Bytes/s of a jitted fp32 matrix-vector product (the weight-read bandwidth)."""
+    import jax
+    import jax.numpy as jnp
+
+    from launch.speed.common import block, interleaved
+
+    rows = 512 if size == "minute" else 16384  # 16384 x 8192 x 4 B = 512 MiB
+    w = jnp.ones((rows, 8192), jnp.float32)
+    x = jnp.ones((8192,), jnp.float32)
+    matvec = jax.jit(lambda w, x: w @ x)
+    t = interleaved({"matvec": lambda: block(matvec(w, x))}, max(repeats, 5))
+    return w.nbytes / t.median("matvec")
+
+
+def _ours(model, ids, steps: int, output_type: str):
+    import jax
+    import numpy as np
+
+    from launch.speed.common import block
+    from paras2s_jax.sampling import SamplingConfig, generate
+
+    sp = model.config.special
+    prompts = {"text": ids, "audio": np.full_like(ids, sp.pad),
+               "attention_mask": np.ones(ids.shape, bool)}
+    sc = SamplingConfig(max_new_tokens=steps, text_temperature=0.0, audio_temperature=0.0,
+                        output_type=output_type, prompt_bucket=ids.shape[1])
+    return lambda: block(generate(model, prompts, jax.random.key(0), sc))
+
+
+def _hf(peer, ids, steps: int):
+    import torch
+
+    tids = torch.tensor(ids, dtype=torch.long)
+    mask = torch.ones_like(tids)
+
+    def fn():
+        with torch.inference_mode():
+            return peer.generate(input_ids=tids, attention_mask=mask, max_new_tokens=steps,
+                                 do_sample=False, pad_token_id=0)
+    return fn
+
+
+def run(args: argparse.Namespace) -> dict:
+    import numpy as np
+    from flax import nnx
+
+    from launch.speed.common import interleaved, table
+    from launch.speed.shapes import decode_bytes, dual_config, hf_peer, trunk_config
+    from paras2s_jax.model import KimiAudio
+
+    minute = args.size == "minute"
+    prompt, steps = (8, 4) if minute else (args.prompt, args.new_tokens)
+    batches = [int(b) for b in args.batches.split(",")]
+    cfg = trunk_config(args.size)
+    rng = np.random.default_rng(0)
+    ids = {b: rng.integers(0, cfg.text_vocab_size - 512, (b, prompt)).astype(np.int32)
+           for b in batches}
+    trunk = KimiAudio(cfg, rngs=nnx.Rngs(0))
+    peer = hf_peer(trunk, "sdpa")
+
+    # Same greedy tokens on both sides (the comparison is like for like).
+    out = _ours(trunk, ids[batches[0]], steps, "text")()
+    theirs = _hf(peer, ids[batches[0]], steps)()[:, prompt:].numpy()
+    agree = float(np.mean(np.asarray(out.text) == theirs))
+    print(f"greedy tokens equal to transformers': {agree:.1%}")
+
+    contenders = {}
+    for b in batches:
+        for n in (steps, 1):
+            contenders[f"ours trunk b{b} n{n}"] = _ours(trunk, ids[b], n, "text")
+            contenders[f"transformers generate b{b} n{n}"] = _hf(peer, ids[b], n)
+    t1 = interleaved(contenders, args.repeats)
+    bandwidth = weight_bandwidth(args.size, args.repeats)
+    del peer, contenders
+    gc.collect()
+
+    dual = KimiAudio(dual_config(args.size, args.mimo_layers), rngs=nnx.Rngs(0))
+    contenders = {}
+    for b in batches:
+        for n in (steps, 1):
+            contenders[f"ours trunk b{b} n{n}"] = _ours(trunk, ids[b], n, "text")
+            contenders[f"ours dual-stream b{b} n{n}"] = _ours(dual, ids[b], n, "both")
+    t2 = interleaved(contenders, args.repeats)
+
+    def step_ms(t, name, b):
+        return (t.median(f"{name} b{b} n{steps}") - t.median(f"{name} b{b} n1")) / (steps - 1) * 1e3
+
+    context = prompt + steps // 2
+    rows, results = [], {"bandwidth_bytes_per_s": bandwidth, "steps": steps, "prompt": prompt,
+                         "greedy_agreement": agree, "phase1": t1.as_dict(), "phase2": t2.as_dict()}
+    for b in batches:
+        roof = {"trunk": decode_bytes(cfg, b, context, 4) / bandwidth * 1e3,
+                "dual": decode_bytes(dual.config, b, context, 4) / bandwidth * 1e3}
+        for label, t, name, kind in (
+                ("ours trunk", t1, "ours trunk", "trunk"),
+                ("transformers generate", t1, "transformers generate", "trunk"),
+                ("ours dual-stream (2nd phase)", t2, "ours dual-stream", "dual")):
+            ms = step_ms(t, name, b)
+            rows.append([label, b, ms, b / ms * 1e3, roof[kind], roof[kind] / ms,
+                         b * steps / t.median(f"{name} b{b} n{steps}")])
+            results[f"{name} b{b}"] = {"step_ms": ms, "roofline_ms": roof[kind]}
+        branch = step_ms(t2, "ours dual-stream", b) - step_ms(t2, "ours trunk", b)
+        results[f"audio branch b{b}"] = {"step_ms": branch}
+        rows.append(["audio branch alone (2nd phase)", b, branch, "", "", "", ""])
+    print(f"decode, greedy fp32, prompt {prompt}, {steps} new tokens, hidden {cfg.hidden_size}, "
+          f"{cfg.num_layers} layers, vocab {cfg.vocab_size}; weight-read bandwidth "
+          f"{bandwidth / 1e9:.1f} GB/s; medians of {args.repeats} interleaved rounds")
+    print(table(["", "batch", "ms/step", "decode tok/s", "roofline ms", "of roofline",
+                 "tok/s incl. prefill"], rows))
+    if 1 in batches and 8 in batches:
+        r = step_ms(t1, "ours trunk", 8) / step_ms(t1, "ours trunk", 1)
+        frac = results["ours trunk b1"]["roofline_ms"] / results["ours trunk b1"]["step_ms"]
+        peer_r = step_ms(t1, "transformers generate", 8) / step_ms(t1, "transformers generate", 1)
+        results.update(step_ratio_b8_b1=r, roofline_fraction_b1=frac, peer_step_ratio=peer_r)
+        print(f"target batch-8 step <= 1.5x batch-1 step: {r:.2f}x "
+              f"({'met' if r <= 1.5 else 'NOT met'}; transformers {peer_r:.2f}x)")
+        print(f"target batch-1 step >= 0.85 of roofline: {frac:.2f} "
+              f"({'met' if frac >= 0.85 else 'NOT met'})")
+    for b in batches:
+        results[f"ratio_vs_transformers_b{b}"] = (step_ms(t1, "transformers generate", b)
+                                                 / step_ms(t1, "ours trunk", b))
+        print(f"ours trunk / transformers step speed, batch {b}: "
+              f"{results[f'ratio_vs_transformers_b{b}']:.2f}x")
+    return results
