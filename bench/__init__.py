@@ -11,6 +11,5 @@ Layout, in the order data flows: bench.data (queries, speech, corpora, loaders, 
 -> bench.backends (ASR, style, judge, TTS, the systems under test) -> bench.score
 (judgements.jsonl) -> bench.report / bench.agreement. bench.schema holds the record types.
 
-Modules import lazily on purpose: `python -m bench.speed` must not pay for the
-speech back ends.
+Modules import lazily on purpose: a command pays only for the back ends it uses.
 """

@@ -1,0 +1,214 @@
+"""One GRPO iteration, ours against TRL's `GRPOTrainer`: completions per second.
+
+    python -m launch.speed grpo-step [--prompts 8 --group 8 --completion 32]
+
+An iteration: sample G completions for each of P prompts, score them, group-normalise
+the advantages, compute the reference (and, in ours, the old) log-probabilities, one
+AdamW update of the clipped objective with the k3 KL term (β 0.2). Ours is the
+library's GRPO path (`sampling.generate`, `train.rollout`, `train.grpo`, the shared
+jitted step); TRL's is `GRPOTrainer.train` with the same text-only Qwen2 shape and
+weights, G, completion length, temperature, top-k, β, optimizer and clipping. The
+reward (distinct tokens / length of the completion) costs the same on both sides.
+TRL runs its steps; after each one a callback times one of ours, so the two alternate.
+TRL comes with the `bench` extra (`pip install -e ".[bench]"`), not the default
+install. Target: ours >= 2x TRL's completions/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import tempfile
+import time
+
+BETA, TEMPERATURE, TOP_K, LR = 0.2, 1.0, 50, 1e-5
+TINY = dict(vocab_size=4096, hidden_size=256, intermediate_size=768, num_layers=4,
+            num_heads=8, num_kv_heads=2)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prompts", type=int, default=8, help="prompts per iteration (P)")
+    parser.add_argument("--group", type=int, default=8, help="completions per prompt (G)")
+    parser.add_argument("--prompt-length", type=int, default=32)
+    parser.add_argument("--completion", type=int, default=32, help="max completion tokens")
+
+
+def diversity(ids) -> float:
+    """The reward: distinct tokens / length of one completion (a list of ids)."""
+    return len(set(ids)) / max(len(ids), 1)
+
+
+def ours_iteration(model, prompt_ids, group: int, steps: int):
+    """A zero-argument callable running one GRPO iteration of the library's path."""
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    from launch.speed.common import block
+    from paras2s_jax.sampling import SamplingConfig, generate
+    from paras2s_jax.train import step as step_lib
+    from paras2s_jax.train.grpo import GRPOLossConfig, group_advantages
+    from paras2s_jax.train.grpo_stage import _loss_fns
+    from paras2s_jax.train.optim import OptimizerConfig, make_optimizer, schedule
+    from paras2s_jax.train.rollout import reply_logprobs, rollout_batch
+
+    sampling = SamplingConfig(max_new_tokens=steps, text_temperature=TEMPERATURE,
+                              text_top_k=TOP_K, output_type="text", num_samples=group,
+                              prompt_bucket=prompt_ids.shape[1])
+    lcfg = GRPOLossConfig(beta_text=BETA, beta_audio=BETA)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    ocfg = OptimizerConfig(lr=LR, weight_decay=0.0)
+    tx = make_optimizer(ocfg)
+    loss_fn, count_fn = _loss_fns(lcfg, sampling)
+    step = jax.jit(step_lib.build_train_step(graphdef, rest, loss_fn, count_fn,
+                                             {"text": 1.0, "audio": 1.0}, tx, schedule(ocfg)),
+                   donate_argnums=0)
+    log_probs = jax.jit(lambda p, b: reply_logprobs(nnx.merge(graphdef, p, rest), b, sampling))
+    # Copies: the step donates its state, and `model` stays usable (TRL's peer reads it).
+    reference = jax.tree.map(lambda x: x.copy(), params)
+    holder = {"state": step_lib.init_state(jax.tree.map(lambda x: x.copy(), params), tx, 0),
+              "i": 0}
+    sp = model.config.special
+    prompts = {"text": prompt_ids, "audio": np.full_like(prompt_ids, sp.pad),
+               "attention_mask": np.ones(prompt_ids.shape, bool)}
+    key = jax.random.key(0)
+
+    def run():
+        state = holder["state"]
+        holder["i"] += 1
+        out = generate(nnx.merge(graphdef, state["params"], rest), prompts,
+                       jax.random.fold_in(key, holder["i"]), sampling)
+        batch = rollout_batch(prompts, out, group)
+        rewards = [diversity(row[m].tolist()) for row, m in
+                   zip(batch["text"][:, -steps:], batch["text_mask"], strict=True)]
+        batch["advantages"] = np.asarray(group_advantages(np.asarray(rewards), group)[0])
+        old, ref = log_probs(state["params"], batch), log_probs(reference, batch)
+        for s in ("text", "audio"):
+            batch[f"old_{s}_logprobs"], batch[f"ref_{s}_logprobs"] = old[s], ref[s]
+        holder["state"], metrics = step(state, batch)
+        block(metrics["loss"])
+        holder["length"] = float(batch["text_mask"].sum(1).mean())
+    return run, holder
+
+
+def _tokenizer(vocab: int, eos: int):
+    """A word-level tokenizer whose words are the token ids ("t17" -> 17)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = {f"t{i}": i for i in range(vocab)}
+    tok = Tokenizer(models.WordLevel(words, unk_token="t0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="t0", eos_token=f"t{eos}",
+                                   unk_token="t0")
+
+
+def trl_run(model, prompt_ids, group: int, steps: int, iterations: int, between):
+    """Train TRL's GRPOTrainer for `iterations` steps; returns (seconds per step, lengths).
+
+    `between()` runs after every TRL step (the interleaved measurement of ours)."""
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from launch.speed.shapes import hf_peer
+
+    cfg = model.config
+    peer = hf_peer(model, "sdpa")
+    tokenizer = _tokenizer(cfg.vocab_size, cfg.special.text_eos)
+    peer.generation_config.eos_token_id = cfg.special.text_eos
+    peer.generation_config.pad_token_id = 0
+    prompts = [" ".join(f"t{i}" for i in row) for row in prompt_ids]
+    data = Dataset.from_dict({"prompt": prompts * (iterations + 1)})
+    times, lengths = [], []
+
+    def reward(completion_ids, **_):
+        lengths.append(sum(map(len, completion_ids)) / len(completion_ids))
+        return [diversity(ids) for ids in completion_ids]
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, *_, **__):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, *_, **__):
+            times.append(time.perf_counter() - self.t0)
+            between()
+
+    with tempfile.TemporaryDirectory() as out:
+        # TRL builds its reference model from the policy's directory: save it there.
+        peer.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        args = GRPOConfig(
+            output_dir=out, per_device_train_batch_size=len(prompts) * group,
+            num_generations=group, max_completion_length=steps, max_steps=iterations,
+            learning_rate=LR, lr_scheduler_type="constant", beta=BETA,
+            temperature=TEMPERATURE, top_k=TOP_K, top_p=1.0, loss_type="dapo",
+            bf16=False, gradient_checkpointing=False, use_cpu=True, report_to="none",
+            save_strategy="no", logging_steps=10**9, shuffle_dataset=False, seed=0,
+            max_grad_norm=1.0, weight_decay=0.0, adam_beta2=0.95, log_completions=False,
+            disable_tqdm=True)
+        trainer = GRPOTrainer(model=out, reward_funcs=reward, args=args, train_dataset=data,
+                              processing_class=tokenizer, callbacks=[Clock()])
+        trainer.train()
+    return times, lengths
+
+
+def run(args: argparse.Namespace) -> dict:
+    import statistics
+
+    import numpy as np
+    from flax import nnx
+
+    from launch.speed.common import table
+    from launch.speed.shapes import trunk_config
+    from paras2s_jax.model import KimiAudio
+
+    minute = args.size == "minute"
+    cfg = trunk_config("minute" if minute else "bench", **({} if minute else TINY))
+    p, g = (2, args.group) if minute else (args.prompts, args.group)
+    plen, steps = (8, 4) if minute else (args.prompt_length, args.completion)
+    prompt_ids = np.random.default_rng(0).integers(
+        1, cfg.text_vocab_size - 512, (p, plen)).astype(np.int32)
+    model = KimiAudio(cfg, rngs=nnx.Rngs(0))
+    ours, info = ours_iteration(model, prompt_ids, g, steps)
+    ours()  # compile
+    ours_times: list[float] = []
+
+    def timed_ours():
+        t0 = time.perf_counter()
+        ours()
+        ours_times.append(time.perf_counter() - t0)
+
+    results: dict = {"prompts": p, "group": g, "prompt_length": plen, "completion": steps,
+                     "beta": BETA, "hidden": cfg.hidden_size, "layers": cfg.num_layers}
+    have_trl = importlib.util.find_spec("trl") is not None
+    if have_trl:
+        # The first TRL step and our iteration after it are warm-up, not timed.
+        trl_times, lengths = trl_run(model, prompt_ids, g, steps, args.repeats + 1, timed_ours)
+        trl_times, ours_times, lengths = trl_times[1:], ours_times[1:], lengths[1:]
+    else:
+        print("TRL is not installed: the peer is NOT measured (install the bench extra: "
+              "pip install -e \".[bench]\"); timing ours alone")
+        for _ in range(args.repeats):
+            timed_ours()
+    n = p * g
+    ours_s = statistics.median(ours_times)
+    rows = [["ours (jit)", ours_s * 1e3, n / ours_s, info["length"]]]
+    results["ours"] = {"iteration_s": ours_s, "samples_s": ours_times,
+                       "completions_per_s": n / ours_s}
+    if have_trl:
+        trl_s = statistics.median(trl_times)
+        rows.append(["TRL GRPOTrainer", trl_s * 1e3, n / trl_s, float(np.mean(lengths))])
+        results["trl"] = {"iteration_s": trl_s, "samples_s": trl_times,
+                          "completions_per_s": n / trl_s}
+        results["ratio"] = trl_s / ours_s
+    else:
+        results["trl"] = None
+    print(f"GRPO iteration, {p} prompts x G {g}, prompt {plen}, up to {steps} new tokens, "
+          f"hidden {cfg.hidden_size}, {cfg.num_layers} layers, vocab {cfg.vocab_size}, fp32, "
+          f"β {BETA}; medians of {len(ours_times)} alternating iterations")
+    print(table(["", "ms / iteration", "completions/s", "mean completion tokens"], rows))
+    if have_trl:
+        r = results["ratio"]
+        print(f"target ours >= 2x TRL completions/s: {r:.2f}x ({'met' if r >= 2 else 'NOT met'})")
+    return results

@@ -1,0 +1,80 @@
+"""Every speed suite runs end to end at the minute size and writes its JSON record.
+
+No timing is asserted (the machine is shared); the figures' structure and the
+same-computation checks the suites print are.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from launch.speed import registry
+from launch.speed.__main__ import main
+
+SUITES = ("convert", "decode", "forward", "grpo-step", "prefill", "train-step")
+
+
+def test_registry_holds_every_suite_module():
+    found = registry()
+    assert tuple(found) == SUITES
+    for module in found.values():
+        assert callable(module.run) and callable(module.add_arguments)
+
+
+def _run(suite, tmp_path, *extra):
+    out = tmp_path / f"{suite}.json"
+    main([suite, "--size", "minute", "--repeats", "1", "--out", str(out), *extra])
+    record = json.loads(out.read_text())
+    assert record["suite"] == suite
+    machine = record["machine"]
+    assert machine["cores"] >= 1 and machine["cpu_model"] and machine["versions"]["jax"]
+    assert machine["jax_devices"]
+    return record["results"]
+
+
+def test_prefill(tmp_path, capsys):
+    results = _run("prefill", tmp_path, "--no-compile")
+    assert results["ratio_fp32"] > 0 and results["flops"] > 0
+    assert "transformers eager fp32" in results["timings"]
+    diff = float(capsys.readouterr().out.split("max |logit ours - transformers| = ")[1].split()[0])
+    assert diff < 1e-4  # both sides compute the same logits
+
+
+def test_decode(tmp_path):
+    results = _run("decode", tmp_path)
+    assert results["greedy_agreement"] == 1.0  # same greedy tokens as transformers
+    assert results["bandwidth_bytes_per_s"] > 0
+    assert results["ours trunk b1"]["roofline_ms"] > 0 and "audio branch b8" in results
+
+
+def test_train_step(tmp_path):
+    results = _run("train-step", tmp_path)
+    assert results["step_flops"] > 0 and results["peak_flops_per_s"] > 0
+    assert set(results) >= {"SFT step", "SFT step, remat", "mfu"}
+
+
+def test_grpo_step(tmp_path):
+    results = _run("grpo-step", tmp_path)
+    assert results["group"] == 8 and results["ours"]["completions_per_s"] > 0
+    if results["trl"] is not None:
+        assert results["ratio"] > 0
+
+
+def test_forward(tmp_path):
+    assert _run("forward", tmp_path)["ratio_vs_transformers"] > 0
+
+
+def test_convert(tmp_path):
+    results = _run("convert", tmp_path)
+    assert results["stream"]["model_bytes"] == results["peer"]["model_bytes"] > 0
+
+
+def test_device_mode_needs_an_accelerator(tmp_path):
+    import jax
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("an accelerator is present")
+    with pytest.raises(SystemExit):
+        main(["forward", "--device", "--out", str(tmp_path / "x.json")])
