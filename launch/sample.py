@@ -3,12 +3,17 @@
     python launch/sample.py --checkpoint ckpt/kimi --audio-codes "12 873 5 ..." \
         --num-samples 4 --out samples.jsonl
     python launch/sample.py --checkpoint ckpt/kimi --text "Tell me a joke." --output-type text
+    # speech in, speech out (speech checkpoints: launch/convert.py random-speech layout)
+    python launch/sample.py --checkpoint ckpt/kimi --speech /ckpt/speech --wav in.wav \
+        --out reply.wav
 
 The prompt is one user turn: optional text (encoded with the checkpoint's tokenizer, or
-given as ids with --text-ids) followed by optional speech as semantic codes. Each reply
-is printed (decoded text when a tokenizer is present, else token ids; audio codes) and
-written as one JSON line with both streams and their log-probabilities. Turning codes
-into a waveform needs the speech back end (detokenizer), not part of this command.
+given as ids with --text-ids) followed by optional speech, as semantic codes or as a
+--wav file (tokenised, with Whisper features when the model reads them). Each reply is
+printed (decoded text when a tokenizer is present, else token ids; audio codes) and
+written as one JSON line with both streams and their log-probabilities; with a `.wav`
+--out, each reply's audio codes are spoken instead (reply.wav, or reply_<g>.wav for
+several samples; 24 kHz, 1920 samples per code).
 """
 
 from __future__ import annotations
@@ -26,6 +31,25 @@ def _ints(text: str | None) -> tuple[int, ...]:
     return tuple(int(x) for x in text.replace(",", " ").split()) if text else ()
 
 
+def _speak(speech, codes: list[int], out: str, g: int, samples: int, seed: int) -> None:
+    """Write reply g's audio codes as a wav (reply.wav, or reply_<g>.wav for several)."""
+    import time
+
+    import soundfile
+
+    path = Path(out) if samples == 1 else Path(out).with_stem(f"{Path(out).stem}_{g}")
+    if not codes:
+        raise SystemExit(f"reply {g} holds no audio codes, so there is nothing to write to "
+                         f"{path} (try more --max-new-tokens or another --seed)")
+    start = time.perf_counter()
+    wav = speech.decode(codes, seed=seed)
+    seconds = time.perf_counter() - start
+    soundfile.write(path, wav, speech.output_rate, subtype="FLOAT")
+    duration = wav.size / speech.output_rate
+    print(f"    wrote {path} ({wav.size} samples, {duration:.2f} s; detokenised in "
+          f"{seconds:.2f} s, real-time factor {seconds / duration:.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="Orbax model checkpoint directory")
@@ -40,12 +64,21 @@ def main() -> None:
     parser.add_argument("--audio-top-k", type=int, default=10)
     parser.add_argument("--output-type", choices=("both", "text"), default="both")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", help="JSONL file for the replies")
+    parser.add_argument("--wav", help="user speech as an audio file (needs --speech)")
+    parser.add_argument("--speech", help="speech checkpoints: glm-4-voice-tokenizer/, "
+                        "whisper-large-v3/, audio_detokenizer/, vocoder/")
+    parser.add_argument("--out", help="JSONL file for the replies, or a .wav file to speak them")
     args = parser.parse_args()
+    speak = bool(args.out and args.out.endswith(".wav"))
+    if (args.wav or speak) and not args.speech:
+        parser.error("--wav and a .wav --out need --speech (the speech checkpoints directory)")
+    if args.wav and args.audio_codes:
+        parser.error("give the user speech as --wav or as --audio-codes, not both")
 
     import jax
     import numpy as np
 
+    from paras2s_jax.audio.features import place_features
     from paras2s_jax.checkpoint.orbax_io import restore_model
     from paras2s_jax.layout import Message, build_prompt, left_pad, parse_reply
     from paras2s_jax.sampling import SamplingConfig, generate
@@ -58,7 +91,15 @@ def main() -> None:
     if args.text and tokenizer is None:
         parser.error(f"--text needs a tokenizer at {tok_dir}; pass --text-ids instead")
     text_ids = tuple(tokenizer.encode(args.text)) if args.text else _ints(args.text_ids)
-    codes = _ints(args.audio_codes)
+    codes, features, speech = _ints(args.audio_codes), None, None
+    if args.speech:
+        from paras2s_jax.speech import Speech
+
+        speech = Speech.load(args.speech, detokenizer=speak)
+    if args.wav:
+        heard = speech.encode(args.wav, features=cfg.use_whisper_feature)
+        codes, features = tuple(heard.codes.tolist()), heard.features
+        print(f"{args.wav}: {len(codes)} audio codes")
     if not text_ids and not codes:
         parser.error("give a prompt: --text, --text-ids and/or --audio-codes")
     messages = [Message("user", text=text_ids)] if text_ids else []
@@ -71,10 +112,12 @@ def main() -> None:
         audio_top_k=args.audio_top_k, output_type=args.output_type,
         num_samples=args.num_samples,
     )
-    out = generate(model, left_pad([prompt], len(prompt), cfg.special.pad),
-                   jax.random.key(args.seed), sampling)
+    prompts = left_pad([prompt], len(prompt), cfg.special.pad)
+    if features is not None:
+        prompts["whisper_features"] = place_features(features, prompts["continuous"][0])[None]
+    out = generate(model, prompts, jax.random.key(args.seed), sampling)
     out = jax.device_get(out)
-    sink = open(args.out, "w") if args.out else None
+    sink = open(args.out, "w") if args.out and not speak else None
     for g in range(args.num_samples):
         text, audio = parse_reply(out.text[g], out.audio[g], cfg)
         record = {
@@ -89,6 +132,8 @@ def main() -> None:
               f"{' ...' if len(audio) > 32 else ''}")
         if sink:
             sink.write(json.dumps(record) + "\n")
+        if speak:
+            _speak(speech, audio, args.out, g, args.num_samples, args.seed)
     if sink:
         sink.close()
         print(f"wrote {args.num_samples} replies to {args.out}")
