@@ -78,10 +78,11 @@ def main() -> None:
     import jax
     import numpy as np
 
-    from paras2s_jax.audio.features import place_features
     from paras2s_jax.checkpoint.orbax_io import restore_model
-    from paras2s_jax.layout import Message, build_prompt, left_pad, parse_reply
+    from paras2s_jax.layout import build_prompt, parse_reply
     from paras2s_jax.sampling import SamplingConfig, generate
+    from paras2s_jax.speech import SpeechPrompt
+    from paras2s_jax.speech_chat import prompt_arrays, user_turn
     from paras2s_jax.tokenizer import KimiTextTokenizer
 
     model = restore_model(args.checkpoint)
@@ -91,30 +92,26 @@ def main() -> None:
     if args.text and tokenizer is None:
         parser.error(f"--text needs a tokenizer at {tok_dir}; pass --text-ids instead")
     text_ids = tuple(tokenizer.encode(args.text)) if args.text else _ints(args.text_ids)
-    codes, features, speech = _ints(args.audio_codes), None, None
+    codes = _ints(args.audio_codes)
+    heard = SpeechPrompt(np.asarray(codes, np.int32), None) if codes else None
+    speech = None
     if args.speech:
         from paras2s_jax.speech import Speech
 
         speech = Speech.load(args.speech, detokenizer=speak)
     if args.wav:
         heard = speech.encode(args.wav, features=cfg.use_whisper_feature)
-        codes, features = tuple(heard.codes.tolist()), heard.features
-        print(f"{args.wav}: {len(codes)} audio codes")
-    if not text_ids and not codes:
-        parser.error("give a prompt: --text, --text-ids and/or --audio-codes")
-    messages = [Message("user", text=text_ids)] if text_ids else []
-    if codes:
-        messages.append(Message("user", audio=codes))
-    prompt = build_prompt(messages, cfg, output_type=args.output_type)
+        print(f"{args.wav}: {heard.codes.size} audio codes")
+    if not text_ids and heard is None:
+        parser.error("give a prompt: --text, --text-ids, --audio-codes and/or --wav")
+    prompt = build_prompt(user_turn(heard, text_ids), cfg, output_type=args.output_type)
     sampling = SamplingConfig(
         max_new_tokens=args.max_new_tokens, text_temperature=args.text_temperature,
         text_top_k=args.text_top_k, audio_temperature=args.audio_temperature,
         audio_top_k=args.audio_top_k, output_type=args.output_type,
         num_samples=args.num_samples,
     )
-    prompts = left_pad([prompt], len(prompt), cfg.special.pad)
-    if features is not None:
-        prompts["whisper_features"] = place_features(features, prompts["continuous"][0])[None]
+    prompts = prompt_arrays(prompt, cfg, heard.features if heard is not None else None)
     out = generate(model, prompts, jax.random.key(args.seed), sampling)
     out = jax.device_get(out)
     sink = open(args.out, "w") if args.out and not speak else None

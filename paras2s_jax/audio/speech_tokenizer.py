@@ -33,7 +33,7 @@ from paras2s_jax.audio.mel import CHUNK_SECONDS, HOP_LENGTH, N_FFT, SAMPLE_RATE,
 from paras2s_jax.audio.vq_encoder import SAMPLES_PER_FRAME, VQEncoder
 
 AUDIO_TOKEN_OFFSET = 152064  # Kimi-Audio's id of code 0 (`kimia_token_offset`)
-MIN_BUCKET_TOKENS = 16
+MIN_BUCKET_TOKENS = 64  # 5.12 s: few compilations for typical prompts and replies
 
 
 @nnx.jit

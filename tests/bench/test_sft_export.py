@@ -77,3 +77,31 @@ def test_with_codes_and_tokenizer_records_are_trainer_ready(rendered, tmp_path):
     with pytest.raises(ExportError, match=f"no audio codes for .*{wavs[0].name}"):
         export(rendered, tmp_path / "sft2", codes_dir=str(codes),
                text_tokenizer=str(tmp_path / "tok"))
+
+
+@pytest.mark.slow  # ~30 s on 2 cores: tokenizer and Whisper compilations
+def test_speech_tokenizer_codes_and_features(rendered, tmp_path):
+    from paras2s_jax.audio import write_random_speech
+    from paras2s_jax.checkpoint.random_checkpoint import write_tokenizer
+    from paras2s_jax.model.config import tiny
+    from paras2s_jax.speech import Speech
+    from paras2s_jax.train.data import read_records
+
+    (tmp_path / "tok").mkdir()
+    write_tokenizer(tmp_path / "tok", 1024)
+    write_random_speech(tmp_path / "speech", "tiny")
+    (tmp_path / "codes").mkdir()
+    assert main(["--set", str(rendered), "--out", str(tmp_path / "sft"), "--speech",
+                 str(tmp_path / "speech"), "--codes-dir", str(tmp_path / "codes"),
+                 "--text-tokenizer", str(tmp_path / "tok"), "--features"]) == 0
+    summary, records = _shard_records(tmp_path / "sft")
+    assert summary["tokens"] is True
+    checked = read_records([tmp_path / "sft" / s for s in summary["shards"]], tiny(),
+                           whisper_features=True)  # prompt_features resolve, shapes match
+    speech = Speech.load(tmp_path / "speech", detokenizer=False)
+    first = records[0]
+    assert first["prompt_audio"] == speech.encode(first["prompt_wav"]).codes.tolist()
+    assert len(first["reply_audio"]) == speech.encode(first["reply_wav"]).codes.size > 0
+    assert len(checked) == 8 and len(list((tmp_path / "codes").glob("*.npy"))) == 16
+    with pytest.raises(ExportError, match="--features needs --speech"):
+        export(rendered, tmp_path / "sft2", text_tokenizer=str(tmp_path / "tok"), features=True)
