@@ -14,6 +14,12 @@ The paper's set-up (keys from the environment, OpenAI-compatible servers):
         --style openai --style-base-url http://HOST/v1 \
         --style-model Audio-Reasoner --style-key-env '' --judge openai --judge-model gpt-4.1
 
+Our own model, from an Orbax checkpoint plus its speech models (`launch/convert.py
+random-speech` writes random ones in the published layout):
+
+    python -m bench.score --system checkpoint --system-path ckpt/kimi \
+        --system-speech /ckpt/speech
+
 Every back-end call is cached in SQLite (--cache), results are appended durably to
 <out>/judgements.jsonl, and re-running the same command resumes: finished items are
 skipped and no paid call is repeated. Items that failed with retryable errors are
@@ -53,10 +59,10 @@ from bench.backends.runtime import Runtime
 from bench.backends.style import OpenAIStyleCaptioner, ProsodyCaptioner
 from bench.backends.systems import (
     AudioChatSystem,
+    CheckpointSystem,
     PipelineSystem,
     ToplineSystem,
     WavFolderSystem,
-    checkpoint_system,
 )
 from bench.backends.tts import EspeakTTS, OpenAITTS
 from bench.data.audio import load_audio
@@ -96,6 +102,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     choices=["wavdir", "pipeline", "topline", "audio-chat", "checkpoint"])
     ap.add_argument("--system-path", type=Path, default=OFFLINE_DIR / "replies" / "style_aware",
                     help="wavdir: reply folder; checkpoint: Orbax checkpoint")
+    ap.add_argument("--system-speech", type=Path, default=None,
+                    help="checkpoint: speech models (glm-4-voice-tokenizer/, whisper-large-v3/, "
+                         "audio_detokenizer/, vocoder/)")
+    ap.add_argument("--system-seed", type=int, default=0, help="checkpoint: sampling seed")
+    ap.add_argument("--system-max-new-tokens", type=int, default=256,
+                    help="checkpoint: reply length cap (12.5 tokens per second of speech)")
     ap.add_argument("--system-voice", default="alloy", help="audio-chat reply voice")
     ap.add_argument("--system-prompt", default="", help="audio-chat: optional system message")
     _endpoint_args(ap, "system")
@@ -156,7 +168,9 @@ def build_backends(args: argparse.Namespace, runtime: Runtime):
     judge = (OpenAIJudge(_endpoint(args, "judge"), runtime, args.judge_reasks)
              if args.judge == "openai" else RuleJudge())
     if args.system == "checkpoint":
-        system = checkpoint_system(args.system_path)
+        system = CheckpointSystem(args.system_path, args.system_speech, runtime,
+                                  seed=args.system_seed,
+                                  max_new_tokens=args.system_max_new_tokens)
     elif args.system == "wavdir":
         system = WavFolderSystem(args.system_path)
     elif args.system == "audio-chat":

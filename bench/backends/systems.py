@@ -6,7 +6,8 @@
   replies through an instructable TTS.
 - `AudioChatSystem`: any OpenAI-compatible audio-in/audio-out chat endpoint (GPT-4o voice,
   or Qwen2.5-Omni / GLM-4-Voice / Kimi-Audio served behind such an API).
-- `checkpoint_system`: our own model from an Orbax checkpoint; not possible yet (see there).
+- `CheckpointSystem`: our own Kimi-Audio from an Orbax checkpoint with the speech models
+  (GLM-4-Voice tokenizer, Whisper encoder, detokenizer) of `paras2s_jax.speech`.
 """
 
 from __future__ import annotations
@@ -28,10 +29,6 @@ from bench.schema import Query, StyleVariant
 
 class ReplyError(RuntimeError):
     """The system gave no usable reply for this item."""
-
-
-class SystemUnavailable(ConfigError):
-    """A system that cannot run in this code base yet."""
 
 
 @dataclass(frozen=True)
@@ -178,19 +175,74 @@ class AudioChatSystem:
         return SystemOutput(out["blob"], out.get("text"))
 
 
-def checkpoint_system(checkpoint: str | Path) -> System:
-    """Our model from an Orbax checkpoint: refused until its speech output path exists.
+class CheckpointSystem:
+    """Our Kimi-Audio from an Orbax checkpoint, answering speech with speech.
 
-    Scoring needs reply *speech*: the dual-stream sampler's audio tokens must go through
-    the speech back end (detokenizer: flow matching + vocoder) to become a WAV.
+    Prompt wav -> GLM-4-Voice codes (+ Whisper features) -> dual-stream sampling ->
+    reply codes -> detokenizer -> 24 kHz reply wav (`paras2s_jax.speech_chat`). Replies
+    are cached by (checkpoint and speech-model fingerprints, prompt audio, sampling, seed),
+    so a re-run resumes without sampling an item twice.
     """
-    path = Path(checkpoint)
-    if not path.exists():
-        raise ConfigError(f"--system-path: Orbax checkpoint not found: {path}")
-    raise SystemUnavailable(
-        f"cannot score the checkpoint {path}: turning our model's output into reply speech "
-        "needs the dual-stream sampler wired to the speech back end (audio detokenizer: flow "
-        "matching + vocoder), which paras2s_jax does not provide yet. Meanwhile, write the "
-        "replies as WAVs to <dir>/<query id>/<style>.wav and score them with "
-        "--system wavdir --system-path <dir>."
-    )
+
+    def __init__(self, checkpoint: str | Path, speech_dir: str | Path | None, runtime: Runtime,
+                 *, seed: int = 0, max_new_tokens: int = 256, audio_temperature: float = 0.8,
+                 audio_top_k: int = 10, text_temperature: float = 0.0, text_top_k: int = 5):
+        path = Path(checkpoint)
+        if not path.exists():
+            raise ConfigError(f"--system-path: Orbax checkpoint not found: {path}")
+        if speech_dir is None or not Path(speech_dir).is_dir():
+            raise ConfigError("--system checkpoint needs --system-speech DIR with "
+                              "glm-4-voice-tokenizer/, audio_detokenizer/, vocoder/ (and "
+                              f"whisper-large-v3/ when the model reads Whisper features); got "
+                              f"{speech_dir}")
+        import threading
+
+        from paras2s_jax.checkpoint.orbax_io import restore_model
+        from paras2s_jax.sampling import SamplingConfig
+        from paras2s_jax.speech import Speech
+
+        self.runtime, self.seed = runtime, seed
+        self.model = restore_model(path)
+        self.speech = Speech.load(speech_dir)
+        if self.speech.detokenizer is None:
+            raise ConfigError(f"--system-speech {speech_dir}: no audio_detokenizer/ (the "
+                              "replies must be spoken to be scored)")
+        self.sampling = SamplingConfig(
+            max_new_tokens=max_new_tokens, text_temperature=text_temperature,
+            text_top_k=text_top_k, audio_temperature=audio_temperature,
+            audio_top_k=audio_top_k, output_type="both", num_samples=1)
+        self.name = f"checkpoint/{path.resolve().name}"
+        self.model_id = f"{fingerprint(path)}+{fingerprint(Path(speech_dir))}"
+        self._lock = threading.Lock()  # one model, one reply at a time
+
+    def respond(self, query: Query, style: StyleVariant) -> SystemOutput:
+        from paras2s_jax.speech_chat import reply_in_speech
+
+        def compute():
+            with self._lock:
+                reply = reply_in_speech(self.model, self.speech, style.audio, self.sampling,
+                                        seed=self.seed)[0]
+            if reply.wav is None:  # not cached: nothing was spoken
+                raise ReplyError(f"{self.name}: the reply holds no audio codes")
+            blob = self.runtime.cache.put_blob(wav_bytes(reply.wav, self.speech.output_rate))
+            return {"blob": blob, "text_ids": reply.text_ids, "codes": reply.codes}, {}
+
+        inputs = {"audio": file_sha256(style.audio), "seed": self.seed,
+                  "sampling": repr(self.sampling)}
+        out = self.runtime.call("system", "checkpoint", self.model_id, inputs, compute,
+                                remote=False)
+        return SystemOutput(out["blob"])
+
+
+def fingerprint(directory: Path) -> str:
+    """A short hash of a checkpoint folder: every file's relative path and size, and the
+    bytes of its small (metadata) files, so a replaced checkpoint gets new cache keys."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(p for p in directory.rglob("*") if p.is_file()):
+        size = f.stat().st_size
+        h.update(f"{f.relative_to(directory)}:{size};".encode())
+        if size <= 1 << 16:
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]

@@ -14,12 +14,11 @@ from bench.backends.cache import Cache
 from bench.backends.remote import ConfigError, Endpoint
 from bench.backends.runtime import Runtime
 from bench.backends.systems import (
+    CheckpointSystem,
     PipelineSystem,
     ReplyError,
-    SystemUnavailable,
     ToplineSystem,
     WavFolderSystem,
-    checkpoint_system,
 )
 from bench.backends.tts import OpenAITTS
 from bench.data.audio import load_audio
@@ -27,19 +26,18 @@ from bench.schema import read_queries
 from tests.bench.conftest import PLANTED_KEY, make_remote_set
 
 
-def test_checkpoint_system_is_a_clear_error_not_a_stub(tmp_path, capsys):
+def test_checkpoint_system_names_what_is_missing(tmp_path, capsys):
+    runtime = Runtime(Cache(tmp_path / "c.sqlite"))
     with pytest.raises(ConfigError, match="Orbax checkpoint not found: .*nope"):
-        checkpoint_system(tmp_path / "nope")
+        CheckpointSystem(tmp_path / "nope", tmp_path, runtime)
     (tmp_path / "ckpt").mkdir()
-    with pytest.raises(SystemUnavailable) as err:
-        checkpoint_system(tmp_path / "ckpt")
-    msg = str(err.value)
-    assert "sampler" in msg and "speech back end" in msg and "--system wavdir" in msg
+    with pytest.raises(ConfigError, match="needs --system-speech DIR"):
+        CheckpointSystem(tmp_path / "ckpt", None, runtime)
     # Through the CLI: exit status 2, the reason on stderr, nothing scored.
     out = tmp_path / "out"
     assert score.main(["--system", "checkpoint", "--system-path", str(tmp_path / "ckpt"),
                        "--out", str(out), "--cache", str(tmp_path / "c.sqlite")]) == 2
-    assert "speech back end" in capsys.readouterr().err
+    assert "--system-speech" in capsys.readouterr().err
     assert not (out / "judgements.jsonl").exists()
 
 
