@@ -12,9 +12,10 @@ relative to its shard; it is memory-mapped and read only when its batch is built
 
 Each record becomes one teacher-forced sequence `build_prompt + build_reply` (see
 `paras2s_jax.layout`). The order is a deterministic function of the seed and the step:
-shuffle (a new permutation every epoch) -> repeat -> stride by process -> batch, so the
-`P` processes together read exactly the global batch one process would read, and the
-iterator state (an index) restores the position exactly.
+shuffle (a new permutation every epoch) -> repeat -> global batch -> this process's
+rows (every P-th), so the `P` processes together read exactly the global batch one
+process would read, all pad it to the same bucket (else they would compile different
+programs and hang), and the iterator state (an index) restores the position exactly.
 """
 
 from __future__ import annotations
@@ -139,13 +140,18 @@ def load_features(record: dict) -> np.ndarray:
 
 
 def collate(streams: Sequence[layout.Streams], rows: int, buckets: Sequence[int],
-            pad_id: int, features: Sequence[np.ndarray] | None = None) -> dict[str, np.ndarray]:
+            pad_id: int, features: Sequence[np.ndarray] | None = None,
+            longest: int | None = None) -> dict[str, np.ndarray]:
     """[rows, bucket] arrays, right-padded; missing rows are all padding (no loss).
 
+    longest: the longest sequence of the whole global batch (default: of `streams`).
+    Every process must pad to the same bucket, or they compile different programs.
     With `features` (one float[T, D] per sequence), adds "whisper_features"
     float32[rows, bucket, D], each row's features at its `continuous` positions.
     """
-    length = bucket_for(max((len(s) for s in streams), default=1), buckets)
+    if longest is None:
+        longest = max((len(s) for s in streams), default=1)
+    length = bucket_for(longest, buckets)
     out = layout.right_pad(list(streams), length, pad_id)
     if len(streams) < rows:
         extra = rows - len(streams)
@@ -190,25 +196,32 @@ def train_dataset(
                         f"{pc} processes")
     _check_lengths(records, config, buckets)
     rows = global_batch // pc
+
+    def share(batch: Sequence[dict]) -> dict[str, np.ndarray]:
+        # Every process lays out the whole global batch, so all pick the same bucket.
+        seqs = [sft_sequence(r, config) for r in batch]
+        mine = slice(pi, None, pc)  # row r of process p is global row r*P + p
+        feats = [load_features(r) for r in batch[mine]] if whisper_features else None
+        return collate(seqs[mine], rows, buckets, config.special.pad, feats,
+                       longest=max(len(s) for s in seqs))
+
     ds = grain.MapDataset.source(records).shuffle(seed=seed).repeat(None)
-    ds = ds[pi::pc]  # row r of process p's batch b is global element b*B + r*P + p
-    ds = ds.map(lambda r: (sft_sequence(r, config),
-                           load_features(r) if whisper_features else None))
-    ds = ds.batch(rows, drop_remainder=True, batch_fn=lambda items: collate(
-        [s for s, _ in items], rows, buckets, config.special.pad,
-        [f for _, f in items] if whisper_features else None))
+    ds = ds.batch(global_batch, drop_remainder=True, batch_fn=list).map(share)
     return ds.to_iter_dataset()
 
 
 def eval_batches(
     records: list[dict], config: KimiAudioConfig, batch: int, buckets: Sequence[int],
-    whisper_features: bool = False,
+    whisper_features: bool = False, process_index: int | None = None,
+    process_count: int | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """All eval records once, in order, as full-size batches (this process's share)."""
-    pi, pc = jax.process_index(), jax.process_count()
+    pi = jax.process_index() if process_index is None else process_index
+    pc = jax.process_count() if process_count is None else process_count
     rows = batch // pc
     mine = records[pi::pc]
-    seqs = [sft_sequence(r, config) for r in mine]
+    every = [sft_sequence(r, config) for r in records]
+    seqs = every[pi::pc]
     num = -(-len(records) // batch)  # every process yields the same number of batches
     out = []
     for i in range(num):
@@ -216,7 +229,9 @@ def eval_batches(
         feats = [load_features(r) for r in mine[part]] if whisper_features else None
         if feats is not None and not feats:  # an all-filler batch still needs the key
             feats = None
-        batch_i = collate(seqs[part], rows, buckets, config.special.pad, feats)
+        # Process p's batch i holds global records i*batch + r*P + p: pad to their longest.
+        longest = max(len(q) for q in every[i * batch:(i + 1) * batch])
+        batch_i = collate(seqs[part], rows, buckets, config.special.pad, feats, longest)
         if whisper_features and "whisper_features" not in batch_i:
             length = batch_i["text"].shape[1]
             batch_i["whisper_features"] = np.zeros(

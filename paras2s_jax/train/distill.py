@@ -4,7 +4,9 @@ The paper samples 32 replies for each of 10k queries from the SFT model and has 
 scoring pipeline rate them (320k calls). Work is cut into chunks of queries; chunk k is
 written atomically to `distill-{k:05d}.jsonl` and sampled with `fold_in(seed, k)`, so
 an interrupted run resumes at the first missing chunk and never judges a reply twice,
-and the result does not depend on where it was interrupted.
+and the result does not depend on where it was interrupted. In a multi-process job all
+processes sample every chunk together (the model spans them) and process k mod P
+judges and writes chunk k, so the judge calls are split between the processes.
 
 Record (one per reply)::
 
@@ -24,6 +26,7 @@ import numpy as np
 from paras2s_jax import layout
 from paras2s_jax.model import KimiAudio
 from paras2s_jax.sampling import SamplingConfig, generate
+from paras2s_jax.train.hosts import agreed, host_value
 
 # (query record, reply text ids, reply audio codes) -> (score 1..5, rationale)
 Judge = Callable[[dict, list[int], list[int]], tuple[int, str]]
@@ -57,18 +60,23 @@ def distill(
     out.mkdir(parents=True, exist_ok=True)
     mc = model.config
     chunks = [queries[i:i + chunk_queries] for i in range(0, len(queries), chunk_queries)]
+    # Which chunks are missing is decided once, for every process: sampling is collective.
+    todo = agreed(np.asarray([not chunk_path(out, k).exists() for k in range(len(chunks))]))
     done = skipped = 0
     for k, chunk in enumerate(chunks):
         path = chunk_path(out, k)
-        if path.exists():
+        if not todo[k]:
             skipped += 1
             continue
         streams = [layout.record_prompt(q, mc) for q in chunk]
         # Pad to a fixed number of prompts: one compilation for every chunk.
         streams += [streams[0]] * (chunk_queries - len(streams))
         prompts = layout.left_pad(streams, max(len(s) for s in streams), mc.special.pad)
-        out_s = jax.device_get(generate(model, prompts, jax.random.fold_in(
+        out_s = jax.tree.map(host_value, generate(model, prompts, jax.random.fold_in(
             jax.random.key(seed), k), sampling))
+        done += 1
+        if k % jax.process_count() != jax.process_index():
+            continue  # another process judges and writes this chunk
         g = sampling.num_samples
         records = []
         for qi, q in enumerate(chunk):
@@ -86,9 +94,12 @@ def distill(
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
         tmp.replace(path)
-        done += 1
         if progress:
             progress(k + 1, len(chunks))
+    if jax.process_count() > 1:  # readers of `out_dir` must see every process's chunks
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"distillation written to {out}")
     return {"chunks_written": done, "chunks_skipped": skipped, "chunks": len(chunks)}
 
 

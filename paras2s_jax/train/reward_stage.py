@@ -31,6 +31,7 @@ from paras2s_jax.train import stages, trainer
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.data import bucket_for
 from paras2s_jax.train.distill import distill, read_scored, toy_judge
+from paras2s_jax.train.hosts import agreed, host_value, process_rows
 from paras2s_jax.train.optim import make_optimizer, schedule
 from paras2s_jax.train.reward import digit_logits, expected_score, pearson, reward_input, score_loss
 
@@ -119,8 +120,8 @@ def evaluate_rm(model, records: list[dict], cfg) -> dict[str, float]:
         chunk = records[i:i + rows]
         b = collate_left(chunk, mc, suffix, cfg.data.buckets, rows)
         d = digit_logits(forward(model, b["text"], b["audio"], b["attention_mask"]), digits)
-        predicted += np.asarray(expected_score(d))[: len(chunk)].tolist()
-        argmax += (np.asarray(jnp.argmax(d, -1))[: len(chunk)] + 1).tolist()
+        predicted += host_value(expected_score(d))[: len(chunk)].tolist()
+        argmax += (host_value(jnp.argmax(d, -1))[: len(chunk)] + 1).tolist()
     judge = np.asarray([r["score"] for r in records], np.float64)
     return {"pearson": pearson(np.asarray(predicted), judge),
             "accuracy": float(np.mean(np.asarray(argmax) == judge)),
@@ -155,8 +156,9 @@ def run_reward(cfg: ml_collections.ConfigDict) -> dict:
     rows = cfg.data.global_batch
     ds = grain.MapDataset.source(records).shuffle(seed=cfg.data.shuffle_seed).repeat(None)
     suffix, digits = score_token_ids(cfg.reward)
-    ds = ds.batch(rows, drop_remainder=True, batch_fn=lambda rs: collate_left(
-        list(rs), mc, suffix, cfg.data.buckets, rows))
+    # Each process keeps its rows of the global batch, padded to the global batch's bucket.
+    ds = ds.batch(rows, drop_remainder=True, batch_fn=lambda rs: process_rows(collate_left(
+        list(rs), mc, suffix, cfg.data.buckets, rows)))
     data_iter = iter(ds.to_iter_dataset())
     heldout = read_scored(cfg.data.eval_files) if cfg.data.eval_files else []
 
@@ -176,7 +178,7 @@ def run_reward(cfg: ml_collections.ConfigDict) -> dict:
     if heldout:
         results.update({f"heldout/{k}": v for k, v in evaluate_rm(final, heldout, cfg).items()})
     out = workdir / "reward_model"
-    if jax.process_index() == 0 and not out.exists():
+    if not agreed(out.exists()):  # every process writes its shards: the save is collective
         save_model(out, final, lora=lora_config(cfg.lora))
     if jax.process_index() == 0:
         print("reward model vs judge (held-out pairs): " + ", ".join(

@@ -131,3 +131,25 @@ def test_eval_batches_pad_with_empty_rows():
     batches = data_lib.eval_batches(records, MC, 4, [64])
     assert len(batches) == 2
     assert batches[1]["attention_mask"][1:].sum() == 0  # 1 real row, 3 filler rows
+
+
+def test_processes_agree_on_the_bucket():
+    # Alternate short and long records: on its own rows alone, process 0 (short rows)
+    # would pick the 32 bucket and process 1 the 64 one; they would run different programs.
+    short = {"prompt_audio": [1, 2], "reply_text": [3], "reply_audio": [4]}
+    long = {"prompt_audio": list(range(30)), "reply_text": [3], "reply_audio": [4]}
+    records = [data_lib.validate_record(r, MC, "x") for r in [short, long] * 8]
+    assert len(data_lib.sft_sequence(records[0], MC)) <= 32
+    assert len(data_lib.sft_sequence(records[1], MC)) > 32
+    parts = [data_lib.train_dataset(records, MC, 4, [32, 64], seed=0, process_index=p,
+                                    process_count=2) for p in range(2)]
+    whole = _take(data_lib.train_dataset(records, MC, 4, [32, 64], seed=0, process_index=0,
+                                         process_count=1), 20)
+    for full, p0, p1 in zip(whole, _take(parts[0], 20), _take(parts[1], 20), strict=True):
+        assert p0["text"].shape == p1["text"].shape == (2, full["text"].shape[1])
+        np.testing.assert_array_equal(p0["audio"], full["audio"][0::2])
+        np.testing.assert_array_equal(p1["audio"], full["audio"][1::2])
+    evals = [data_lib.eval_batches(records, MC, 4, [32, 64], process_index=p, process_count=2)
+             for p in range(2)]
+    assert [b["text"].shape for b in evals[0]] == [b["text"].shape for b in evals[1]]
+    assert all(b["text"].shape[1] == 64 for b in evals[0])
