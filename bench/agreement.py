@@ -7,6 +7,10 @@ item are averaged. Item level: Pearson, Spearman and Kendall with 95% bootstrap 
 (pairs resampled, 2,000 times, fixed seed; Pearson also with a Fisher-z CI). System
 level: mean human vs mean judge score per system, Kendall tau between the two rankings
 and the number of swapped system pairs (the paper reports one swap).
+
+Human ratings that meet no judge score are never dropped silently: they are counted by
+reason (system name unknown, item not judged, judge failed on it) with examples, as are
+judge scores that no human rated.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from bench.schema import iter_jsonl, read_judgements
+from bench.schema import Judgement, iter_jsonl, read_judgements
 
 METRICS = {
     "pearson": lambda x, y: stats.pearsonr(x, y)[0],
@@ -100,6 +104,38 @@ def agreement(human: dict[tuple[str, str], float], judge: dict[tuple[str, str], 
     return out
 
 
+def unmatched(human: dict[tuple[str, str], float], judgements: list[Judgement],
+              n_examples: int = 3) -> dict:
+    """Ratings that cannot be paired, by reason, with counts and a few examples."""
+    systems = {j.system for j in judgements}
+    status = {(j.system, j.item_id): j.score is not None for j in judgements}
+    reasons: dict[str, list[str]] = {"system not in the judgements": [],
+                                     "item not judged for that system": [],
+                                     "judge failed on the item": []}
+    for system, item in sorted(human):
+        if system not in systems:
+            reasons["system not in the judgements"].append(f"{system}/{item}")
+        elif (system, item) not in status:
+            reasons["item not judged for that system"].append(f"{system}/{item}")
+        elif not status[(system, item)]:
+            reasons["judge failed on the item"].append(f"{system}/{item}")
+    unrated = sorted(f"{s}/{i}" for (s, i), ok in status.items() if ok and (s, i) not in human)
+    out = {k: {"count": len(v), "examples": v[:n_examples]} for k, v in reasons.items() if v}
+    if unrated:
+        out["judge score without a human rating"] = {"count": len(unrated),
+                                                     "examples": unrated[:n_examples]}
+    return out
+
+
+def render_unmatched(un: dict) -> str:
+    if not un:
+        return "Every human rating met a judge score and every judge score a rating."
+    lines = ["Not paired (left out of the numbers above):"]
+    for reason, v in un.items():
+        lines.append(f"- {reason}: {v['count']} (e.g. {', '.join(v['examples'])})")
+    return "\n".join(lines)
+
+
 def render(res: dict) -> str:
     lines = [f"Judge vs human, {res['n_items']} items", "",
              "| metric | r | 95% CI (bootstrap) |", "|---|---|---|"]
@@ -112,6 +148,8 @@ def render(res: dict) -> str:
     r = res["ranking"]
     lines += ["", f"System ranking: Kendall tau {r['kendall_tau']:.3f}, "
               f"{len(r['swapped_pairs'])} swapped pair(s) {r['swapped_pairs'] or ''}"]
+    if "unmatched" in res:
+        lines += ["", render_unmatched(res["unmatched"])]
     return "\n".join(lines)
 
 
@@ -123,10 +161,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="write the numbers as JSON")
     args = ap.parse_args(argv)
     try:
+        if not args.human.is_file():
+            raise FileNotFoundError(f"human ratings file not found: {args.human}")
         human = read_human(args.human)
-        judge = {(j.system, j.item_id): float(j.score) for p in args.results
-                 for j in read_judgements(p) if j.score is not None}
-        res = agreement(human, judge)
+        judgements = [j for p in args.results for j in read_judgements(p)]
+        judge = {(j.system, j.item_id): float(j.score) for j in judgements
+                 if j.score is not None}
+        un = unmatched(human, judgements)
+        try:
+            res = agreement(human, judge)
+        except ValueError as err:
+            raise ValueError(f"{err}\n{render_unmatched(un)}") from None
+        res["unmatched"] = un
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,9 +1,13 @@
 """Paper-style tables and plots from judgements: `python -m bench.report`.
 
 Per dimension and Synthetic / Real / Overall: the mean 1-5 score with a 95% percentile
-bootstrap CI over items (10,000 resamples, fixed seed). Overall pools all scored items,
-as the paper's Overall does (it is the item-weighted mean of Synthetic and Real).
-Failed items are not scored; their count is shown next to every mean.
+bootstrap CI over items (10,000 resamples, fixed seed). Overall pools all items, as the
+paper's Overall does (it is the item-weighted mean of Synthetic and Real).
+
+Failed items (no reply, bad audio, a judge that never gave a score, ...) count as 1 in
+the headline mean, so a system cannot gain by failing its hardest items; the number of
+failures is shown beside it, and so is the mean over scored items only (what the paper
+reports, since its systems did not fail).
 
     python -m bench.report runs/bench/A/judgements.jsonl [B.jsonl ...] --paper --out DIR
 """
@@ -13,7 +17,8 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +30,17 @@ SPLIT_COLUMNS = ("synthetic", "real", "overall")
 N_BOOT = 10_000
 
 
+FAILURE_SCORE = 1
+
+
 @dataclass(frozen=True)
 class Cell:
-    mean: float | None
-    lo: float | None
+    mean: float | None  # headline: failed items count as FAILURE_SCORE
+    lo: float | None  # 95% bootstrap CI of `mean`
     hi: float | None
-    n: int  # scored items
+    n: int  # items, failed ones included
     failed: int
+    scored_mean: float | None = None  # scored items only (paper-comparable)
 
 
 def bootstrap_ci(scores: list[int] | np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
@@ -50,29 +59,28 @@ def bootstrap_ci(scores: list[int] | np.ndarray, n_boot: int = N_BOOT, seed: int
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
-SYSTEM_FAULT_STAGES = ("system", "reply_audio")
-PENALTY_NOTE = ("_System failures (no reply; empty, silent or undecodable reply audio) are "
-                "counted as score 1._")
-
-
-def penalise_system_failures(judgements: list[Judgement]) -> list[Judgement]:
-    """Score the system's own failures 1, as a judge would rate no answer.
-
-    Harness failures (ASR, captioner, judge, retries exhausted) stay unscored: they say
-    nothing about the system.
-    """
-    return [replace(j, score=1, reason="system failure counted as 1")
-            if j.score is None and j.error_stage in SYSTEM_FAULT_STAGES and not j.transient
-            else j for j in judgements]
-
-
 def cell(js: list[Judgement]) -> Cell:
     scores = [j.score for j in js if j.score is not None]
     failed = len(js) - len(scores)
-    if not scores:
-        return Cell(None, None, None, 0, failed)
-    lo, hi = bootstrap_ci(scores)
-    return Cell(float(np.mean(scores)), lo, hi, len(scores), failed)
+    if not js:
+        return Cell(None, None, None, 0, 0)
+    counted = scores + [FAILURE_SCORE] * failed
+    lo, hi = bootstrap_ci(counted)
+    return Cell(float(np.mean(counted)), lo, hi, len(js), failed,
+                float(np.mean(scores)) if scores else None)
+
+
+def failure_summary(judgements: list[Judgement], where: Path | str = "") -> str:
+    """One line: items, how many failed and at which stage."""
+    failed = [j for j in judgements if j.score is None]
+    line = f"Items: {len(judgements)}, scored {len(judgements) - len(failed)}, failed {len(failed)}"
+    if failed:
+        stages = Counter(j.error_stage or "unknown" for j in failed)
+        line += " (by stage: " + ", ".join(f"{s} {n}" for s, n in stages.most_common()) + ")"
+        line += f"; see 'error' in {where}" if where else ""
+        if all(j.error_stage == "system" for j in judgements):
+            line += ". Every item failed at the system: check --system / --system-path"
+    return line
 
 
 def dimensions_of(judgements: list[Judgement]) -> list[str]:
@@ -94,20 +102,37 @@ def table(judgements: list[Judgement]) -> dict[str, dict[str, Cell]]:
 
 def _fmt(c: Cell) -> str:
     if c.mean is None:
-        return f"- (0 scored, {c.failed} failed)" if c.failed else "-"
-    fail = f", {c.failed} failed" if c.failed else ""
-    return f"{c.mean:.3f} [{c.lo:.2f}, {c.hi:.2f}] (n={c.n}{fail})"
+        return "-"
+    if not c.failed:
+        return f"{c.mean:.3f} [{c.lo:.2f}, {c.hi:.2f}] (n={c.n})"
+    scored = "-" if c.scored_mean is None else f"{c.scored_mean:.3f}"
+    return (f"{c.mean:.3f} [{c.lo:.2f}, {c.hi:.2f}] (n={c.n}, {c.failed} failed as 1; "
+            f"scored only {scored})")
 
 
-def render_markdown(judgements: list[Judgement], note: str = "") -> str:
+HEADLINE_NOTE = ("_Means count failed items as 1 (failures as 1); \"scored only\" is the mean "
+                 "over scored items, as the paper reports._")
+
+
+def headline(judgements: list[Judgement]) -> str:
+    """The run's two numbers, labelled: failures as 1 (with the count) and scored only."""
+    c = cell(judgements)
+    if c.mean is None:
+        return "**Overall: no items**"
+    scored = "-" if c.scored_mean is None else f"{c.scored_mean:.3f}"
+    return (f"**Overall (failures as 1): {c.mean:.3f}** [{c.lo:.2f}, {c.hi:.2f}], "
+            f"{c.failed} of {c.n} items failed; scored items only (paper-comparable): "
+            f"{scored} (n={c.n - c.failed})")
+
+
+def render_markdown(judgements: list[Judgement]) -> str:
     """One system's table."""
     systems = sorted({j.system for j in judgements})
     heuristic = any(j.heuristic for j in judgements)
     lines = [f"### ParaS2SBench - {', '.join(systems) or '(no results)'}", ""]
     if heuristic:
         lines += ["_Judge: HEURISTIC offline rule judge; not comparable with the paper._", ""]
-    if note:
-        lines += [note, ""]
+    lines += [headline(judgements), "", HEADLINE_NOTE, ""]
     lines += ["| Dimension | Synthetic | Real | Overall |", "|---|---|---|---|"]
     for row, cols in table(judgements).items():
         name = "**All**" if row == "all" else row
@@ -117,9 +142,10 @@ def render_markdown(judgements: list[Judgement], note: str = "") -> str:
 
 def csv_rows(system: str, t: dict[str, dict[str, Cell]]) -> list[dict]:
     return [{"system": system, "dimension": row, "split": col,
-             "mean": "" if c.mean is None else round(c.mean, 4),
+             "mean_failures_as_1": "" if c.mean is None else round(c.mean, 4),
              "ci_low": "" if c.lo is None else round(c.lo, 4),
-             "ci_high": "" if c.hi is None else round(c.hi, 4), "n": c.n, "failed": c.failed}
+             "ci_high": "" if c.hi is None else round(c.hi, 4), "n": c.n, "failed": c.failed,
+             "mean_scored_only": "" if c.scored_mean is None else round(c.scored_mean, 4)}
             for row, cols in t.items() for col, c in cols.items()]
 
 
@@ -152,7 +178,7 @@ def plot(by_system: dict[str, list[Judgement]], out: Path) -> list[Path]:
                label=system[:40])
     ax.set_xticks(np.arange(len(rows)) + width * (len(tables) - 1) / 2, rows)
     ax.set_ylim(1, 5)
-    ax.set_ylabel("mean score (95% CI)")
+    ax.set_ylabel("mean score, failures as 1 (95% CI)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     paths = [out / "scores_by_dimension.png"]
@@ -184,10 +210,10 @@ def ledger_markdown(ledger: dict) -> str:
 
 
 def write_report(judgements: list[Judgement], out: Path, plots: bool = True,
-                 ledger: dict | None = None, note: str = "") -> None:
+                 ledger: dict | None = None) -> None:
     """report.md, table.csv and (optionally) PNG plots for one system's run."""
     out.mkdir(parents=True, exist_ok=True)
-    text = render_markdown(judgements, note)
+    text = render_markdown(judgements) + "\n\n" + failure_summary(judgements)
     backends = judgements[0].backends if judgements else {}
     if backends:
         text += "\n\nScored by: " + "; ".join(f"{k}={v}" for k, v in backends.items())
@@ -222,30 +248,47 @@ def compare_markdown(by_system: dict[str, list[Judgement]], paper: bool) -> str:
     return "\n".join(lines)
 
 
+def load_systems(paths: list[Path]) -> dict[str, list[Judgement]]:
+    """system name -> judgements; one name in two files is refused, never blended."""
+    by_system: dict[str, list[Judgement]] = {}
+    source: dict[str, Path] = {}
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"judgements file not found: {path}")
+        for j in read_judgements(path):
+            if source.setdefault(j.system, path) != path:
+                raise ValueError(
+                    f"system {j.system!r} appears in both {source[j.system]} and {path}; "
+                    "score them with distinct --system-name values so their rows stay apart")
+            by_system.setdefault(j.system, []).append(j)
+    return by_system
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", nargs="+", type=Path, help="judgements.jsonl files")
     ap.add_argument("--paper", action="store_true", help="add the paper's published rows")
-    ap.add_argument("--out", type=Path, default=None, help="write compare.md/.csv and plots here")
-    ap.add_argument("--system-failures-as-1", action="store_true",
-                    help="score items the system failed (no/bad reply audio) as 1")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="write compare.md/.csv and plots here (default: print only)")
     args = ap.parse_args(argv)
-    by_system: dict[str, list[Judgement]] = {}
-    for path in args.results:
-        js = read_judgements(path)
-        for j in penalise_system_failures(js) if args.system_failures_as_1 else js:
-            by_system.setdefault(j.system, []).append(j)
-    text = compare_markdown(by_system, args.paper)
-    if args.system_failures_as_1:
-        text += "\n\n" + PENALTY_NOTE
+    try:
+        by_system = load_systems(args.results)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    text = compare_markdown(by_system, args.paper) + "\n\n" + HEADLINE_NOTE
+    if args.paper:
+        text += " _Paper rows: scored items of the paper's runs, GPT-4.1 judge._"
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "compare.md").write_text(text + "\n")
         rows = [r for s, js in by_system.items() for r in csv_rows(s, table(js))]
         if args.paper:
-            rows += [{"system": f"{n} (paper)", "dimension": "all", "split": c, "mean": r[c],
-                      "ci_low": "", "ci_high": "", "n": "", "failed": ""}
+            rows += [{"system": f"{n} (paper)", "dimension": "all", "split": c,
+                      "mean_failures_as_1": "", "ci_low": "", "ci_high": "", "n": "",
+                      "failed": "", "mean_scored_only": r[c]}
                      for n, r in PAPER_RESULTS.items() for c in SPLIT_COLUMNS]
         _write_csv(args.out / "compare.csv", rows)
         plot(by_system, args.out)

@@ -93,6 +93,9 @@ class Judgement:
     reply_transcript: str = ""
     reply_caption: str = ""
     reply_audio: str | None = None
+    prompt_sha256: str = ""  # the audio that was scored: a changed file is scored again
+    reply_sha256: str = ""
+    fingerprint: str = ""  # digest of the run's set-up (bench.fingerprint)
     cost_usd: float = 0.0
     latency_s: float = 0.0
     cached_calls: int = 0
@@ -224,6 +227,8 @@ def judgement_from_dict(raw: Any, path: Path = Path("<memory>"), line: int = 0) 
 def read_judgements(path: str | os.PathLike, tolerate_torn_tail: bool = False) -> list[Judgement]:
     """Load judgements; when a (system, item) appears more than once the last record wins."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"judgements file not found: {path}")
     latest: dict[tuple[str, str], Judgement] = {}
     for n, raw in iter_jsonl(path, tolerate_torn_tail):
         j = judgement_from_dict(raw, path, n)

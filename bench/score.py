@@ -23,13 +23,20 @@ random-speech` writes random ones in the published layout):
 Every back-end call is cached in SQLite (--cache), results are appended durably to
 <out>/judgements.jsonl, and re-running the same command resumes: finished items are
 skipped and no paid call is repeated. Items that failed with retryable errors are
-tried again on the next run.
+tried again on the next run; permanent failures with --retry-failed. A resume is refused
+when the set-up changed (model, prompt, rubric, parser, captioner rules; see
+fingerprint.json) unless --force-new; items whose prompt or reply audio changed are
+scored again.
 
-Outputs in --out (default runs/bench/<system>): judgements.jsonl (one record per item:
-score or error with its stage, transcripts, captions, back ends, judge snapshot, cost,
-latency), report.md + table.csv + PNG plots, ledger.jsonl (every call: cached or not,
-attempts, latency, estimated cost, failures) and ledger_summary.json, run.json.
-Spend controls: --concurrency, --max-rps, --max-cost, --prices.
+The headline counts every failed item as 1 and says how many failed; the scored-items
+mean (what the paper reports) stands beside it. Exit status: 0 all items scored, 1 some
+failed (summary by stage on stderr), 2 bad set-up or input.
+
+Outputs in --out (default runs/bench/<system name>): judgements.jsonl (one record per item:
+score or error with its stage, transcripts, captions, audio sha256, back ends, judge
+snapshot, cost, latency), report.md + table.csv + PNG plots, ledger.jsonl (every call:
+cached or not, attempts, latency, estimated cost, failures) and ledger_summary.json,
+run.json, fingerprint.json. Spend controls: --concurrency, --max-rps, --max-cost, --prices.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from tqdm import tqdm
 
 from bench import report
 from bench.backends.asr import OpenAIASR, PocketSphinxASR, WhisperLocalASR
-from bench.backends.cache import Cache
+from bench.backends.cache import Cache, digest
 from bench.backends.judge import JudgeInput, OpenAIJudge, RuleJudge
 from bench.backends.remote import (
     ConfigError,
@@ -65,7 +72,8 @@ from bench.backends.systems import (
     WavFolderSystem,
 )
 from bench.backends.tts import EspeakTTS, OpenAITTS
-from bench.data.audio import load_audio
+from bench.data.audio import MAX_SECONDS, AudioError, file_sha256, load_audio
+from bench.fingerprint import audio_changed, check_run_folder, fingerprint_id, run_fingerprint
 from bench.schema import (
     JsonlAppender,
     Judgement,
@@ -91,17 +99,37 @@ def _endpoint_args(ap: argparse.ArgumentParser, role: str) -> None:
                          "('' for keyless servers)")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows every default and keeps the examples' line breaks."""
+
+
+EPILOG = """examples:
+  python -m bench.score                      # offline: bundled set, style-aware replies
+  python -m bench.score --system-path bench/data/offline/replies/style_blind
+  python -m bench.score --system wavdir --system-path runs/a/replies --system-name a
+
+  (the paper's set-up is shown at the top)
+"""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m bench.score", description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--queries", type=Path, default=OFFLINE_DIR / "queries.jsonl")
+    ap = argparse.ArgumentParser(prog="python -m bench.score", description=__doc__,
+                                 formatter_class=HelpFormatter, epilog=EPILOG)
+    ap.add_argument("--queries", type=Path, default=OFFLINE_DIR / "queries.jsonl",
+                    help="queries.jsonl to score (default: the bundled offline set)")
     ap.add_argument("--out", type=Path, default=None, help="results folder "
-                    "(default runs/bench/<system>)")
-    ap.add_argument("--cache", type=Path, default=Path("runs/bench/cache.sqlite"))
+                    "(default runs/bench/<system name>)")
+    ap.add_argument("--cache", type=Path, default=Path("runs/bench/cache.sqlite"),
+                    help="SQLite cache of every back-end call, shared between runs")
     ap.add_argument("--system", default="wavdir",
-                    choices=["wavdir", "pipeline", "topline", "audio-chat", "checkpoint"])
+                    choices=["wavdir", "pipeline", "topline", "audio-chat", "checkpoint"],
+                    help="the system under test")
     ap.add_argument("--system-path", type=Path, default=OFFLINE_DIR / "replies" / "style_aware",
-                    help="wavdir: reply folder; checkpoint: Orbax checkpoint")
+                    help="wavdir: reply folder <dir>/<query id>/<style>.wav; checkpoint: "
+                         "Orbax checkpoint")
+    ap.add_argument("--system-name", default=None,
+                    help="name of the system in judgements and reports (default: the kind and "
+                         "model, or for wavdir the folder name plus a digest of its path)")
     ap.add_argument("--system-speech", type=Path, default=None,
                     help="checkpoint: speech models (glm-4-voice-tokenizer/, whisper-large-v3/, "
                          "audio_detokenizer/, vocoder/)")
@@ -114,15 +142,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     _endpoint_args(ap, "chat")  # text model of pipeline/topline
     ap.add_argument("--tts", default="openai", choices=["openai", "espeak"],
                     help="speech output of pipeline/topline")
-    ap.add_argument("--tts-voice", default="alloy")
+    ap.add_argument("--tts-voice", default="alloy", help="openai TTS voice")
     _endpoint_args(ap, "tts")
     ap.add_argument("--asr", default="pocketsphinx", choices=["pocketsphinx", "whisper-local",
-                                                               "openai"])
+                                                               "openai"],
+                    help="speech recognition of prompts and replies (paper: Whisper-large-v3)")
     ap.add_argument("--asr-checkpoint", default=None, help="whisper-local: checkpoint .pt file")
     _endpoint_args(ap, "asr")
-    ap.add_argument("--style", default="prosody", choices=["prosody", "openai"])
+    ap.add_argument("--style", default="prosody", choices=["prosody", "openai"],
+                    help="style captioner (paper: Audio-Reasoner)")
     _endpoint_args(ap, "style")
-    ap.add_argument("--judge", default="rule", choices=["rule", "openai"])
+    ap.add_argument("--judge", default="rule", choices=["rule", "openai"],
+                    help="rule: offline HEURISTIC judge; openai: LLM judge (paper: GPT-4.1)")
     _endpoint_args(ap, "judge")
     ap.add_argument("--judge-reasks", type=int, default=1, help="re-asks on a malformed answer")
     ap.add_argument("--concurrency", type=int, default=4, help="items in flight at once")
@@ -133,17 +164,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="stop starting new items once this run's estimated spend (USD) reaches it")
     ap.add_argument("--max-rps", type=float, default=0.0,
                     help="at most this many remote requests per second, all back ends (0: off)")
+    ap.add_argument("--max-audio-seconds", type=float, default=MAX_SECONDS,
+                    help="refuse prompt or reply audio longer than this (0: no limit); "
+                         "ASR and captioners are built for turns of up to 30 s")
     ap.add_argument("--prices", type=Path, default=None, help="JSON price table override")
     ap.add_argument("--limit", type=int, default=None, help="score only the first N queries")
     ap.add_argument("--dimensions", default=None, help="comma list, e.g. emotion,sarcasm")
-    ap.add_argument("--split", default="all", choices=["all", "synthetic", "real"])
+    ap.add_argument("--split", default="all", choices=["all", "synthetic", "real"],
+                    help="score only this split")
     ap.add_argument("--retry-failed", action="store_true",
                     help="also redo items that failed permanently (cached calls are reused)")
-    ap.add_argument("--system-failures-as-1", action="store_true",
-                    help="in the table, score items the system failed (no reply, empty/silent/"
-                         "undecodable reply audio) as 1; harness failures stay unscored")
-    ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--force-new", action="store_true",
+                    help="when --out holds results of another set-up, move them to "
+                         "<out>/superseded-<time>/ and score again")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--no-plots", action="store_true", help="no PNG plots")
     return ap.parse_args(argv)
 
 
@@ -195,25 +230,34 @@ def select(queries: list[Query], args: argparse.Namespace) -> list[Query]:
 
 
 def score_item(query: Query, style: StyleVariant, backends, runtime: Runtime,
-               names: dict[str, str]) -> Judgement:
+               run_info: dict) -> Judgement:
     """Run one item end to end; any failure becomes an error on this item only."""
     system, asr, captioner, judge = backends
     base = dict(item_id=query.item_id(style), query_id=query.id, style=style.name,
-                dimension=query.dimension, split=query.split, system=system.name,
-                backends=names, heuristic=judge.heuristic)
+                dimension=query.dimension, split=query.split, system=run_info["system_name"],
+                backends=run_info["names"], heuristic=judge.heuristic,
+                fingerprint=run_info["fingerprint"])
     t0 = time.monotonic()
     fields: dict = {}
     stage = "input_audio"
     with runtime.item() as stats:
         try:
-            load_audio(style.audio)  # refuse a bad prompt before paying for a reply
+            # Refuse a bad prompt before paying for a reply.
+            load_audio(style.audio, max_seconds=run_info["max_seconds"])
+            fields["prompt_sha256"] = file_sha256(style.audio)
+            stage = "asr"
+            fields["input_transcript"] = asr.transcribe(style.audio)
+            if not fields["input_transcript"].strip():
+                stage = "input_audio"
+                raise AudioError(f"{style.audio}: no speech recognised in the prompt "
+                                 f"({asr.name}); a reply to it cannot be judged")
             stage = "system"
             out = system.respond(query, style)
             fields["reply_audio"] = out.audio
             stage = "reply_audio"
-            load_audio(out.audio)
+            load_audio(out.audio, max_seconds=run_info["max_seconds"])
+            fields["reply_sha256"] = file_sha256(out.audio)
             stage = "asr"
-            fields["input_transcript"] = asr.transcribe(style.audio)
             fields["reply_transcript"] = asr.transcribe(out.audio)
             stage = "style"
             cap_in, cap_out = captioner.describe(style.audio), captioner.describe(out.audio)
@@ -239,43 +283,82 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
 
 
+def default_system_name(system, args: argparse.Namespace) -> str:
+    """--system-name, else one unique per system: a wav folder adds a digest of its path."""
+    if args.system_name:
+        return args.system_name
+    if isinstance(system, WavFolderSystem):
+        return f"{system.name}-{digest(str(system.dir.resolve()))[:6]}"
+    return system.name
+
+
+def plan(previous: list[Judgement], queries: list[Query], system, retry_failed: bool):
+    """(items to score, kept judgements, ids re-scored because their audio changed)."""
+    by_id = {q.item_id(s): q for q in queries for s in q.styles}
+    kept, changed = {}, {}
+    for j in previous:
+        if j.item_id not in by_id or j.transient or (retry_failed and j.score is None):
+            continue
+        why = audio_changed(j, by_id[j.item_id], system)
+        if why:
+            changed[j.item_id] = why
+        else:
+            kept[j.item_id] = j
+    items = [(q, s) for q in queries for s in q.styles if q.item_id(s) not in kept]
+    return items, kept, changed
+
+
+def _resume_message(items, kept: dict, changed: dict, results: Path) -> str:
+    failed = sum(j.score is None for j in kept.values())
+    msg = f"Scoring {len(items)} items -> {results}"
+    if kept:
+        msg += f"; {len(kept)} already done ({len(kept) - failed} scored, {failed} failed)"
+    if failed:
+        msg += "; failed items are kept as failures: add --retry-failed to try them again"
+    if changed:
+        msg += f"; {len(changed)} scored again because their audio changed " \
+               f"(e.g. {next(iter(changed))}: {next(iter(changed.values()))})"
+    return msg
+
+
 def run(args: argparse.Namespace) -> list[Judgement]:
     queries = select(read_queries(args.queries), args)
+    if args.prices and not args.prices.is_file():
+        raise FileNotFoundError(f"--prices: price table not found: {args.prices}")
     prices = json.loads(args.prices.read_text()) if args.prices else None
     cache = Cache(args.cache)
     runtime = Runtime(cache, retry=RetryPolicy(args.max_attempts, args.backoff), prices=prices,
                       limiter=RateLimiter(args.max_rps))
     backends = build_backends(args, runtime)
     system, asr, style, judge = backends
-    out = args.out or Path("runs/bench") / _slug(system.name)
-    out.mkdir(parents=True, exist_ok=True)
+    system_name = default_system_name(system, args)
+    out = args.out or Path("runs/bench") / _slug(system_name)
+    fp = run_fingerprint(system, asr, style, judge, system_name)
+    moved = check_run_folder(out, fp, args.force_new)
+    if moved:
+        print(f"Earlier results of another set-up moved to {moved}", file=sys.stderr)
     runtime.open_ledger(out / "ledger.jsonl")
     names = {"system": system.name, "asr": asr.name, "style": style.name, "judge": judge.name}
+    run_info = {"system_name": system_name, "names": names, "fingerprint": fingerprint_id(fp),
+                "max_seconds": args.max_audio_seconds}
     results_path = out / "judgements.jsonl"
     previous = read_judgements(results_path, tolerate_torn_tail=True) if results_path.exists() \
         else []
-    for j in previous:
-        # Mixing back ends in one results file would make its table meaningless.
-        if j.backends != names:
-            diff = sorted(k for k in names if j.backends.get(k) != names[k])
-            raise ConfigError(
-                f"{results_path} holds results made with other back ends ({', '.join(diff)}: "
-                f"{j.backends.get(diff[0])!r} vs {names[diff[0]]!r}); use a different --out")
-    done = {j.item_id for j in previous
-            if not j.transient and not (args.retry_failed and j.score is None)}
-    items = [(q, s) for q in queries for s in q.styles if q.item_id(s) not in done]
+    items, kept, changed = plan(previous, queries, system, args.retry_failed)
     (out / "run.json").write_text(json.dumps({
-        "queries": str(args.queries), "backends": names, "started": time.time(),
-        "items_total": 2 * len(queries), "items_resumed": 2 * len(queries) - len(items),
+        "queries": str(args.queries), "system_name": system_name, "backends": names,
+        "fingerprint": run_info["fingerprint"], "started": time.time(),
+        "items_total": 2 * len(queries), "items_resumed": len(kept),
+        "items_rescored_audio_changed": len(changed),
         "heuristic_judge": judge.heuristic}, indent=2) + "\n")
-    print(f"Scoring {len(items)} items ({2 * len(queries) - len(items)} already done) "
-          f"-> {results_path}", file=sys.stderr)
+    print(_resume_message(items, kept, changed, results_path), file=sys.stderr)
     writer = JsonlAppender(results_path)
     pool = ThreadPoolExecutor(max_workers=max(1, args.concurrency))
     stopped = 0
     try:
         with tqdm(total=len(items), disable=args.no_progress, file=sys.stderr, unit="item") as bar:
-            futures = [pool.submit(score_item, q, s, backends, runtime, names) for q, s in items]
+            futures = [pool.submit(score_item, q, s, backends, runtime, run_info)
+                       for q, s in items]
             for fut in as_completed(futures):
                 if fut.cancelled():
                     continue
@@ -301,12 +384,8 @@ def run(args: argparse.Namespace) -> list[Judgement]:
                "failed": totals.failed,
                "est_cost_usd": round(totals.cost_usd, 4), "by_backend": totals.by_backend}
     (out / "ledger_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    shown, note = final, ""
-    if args.system_failures_as_1:
-        shown, note = report.penalise_system_failures(final), report.PENALTY_NOTE
-    report.write_report(shown, out, plots=not args.no_plots, ledger=summary, note=note)
-    print(report.render_markdown(shown, note))
-    failed = [j for j in final if j.score is None]
+    report.write_report(final, out, plots=not args.no_plots, ledger=summary)
+    print(report.render_markdown(final))
     if stopped:
         print(f"STOPPED: estimated spend ${totals.cost_usd:.4f} reached --max-cost; {stopped} "
               "items were not scored (not in the table). Re-run to continue.")
@@ -315,11 +394,11 @@ def run(args: argparse.Namespace) -> list[Judgement]:
     if judge.heuristic:
         print("NOTE: HEURISTIC rule judge (offline, not an LLM): these numbers are NOT "
               "comparable with the paper's GPT-4.1 scores.")
-    print(f"Items: {len(final)} ({len(failed)} failed, see 'error' in {results_path}); "
-          f"calls this run: {totals.calls} ({totals.cached} from cache), "
+    print(f"Calls this run: {totals.calls} ({totals.cached} from cache), "
           f"estimated cost ${totals.cost_usd:.4f}"
           + (f" (+{totals.unpriced} calls to models without a price; see --prices)"
              if totals.unpriced else "") + f". Report: {out / 'report.md'}")
+    print(report.failure_summary(final, results_path), file=sys.stderr)
     cache.close()
     return final
 
@@ -327,7 +406,7 @@ def run(args: argparse.Namespace) -> list[Judgement]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        run(args)
+        final = run(args)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"error: {redact(str(err))}", file=sys.stderr)
         return 2
@@ -335,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: finished items are saved; run the same command again to resume",
               file=sys.stderr)
         return 130
-    return 0
+    return 1 if any(j.score is None for j in final) else 0
 
 
 if __name__ == "__main__":

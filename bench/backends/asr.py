@@ -24,6 +24,10 @@ class ASR(Protocol):
 
     name: str  # "backend/model", recorded in every judgement
 
+    def identity(self) -> dict[str, str]:
+        """What shapes the transcripts (the model), for the run fingerprint."""
+        ...
+
     def transcribe(self, audio_path: str) -> str: ...
 
 
@@ -34,6 +38,9 @@ class OpenAIASR:
         self.endpoint, self.runtime, self.language = endpoint, runtime, language
         self.name = f"openai-asr/{endpoint.label()}"
         self._client = endpoint.client()
+
+    def identity(self) -> dict[str, str]:
+        return {"model": self.endpoint.label(), "language": self.language}
 
     def transcribe(self, audio_path: str) -> str:
         samples = load_audio(audio_path)
@@ -71,6 +78,9 @@ class WhisperLocalASR:
         self.name = f"whisper-local/{path.name}"
         self._lock = threading.Lock()
 
+    def identity(self) -> dict[str, str]:
+        return {"model": self.model_id, "language": self.language}
+
     def transcribe(self, audio_path: str) -> str:
         def compute():
             samples = load_audio(audio_path)
@@ -95,6 +105,11 @@ class PocketSphinxASR:
         self._model_dir = get_model_path()
         self.name = "pocketsphinx/en-us"
         self._lock = threading.Lock()
+
+    def identity(self) -> dict[str, str]:
+        from importlib.metadata import version
+
+        return {"model": f"pocketsphinx {version('pocketsphinx')} en-us", "decoder": "v2"}
 
     def transcribe(self, audio_path: str) -> str:
         def compute():

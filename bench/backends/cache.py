@@ -8,6 +8,7 @@ had received. Audio results are stored as content-addressed blobs next to the da
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import sqlite3
@@ -21,6 +22,17 @@ def cache_key(backend: str, model: str, inputs: dict[str, Any]) -> str:
     """Stable hash of what determines a call's answer."""
     blob = json.dumps({"backend": backend, "model": model, "inputs": inputs}, sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def digest(value: Any) -> str:
+    """Short sha256 of a JSON-able value: names a prompt, rubric or rule set in a fingerprint."""
+    blob = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+
+
+def code_digest(*objects: Any) -> str:
+    """Digest of the source code of functions/classes: any edit to the rules changes it."""
+    return digest([inspect.getsource(o) for o in objects])
 
 
 class Cache:

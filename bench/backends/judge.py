@@ -13,11 +13,12 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from bench.backends.cache import code_digest, digest
 from bench.backends.remote import Endpoint, usage_of
 from bench.backends.runtime import Runtime
 from bench.backends.style import StyleCaption
 
-SYSTEM_PROMPT = """\
+FRAMING = """\
 You evaluate spoken conversations. Your criterion is CONTINUATION FITNESS: does the \
 assistant's spoken reply, in what it says and in how it sounds, fit the user's spoken \
 turn as a natural next turn? The user's speaking style (emotion, sarcasm, apparent age, \
@@ -26,8 +27,9 @@ different answer when said differently. A good assistant is friendly, helpful an
 emotionally intelligent: it shares joy, comforts sadness, hears the real (negative) intent \
 behind sarcasm and does not take a sincere remark as sarcasm, is careful with children \
 (safety first), makes suggestions that suit the speaker, and speaks in a fitting tone, \
-speed and volume.
+speed and volume."""
 
+RUBRIC = """\
 Rate on this scale:
 5 - The style cues are recognised and reflected in both the content and the voice.
 4 - The content handles the cues well, but the voice adds nothing (or is neutral).
@@ -35,10 +37,15 @@ Rate on this scale:
 reacts emotionally to a neutral turn.
 2 - The cues are handled badly: wrong emotion identified, or the style is partly off.
 1 - Reversed or missing empathy, condescension, a fully mismatched style, or a sincere \
-remark taken as sarcasm (or the reverse).
+remark taken as sarcasm (or the reverse)."""
 
+OUTPUT_FORMAT = """\
 Write one or two short sentences of reasoning, then end with exactly this sentence: \
 The score is N. (N is one integer from 1 to 5.)"""
+
+SYSTEM_PROMPT = f"{FRAMING}\n\n{RUBRIC}\n\n{OUTPUT_FORMAT}"
+TEMPERATURE = 0
+MAX_TOKENS = 300
 
 USER_TEMPLATE = """\
 Scenario (why the user's speaking style matters here):
@@ -58,7 +65,11 @@ Speaking style: {reply_caption}"""
 REASK = ("Your answer did not end with the required sentence. Reply again: one or two short "
          "sentences of reasoning, then exactly 'The score is N.' with N an integer from 1 to 5.")
 
-_SCORE_RE = re.compile(r"The score is ([1-5])\.\s*$")
+# Parsing: tolerant of Markdown emphasis (*, _) and whitespace, strict about the sentence:
+# exactly one "The score is N." with N in 1-5, and nothing after it.
+_EMPHASIS_RE = re.compile(r"[*_]+")
+_PHRASE_RE = re.compile(r"The score is")
+_SCORE_RE = re.compile(r"The score is ([1-5])\.$")
 
 
 class JudgeFormatError(RuntimeError):
@@ -89,18 +100,31 @@ class Judge(Protocol):
     name: str
     heuristic: bool
 
+    def identity(self) -> dict[str, str]:
+        """What shapes the answers (model, prompts, rules), for the run fingerprint."""
+        ...
+
     def judge(self, inp: JudgeInput) -> Verdict: ...
 
 
 def parse_score(text: str) -> tuple[int, str] | None:
-    """(score, reason) when `text` ends with exactly one 'The score is N.'; else None."""
-    text = (text or "").strip()
-    if text.count("The score is") != 1:
+    """(score, reason) when `text` ends with exactly one 'The score is N.'; else None.
+
+    Markdown bold/italics and runs of whitespace are ignored ("**The score is 4.**" is 4);
+    "The score is 4/5.", "4.5", "6", a missing period, text after the sentence or a second
+    "The score is" are not scores.
+    """
+    plain = " ".join(_EMPHASIS_RE.sub("", text or "").split())
+    if len(_PHRASE_RE.findall(plain)) != 1:
         return None
-    m = _SCORE_RE.search(text)
+    m = _SCORE_RE.search(plain)
     if not m:
         return None
-    return int(m.group(1)), text[: m.start()].strip()
+    return int(m.group(1)), plain[: m.start()].strip()
+
+
+PARSER_VERSION = code_digest(parse_score) + "-" + digest(
+    [_EMPHASIS_RE.pattern, _PHRASE_RE.pattern, _SCORE_RE.pattern])
 
 
 class OpenAIJudge:
@@ -116,16 +140,25 @@ class OpenAIJudge:
     def _ask(self, messages: list[dict]) -> tuple[str, str]:
         def compute():
             resp = self._client.chat.completions.create(
-                model=self.endpoint.model, messages=messages, temperature=0, max_tokens=300,
-            )
+                model=self.endpoint.model, messages=messages, temperature=TEMPERATURE,
+                max_tokens=MAX_TOKENS)
             # "gpt-4.1" is an alias; the served snapshot (e.g. a dated one) is what answered.
             served = str(getattr(resp, "model", "") or "")
             return {"text": resp.choices[0].message.content or "", "served": served}, \
                 usage_of(resp)
 
+        # A malformed answer is not cached: --retry-failed must ask again, not replay it.
         out = self.runtime.call("judge", "openai-judge", self.endpoint.label(),
-                                {"messages": messages, "temperature": 0}, compute, remote=True)
+                                {"messages": messages, "temperature": TEMPERATURE}, compute,
+                                remote=True, keep=lambda v: parse_score(v["text"]) is not None)
         return out["text"], out.get("served", "")
+
+    def identity(self) -> dict[str, str]:
+        return {"model": self.endpoint.label(), "framing": digest(FRAMING),
+                "rubric": digest(RUBRIC), "output_format": digest(OUTPUT_FORMAT),
+                "user_template": digest([USER_TEMPLATE, REASK]),
+                "temperature": str(TEMPERATURE), "max_tokens": str(MAX_TOKENS),
+                "reasks": str(self.max_reasks), "parser": PARSER_VERSION}
 
     def judge(self, inp: JudgeInput) -> Verdict:
         user = USER_TEMPLATE.format(
@@ -178,6 +211,10 @@ class RuleJudge:
 
     name = "rule-judge/heuristic-v1"
     heuristic = True
+
+    def identity(self) -> dict[str, str]:
+        return {"rules": code_digest(RuleJudge.judge, _content_words),
+                "tables": digest([_VOICE_CUES, sorted(_STOP)])}
 
     def judge(self, inp: JudgeInput) -> Verdict:
         reply = _content_words(inp.reply_transcript)

@@ -85,14 +85,18 @@ class Runtime:
         inputs: dict[str, Any],
         compute: Callable[[], tuple[dict, dict]],
         remote: bool,
+        keep: Callable[[dict], bool] | None = None,
     ) -> dict:
         """Return the cached value for these inputs, or compute, cache and log it.
 
-        `compute` returns (value, usage); usage feeds the cost estimate.
+        `compute` returns (value, usage); usage feeds the cost estimate. A value for which
+        `keep` is False (an unusable answer) is returned and logged but not cached.
         """
         key = cache_key(backend, model, inputs)
         stats = getattr(self._local, "stats", None)
         hit = self.cache.get(key)
+        if hit is not None and keep is not None and not keep(hit):
+            hit = None  # an unusable answer cached by an older version: ask again
         if hit is not None:
             self._log(role, backend, model, key, cached=True, latency=0.0, cost=0.0, attempts=0)
             if stats:
@@ -119,7 +123,8 @@ class Runtime:
         cost = estimate_cost(self.prices, model.split("@")[0], usage) if remote else 0.0
         priced = cost is not None
         cost = cost or 0.0
-        self.cache.put(key, role, backend, model, value)
+        if keep is None or keep(value):
+            self.cache.put(key, role, backend, model, value)
         self._log(role, backend, model, key, False, latency, cost, attempts, usage, priced)
         if stats:
             stats.paid += int(remote)

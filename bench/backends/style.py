@@ -25,6 +25,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+from bench.backends import prosody
+from bench.backends.cache import code_digest, digest
 from bench.backends.prosody import Prosody, analyse
 from bench.backends.remote import Endpoint, usage_of
 from bench.backends.runtime import Runtime
@@ -65,6 +67,10 @@ class StyleCaption:
 
 class StyleCaptioner(Protocol):
     name: str
+
+    def identity(self) -> dict[str, str]:
+        """What shapes the captions (model and prompt, or rule code and thresholds)."""
+        ...
 
     def describe(self, audio_path: str) -> StyleCaption: ...
 
@@ -111,6 +117,11 @@ def caption_prosody(p: Prosody) -> StyleCaption:
     return StyleCaption(caption, emotion, speed, volume, pitch, gender, age, p.as_dict())
 
 
+# Any edit to the measuring or captioning code changes this, and with it the cache key
+# and the run fingerprint: no caption made by older rules is reused.
+RULES_VERSION = code_digest(prosody, _band, _emotion, caption_prosody)
+
+
 class ProsodyCaptioner:
     """Offline: parselmouth + openSMILE features -> calibrated caption."""
 
@@ -119,12 +130,16 @@ class ProsodyCaptioner:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
 
+    def identity(self) -> dict[str, str]:
+        return {"rules": RULES_VERSION, "thresholds": digest(THRESHOLDS)}
+
     def describe(self, audio_path: str) -> StyleCaption:
         def compute():
             return caption_prosody(analyse(load_audio(audio_path))).as_dict(), {}
 
         # The thresholds are part of the key: recalibrating must not serve stale captions.
-        inputs = {"audio": file_sha256(audio_path), "thresholds": THRESHOLDS}
+        inputs = {"audio": file_sha256(audio_path), "thresholds": THRESHOLDS,
+                  "rules": RULES_VERSION}
         value = self.runtime.call("style", "prosody", "egemaps-v1", inputs, compute, remote=False)
         return StyleCaption(**value)
 
@@ -172,6 +187,10 @@ class OpenAIStyleCaptioner:
         self.endpoint, self.runtime = endpoint, runtime
         self.name = f"openai-style/{endpoint.label()}"
         self._client = endpoint.client()
+
+    def identity(self) -> dict[str, str]:
+        return {"model": self.endpoint.label(), "prompt": digest(STYLE_PROMPT),
+                "parser": code_digest(parse_style_reply)}
 
     def describe(self, audio_path: str) -> StyleCaption:
         audio_b64 = base64.b64encode(wav_bytes(load_audio(audio_path))).decode()

@@ -1,7 +1,13 @@
 """Reading speech files for scoring: decode, downmix, resample, and refuse bad audio.
 
 Every problem is an `AudioError` whose message names the file, so the scorer can record
-it against the one item and carry on with the rest of the run.
+it against the one item and carry on with the rest of the run. Refused: missing, empty,
+undecodable, truncated (fewer frames than the header declares: soundfile would silently
+return what is there), shorter than 0.1 s, silent, and (when asked) longer than a limit.
+
+Long audio: a conversational turn rarely lasts 30 s, and Whisper and the captioners see
+30 s windows, so the scorer refuses prompts and replies over MAX_SECONDS by default
+(`--max-audio-seconds` changes it); nothing is cut silently.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import struct
 from math import gcd
 from pathlib import Path
 
@@ -19,23 +26,71 @@ from scipy.signal import resample_poly
 SAMPLE_RATE = 16_000  # what every ASR / style back end here expects
 MIN_SECONDS = 0.1  # shorter than one syllable: nothing to score
 SILENCE_PEAK = 10 ** (-60 / 20)  # a peak below -60 dBFS is treated as silence
+MAX_SECONDS = 30.0  # default limit of the scorer (see the module docstring)
 
 
 class AudioError(ValueError):
     """Audio that cannot be scored; the message names the file and the reason."""
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Return mono float32 samples at `sample_rate`, or raise AudioError."""
+def declared_frames(path: Path) -> int | None:
+    """Frames the file's header promises: the WAV data chunk, FLAC's STREAMINFO; None if unsaid.
+
+    For WAV, libsndfile sizes the data chunk by what is on disk, so the RIFF header is read
+    here. A size of 0 or 0xFFFFFFFF is what streaming writers leave: unknown, not a claim.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            block_align = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(size)
+                    block_align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else None
+                    f.seek(size % 2, 1)
+                elif cid == b"data":
+                    if not block_align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
+                else:
+                    f.seek(size + size % 2, 1)
+    try:
+        frames = sf.info(str(path)).frames
+    except Exception:
+        return None
+    return frames or None
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
+               max_seconds: float | None = None) -> np.ndarray:
+    """Return mono float32 samples at `sample_rate`, or raise AudioError.
+
+    `max_seconds` (0 or None: no limit) refuses longer audio instead of cutting it.
+    """
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: audio file not found")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: audio file is empty (0 bytes)")
+    declared = declared_frames(path)
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises several types for undecodable input
+        if declared:
+            raise AudioError(f"{path}: truncated or corrupt audio: the header declares "
+                             f"{declared} frames, decoding failed ({err})") from None
         raise AudioError(f"{path}: cannot decode audio ({err})") from None
+    if declared and data.shape[0] < declared:
+        raise AudioError(f"{path}: truncated audio: the header declares {declared} frames "
+                         f"({declared / sr:.2f} s), the file holds {data.shape[0]} "
+                         f"({data.shape[0] / sr:.2f} s)")
+    if max_seconds and data.shape[0] > max_seconds * sr:
+        raise AudioError(f"{path}: audio is {data.shape[0] / sr:.1f} s long, over the "
+                         f"{max_seconds:g} s limit (see --max-audio-seconds)")
     return _prepare(data, sr, str(path), sample_rate)
 
 

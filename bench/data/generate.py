@@ -235,6 +235,14 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
+    try:
+        return _main(args)
+    except (FileNotFoundError, ValueError) as err:  # ValueError: SchemaError, ConfigError
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.cmd == "seed":
         write_drafts(args.out / "accepted.jsonl", seed_drafts(args.per_dimension))
@@ -248,21 +256,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"accepted {len(accepted)}, rejected {len(rejected)}, not reviewed {len(pending)}"
               f" -> {args.out / 'accepted.jsonl'}")
         return 0
-    try:
-        specs = load_dimensions(args.dimensions_file)
-        endpoint = Endpoint(args.model, args.base_url, args.key_env, args.timeout)
-        runtime = Runtime(Cache(args.cache or args.out / "cache.sqlite"), args.out / "ledger.jsonl",
-                          RetryPolicy(args.max_attempts, args.backoff), limiter=RateLimiter(
-                              args.max_rps))
-        embed = hf_embedder(args.embed_model) if args.embed_model else None
-        llm = ChatLLM(endpoint, runtime)
-        dims = [d.strip() for d in args.dimensions.split(",") if d.strip()]
-        summary = run(llm, specs, dims, args.out, args.batches, args.per_batch,
-                      args.temperature, args.reasks, args.concurrency, embed,
-                      args.embed_threshold)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    specs = load_dimensions(args.dimensions_file)
+    endpoint = Endpoint(args.model, args.base_url, args.key_env, args.timeout)
+    runtime = Runtime(Cache(args.cache or args.out / "cache.sqlite"), args.out / "ledger.jsonl",
+                      RetryPolicy(args.max_attempts, args.backoff), limiter=RateLimiter(
+                          args.max_rps))
+    embed = hf_embedder(args.embed_model) if args.embed_model else None
+    llm = ChatLLM(endpoint, runtime)
+    dims = [d.strip() for d in args.dimensions.split(",") if d.strip()]
+    summary = run(llm, specs, dims, args.out, args.batches, args.per_batch,
+                  args.temperature, args.reasks, args.concurrency, embed, args.embed_threshold)
     runtime.close()
     print(json.dumps(summary, indent=2))
     return 0

@@ -302,7 +302,14 @@ def main(argv: list[str] | None = None) -> int:
 
         print(format_table(measure_styles(args.dimensions_file)))
     else:
-        path = render(args) if args.cmd == "render" else select(args.out, args.sheet)
+        try:
+            if args.cmd == "select" and not (args.out / "manifest.jsonl").is_file():
+                raise FileNotFoundError(f"{args.out / 'manifest.jsonl'} not found: --out must "
+                                        "be a folder made by `bench.synth render`")
+            path = render(args) if args.cmd == "render" else select(args.out, args.sheet)
+        except (FileNotFoundError, ValueError) as err:  # ValueError: SchemaError, ConfigError
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         print(f"wrote {path}")
     return 0
 

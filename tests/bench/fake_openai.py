@@ -3,7 +3,8 @@
 Requests are attributed to an item by a marker: audio is recognised by the hash of the
 WAV bytes the client uploads (registered by the test), text by a regex over the body.
 Per (endpoint, marker) a queue of behaviours is consumed in order: "429", "500",
-"timeout", "malformed", "empty"; anything else (or an empty queue) answers normally.
+"timeout", "malformed", "empty", "bold" (judge); anything else (or an empty queue)
+answers normally.
 
 Plain chat requests can also be answered by scripted rules (`add_chat_rule`): the first
 rule whose pattern matches the request body answers; its requests are counted under
@@ -235,6 +236,9 @@ class FakeOpenAI:
                     if b == "empty":
                         return self._completion(model, "")
                     score = fake.judge_scores.get(marker, 4)
+                    if b == "bold":  # Markdown, as GPT-4.1 often writes it
+                        return self._completion(model, f"Fits the cues.\n\n**The score is "
+                                                       f"{score}.**")
                     return self._completion(model, f"Fits the cues. The score is {score}.")
                 for name, pattern, answer in fake.chat_rules:
                     if pattern.search(text):

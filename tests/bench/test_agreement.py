@@ -66,3 +66,36 @@ def test_bad_rating_names_file_and_line(tmp_path, capsys):
     write_jsonl(tmp_path / "j.jsonl", [])
     assert agreement.main(["--human", str(tmp_path / "h.csv"), str(tmp_path / "j.jsonl")]) == 2
     assert "h.csv:2: field 'rating'" in capsys.readouterr().err
+
+
+def test_unmatched_ratings_are_counted_with_examples_never_dropped_silently(tmp_path, capsys):
+    js = [Judgement(item_id=f"q{k}:a", query_id=f"q{k}", style="a", dimension="emotion",
+                    split="synthetic", system="sysA", score=1 + k) for k in range(4)]
+    js.append(Judgement(item_id="q9:a", query_id="q9", style="a", dimension="emotion",
+                        split="synthetic", system="sysA", score=None, error="ReplyError"))
+    write_jsonl(tmp_path / "j.jsonl", js)
+    rows = ["system,item_id,rating"] + [f"sysA,q{k}:a,{1 + k}" for k in range(3)]
+    rows += ["wavdir/sysA,q0:a,3", "wavdir/sysA,q1:a,4",  # a renamed system
+             "sysA,q7:a,2",  # an item the judge never saw
+             "sysA,q9:a,5"]  # an item the judge failed on
+    (tmp_path / "h.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "a.json"
+    assert agreement.main(["--human", str(tmp_path / "h.csv"), str(tmp_path / "j.jsonl"),
+                           "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "- system not in the judgements: 2 (e.g. wavdir/sysA/q0:a, wavdir/sysA/q1:a)" \
+        in printed
+    assert "- item not judged for that system: 1 (e.g. sysA/q7:a)" in printed
+    assert "- judge failed on the item: 1 (e.g. sysA/q9:a)" in printed
+    assert "- judge score without a human rating: 1 (e.g. sysA/q3:a)" in printed
+    res = json.loads(out.read_text())
+    assert res["n_items"] == 3 and res["unmatched"]["system not in the judgements"]["count"] == 2
+
+
+def test_missing_files_are_clean_errors(tmp_path, capsys):
+    write_jsonl(tmp_path / "j.jsonl", [])
+    assert agreement.main(["--human", str(tmp_path / "nope.csv"), str(tmp_path / "j.jsonl")]) == 2
+    assert "human ratings file not found" in capsys.readouterr().err
+    (tmp_path / "h.csv").write_text("system,item_id,rating\n")
+    assert agreement.main(["--human", str(tmp_path / "h.csv"), str(tmp_path / "x.jsonl")]) == 2
+    assert "judgements file not found" in capsys.readouterr().err

@@ -9,16 +9,33 @@ from bench.backends.style import StyleCaption
 
 
 @pytest.mark.parametrize("text, expected", [
+    # the sentence itself
     ("Warm and fitting. The score is 5.", (5, "Warm and fitting.")),
     ("The score is 1.", (1, "")),
+    # tolerant: whitespace and Markdown emphasis around or inside the sentence
     ("Reason.\nThe score is 3.  \n", (3, "Reason.")),
+    ("Reason.\n\n  The   score is\t2.", (2, "Reason.")),
+    ("Fits. **The score is 4.**", (4, "Fits.")),
+    ("Fits. __The score is 4.__", (4, "Fits.")),
+    ("Fits. *The score is 4.*", (4, "Fits.")),
+    ("Fits. _The score is 4._", (4, "Fits.")),
+    ("Fits. The score is **4**.", (4, "Fits.")),
+    ("**Fits** the *cues*.\n***The score is 5.***\n", (5, "Fits the cues.")),
+    # strict: only an integer 1-5, a period, nothing after, exactly one such sentence
     ("The score is 6.", None),
+    ("The score is 0.", None),
     ("The score is 4", None),
+    ("The score is 4.5.", None),
+    ("The score is 4/5.", None),
+    ("The score is: 4.", None),
+    ("The score is four.", None),
     ("The score is 4. Actually no.", None),
+    ("**The score is 4.** But maybe 3.", None),
     ("The score is 2. The score is 4.", None),
     ("the score is 4.", None),
     ("Score: 4/5", None),
     ("", None),
+    (None, None),
 ])
 def test_parse_score_is_strict(text, expected):
     assert parse_score(text) == expected

@@ -29,14 +29,30 @@ def test_means_counts_and_failures_match_hand_computation():
     assert set(t) == {"emotion", "sarcasm", "all"}
     assert t["emotion"]["synthetic"].mean == pytest.approx((5 + 3) / 2)
     assert t["emotion"]["overall"].mean == pytest.approx((5 + 3 + 4) / 3)
-    assert t["sarcasm"]["synthetic"].mean == pytest.approx(1.0)
-    assert t["sarcasm"]["synthetic"].failed == 1 and t["sarcasm"]["synthetic"].n == 1
-    assert t["sarcasm"]["overall"].mean == pytest.approx((1 + 2 + 2) / 3)
-    assert t["all"]["synthetic"].mean == pytest.approx((5 + 3 + 1) / 3)
+    # The failed sarcasm item counts as 1 in the headline mean; scored-only leaves it out.
+    assert t["sarcasm"]["synthetic"].mean == pytest.approx((1 + 1) / 2)
+    assert t["sarcasm"]["synthetic"].scored_mean == pytest.approx(1.0)
+    assert t["sarcasm"]["synthetic"].failed == 1 and t["sarcasm"]["synthetic"].n == 2
+    assert t["sarcasm"]["overall"].mean == pytest.approx((1 + 1 + 2 + 2) / 4)
+    assert t["sarcasm"]["overall"].scored_mean == pytest.approx((1 + 2 + 2) / 3)
+    assert t["all"]["synthetic"].mean == pytest.approx((5 + 3 + 1 + 1) / 4)
     assert t["all"]["real"].mean == pytest.approx((4 + 2 + 2) / 3)
     # Overall pools items (the paper's Overall is the item-weighted mean of the splits).
-    assert t["all"]["overall"].mean == pytest.approx(17 / 6)
-    assert t["all"]["overall"].n == 6 and t["all"]["overall"].failed == 1
+    assert t["all"]["overall"].mean == pytest.approx(18 / 7)
+    assert t["all"]["overall"].scored_mean == pytest.approx(17 / 6)
+    assert t["all"]["overall"].n == 7 and t["all"]["overall"].failed == 1
+
+
+def test_failing_the_hardest_items_cannot_raise_the_headline():
+    hard = [_j(i, "emotion", "synthetic", 2) for i in range(4)]
+    easy = [_j(i, "emotion", "synthetic", 5) for i in range(4, 8)]
+    honest = report.cell(hard + easy)
+    dodging = report.cell([_j(i, "emotion", "synthetic", None) for i in range(4)] + easy)
+    assert dodging.mean < honest.mean  # (4 * 1 + 4 * 5) / 8 = 3.0 < 3.5
+    assert dodging.scored_mean == 5.0 and dodging.failed == 4
+    line = report.headline([_j(i, "emotion", "synthetic", None) for i in range(4)] + easy)
+    assert "**Overall (failures as 1): 3.000**" in line and "4 of 8 items failed" in line
+    assert "scored items only (paper-comparable): 5.000 (n=4)" in line
 
 
 def test_bootstrap_ci_exact_cases():
@@ -53,10 +69,13 @@ def test_bootstrap_ci_exact_cases():
 def test_markdown_csv_and_plots_agree(tmp_path):
     report.write_report(FIXTURE, tmp_path)
     md = (tmp_path / "report.md").read_text()
-    assert "| **All** | 3.000 [" in md and "2.833 [" in md and "1 failed" in md
+    assert "| **All** | 2.500 [" in md and "2.571 [" in md and "1 failed as 1" in md
+    assert "scored only 2.833" in md and "Items: 7, scored 6, failed 1" in md
     rows = list(csv.DictReader(open(tmp_path / "table.csv")))
     cell = {(r["dimension"], r["split"]): r for r in rows}
-    assert float(cell[("all", "overall")]["mean"]) == pytest.approx(17 / 6, abs=1e-4)
+    assert float(cell[("all", "overall")]["mean_failures_as_1"]) == pytest.approx(18 / 7,
+                                                                                  abs=1e-4)
+    assert float(cell[("all", "overall")]["mean_scored_only"]) == pytest.approx(17 / 6, abs=1e-4)
     assert cell[("emotion", "real")]["ci_low"] == cell[("emotion", "real")]["ci_high"] == "4.0"
     for name in ("scores_by_dimension.png", "score_histogram.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -75,30 +94,20 @@ def test_compare_mode_includes_paper_rows(tmp_path, capsys):
     assert "3.176" in md and "4.725" in md  # pipeline baseline and topline, PAPER.md
     rows = list(csv.DictReader(open(tmp_path / "cmp" / "compare.csv")))
     sys_b = {(r["dimension"], r["split"]): r for r in rows if r["system"] == "sysB"}
-    assert float(sys_b[("all", "overall")]["mean"]) == pytest.approx(3.0)
+    assert float(sys_b[("all", "overall")]["mean_failures_as_1"]) == pytest.approx(3.0)
     assert (tmp_path / "cmp" / "scores_by_dimension.png").exists()
 
 
-def test_system_failures_can_count_as_one_but_harness_failures_never():
-    extra = [
-        Judgement("q8:a", "q8", "a", "emotion", "real", "sysA", None, error="no reply file",
-                  error_stage="system"),
-        Judgement("q9:a", "q9", "a", "emotion", "real", "sysA", None, error="silent",
-                  error_stage="reply_audio"),
-        Judgement("q10:a", "q10", "a", "emotion", "real", "sysA", None, error="judge format",
-                  error_stage="judge"),
-        Judgement("q11:a", "q11", "a", "emotion", "real", "sysA", None, error="429s",
-                  error_stage="system", transient=True),
-    ]
-    plain = report.table(FIXTURE + extra)
-    assert plain["emotion"]["real"].mean == pytest.approx(4.0)
-    assert plain["emotion"]["real"].failed == 4
-    t = report.table(report.penalise_system_failures(FIXTURE + extra))
-    # Real emotion: 4 plus two system failures scored 1 -> (4 + 1 + 1) / 3.
-    assert t["emotion"]["real"].mean == pytest.approx(2.0)
-    assert t["emotion"]["real"].n == 3 and t["emotion"]["real"].failed == 2
-    # The Sarcasm synthetic failure in FIXTURE has no stage: it stays unscored.
-    assert t["sarcasm"]["synthetic"].failed == 1
+def test_two_files_with_one_system_name_are_refused_and_a_missing_file_is_a_clean_error(
+        tmp_path, capsys):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_jsonl(a, FIXTURE)
+    write_jsonl(b, [_j(1, "emotion", "synthetic", 2)])  # also "sysA": would blend into one row
+    assert report.main([str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert "'sysA' appears in both" in err and "--system-name" in err
+    assert report.main([str(a), str(tmp_path / "missing.jsonl")]) == 2
+    assert "judgements file not found" in capsys.readouterr().err
 
 
 def test_extension_dimensions_get_their_own_rows_after_the_papers():

@@ -1,0 +1,106 @@
+"""What shaped a run's scores, so that resuming never mixes old and new answers.
+
+A run folder holds `fingerprint.json`: per role (system, asr, style, judge) the identity
+its back end reports (model, prompt and rubric digests, rule-code digests, ...). A run
+into a folder whose fingerprint differs is refused with the fields that changed, unless
+`--force-new` sets the old results aside. Each judgement also records the sha256 of its
+prompt and reply audio; an item whose audio changed since it was scored is scored again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from bench.backends.cache import digest
+from bench.backends.remote import ConfigError
+from bench.backends.systems import ReplyError, WavFolderSystem
+from bench.data.audio import file_sha256
+from bench.schema import Judgement, Query
+
+FINGERPRINT_FILE = "fingerprint.json"
+RUN_FILES = ("judgements.jsonl", "report.md", "table.csv", "run.json", "ledger.jsonl",
+             "ledger_summary.json", FINGERPRINT_FILE)
+
+
+class FingerprintMismatch(ConfigError):
+    """The run folder holds results made with a different set-up."""
+
+
+def identity(backend) -> dict[str, str]:
+    """A back end's identity; back ends without `identity()` are known by their name."""
+    fn = getattr(backend, "identity", None)
+    return {"name": backend.name, **(fn() if fn else {})}
+
+
+def run_fingerprint(system, asr, style, judge, system_name: str) -> dict[str, dict[str, str]]:
+    """role -> identity of everything that shapes a score."""
+    sys_id = identity(system)
+    if isinstance(system, WavFolderSystem):
+        sys_id["path"] = str(system.dir.resolve())
+    return {"system": {"system_name": system_name, **sys_id}, "asr": identity(asr),
+            "style": identity(style), "judge": identity(judge)}
+
+
+def fingerprint_id(fp: dict) -> str:
+    """Short digest recorded in every judgement of the run."""
+    return digest(fp)
+
+
+def changes(old: dict, new: dict) -> list[str]:
+    """'role.field: old -> new' for every field that differs."""
+    out = []
+    for role in sorted(set(old) | set(new)):
+        a, b = old.get(role, {}), new.get(role, {})
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                out.append(f"{role}.{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}")
+    return out
+
+
+def check_run_folder(out: Path, fp: dict, force_new: bool) -> Path | None:
+    """Refuse a folder scored with another set-up; with force_new move its results aside.
+
+    Returns the folder the old results went to (force_new), else None. Records `fp`.
+    """
+    path, results = out / FINGERPRINT_FILE, out / "judgements.jsonl"
+    moved = None
+    if results.exists() and results.stat().st_size > 0:
+        old = json.loads(path.read_text()) if path.exists() else None
+        diff = changes(old, fp) if old is not None else ["no fingerprint recorded (results "
+                                                         "made by an older version)"]
+        if diff and not force_new:
+            raise FingerprintMismatch(
+                f"{out} holds scores made with a different set-up, which would be mixed with "
+                f"new ones: {'; '.join(diff)}. Use another --out, or --force-new to move the "
+                "old results aside and score again.")
+        if diff:
+            moved = out / f"superseded-{time.strftime('%Y%m%d-%H%M%S')}"
+            moved.mkdir()
+            for name in RUN_FILES:
+                if (out / name).exists():
+                    shutil.move(str(out / name), moved / name)
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fp, indent=2, sort_keys=True) + "\n")
+    return moved
+
+
+def audio_changed(j: Judgement, query: Query, system) -> str | None:
+    """Why a scored item must be scored again (its prompt or reply audio changed), or None."""
+    style = next((s for s in query.styles if query.item_id(s) == j.item_id), None)
+    if style is None:
+        return None
+    if j.prompt_sha256 and Path(style.audio).is_file() \
+            and file_sha256(style.audio) != j.prompt_sha256:
+        return "prompt audio changed"
+    if isinstance(system, WavFolderSystem) and j.score is not None:
+        # Replies on disk can be edited; remote replies live in the content-addressed cache.
+        try:
+            now = system.respond(query, style).audio
+        except ReplyError:
+            return "reply file removed"
+        if now != j.reply_audio or file_sha256(now) != j.reply_sha256:
+            return "reply audio changed"
+    return None
