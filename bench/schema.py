@@ -36,6 +36,7 @@ class StyleVariant:
     description: str = ""  # how it is said; also the instructions given to a TTS
     reference: str = ""  # what a fitting reply says or does in this style
     reply_style: str = ""  # how a fitting reply sounds, e.g. "warm, slow, soft"
+    speaker: str = ""  # who speaks the prompt; clips of one speaker give their usual voice
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ from bench.backends.systems import (
 from bench.backends.tts import EspeakTTS, OpenAITTS
 from bench.data.audio import MAX_SECONDS, AudioError, file_sha256, load_audio
 from bench.fingerprint import audio_changed, check_run_folder, fingerprint_id, run_fingerprint
+from bench.registers import build_registers
 from bench.schema import (
     JsonlAppender,
     Judgement,
@@ -260,7 +261,9 @@ def score_item(query: Query, style: StyleVariant, backends, runtime: Runtime,
             stage = "asr"
             fields["reply_transcript"] = asr.transcribe(out.audio)
             stage = "style"
-            cap_in, cap_out = captioner.describe(style.audio), captioner.describe(out.audio)
+            regs = run_info["registers"]
+            cap_in = captioner.describe(style.audio, regs.prompt.get(style.speaker))
+            cap_out = captioner.describe(out.audio, regs.reply)
             fields["input_caption"], fields["reply_caption"] = cap_in.caption, cap_out.caption
             stage = "judge"
             verdict = judge.judge(JudgeInput(
@@ -322,7 +325,8 @@ def _resume_message(items, kept: dict, changed: dict, results: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> list[Judgement]:
-    queries = select(read_queries(args.queries), args)
+    every_query = read_queries(args.queries)
+    queries = select(every_query, args)
     if args.prices and not args.prices.is_file():
         raise FileNotFoundError(f"--prices: price table not found: {args.prices}")
     prices = json.loads(args.prices.read_text()) if args.prices else None
@@ -333,14 +337,16 @@ def run(args: argparse.Namespace) -> list[Judgement]:
     system, asr, style, judge = backends
     system_name = default_system_name(system, args)
     out = args.out or Path("runs/bench") / _slug(system_name)
+    registers = build_registers(every_query, system, style)
     fp = run_fingerprint(system, asr, style, judge, system_name)
+    fp["style"].update(registers.identity())
     moved = check_run_folder(out, fp, args.force_new)
     if moved:
         print(f"Earlier results of another set-up moved to {moved}", file=sys.stderr)
     runtime.open_ledger(out / "ledger.jsonl")
     names = {"system": system.name, "asr": asr.name, "style": style.name, "judge": judge.name}
     run_info = {"system_name": system_name, "names": names, "fingerprint": fingerprint_id(fp),
-                "max_seconds": args.max_audio_seconds}
+                "max_seconds": args.max_audio_seconds, "registers": registers}
     results_path = out / "judgements.jsonl"
     previous = read_judgements(results_path, tolerate_torn_tail=True) if results_path.exists() \
         else []

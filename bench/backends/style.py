@@ -4,17 +4,20 @@ The paper uses Audio-Reasoner. Here: any OpenAI-compatible chat model that accep
 audio input (e.g. an audio LLM served by vLLM), and an offline prosody analyser.
 
 The offline analyser measures prosody (bench.backends.prosody) and turns it into words with
-thresholds fitted on espeak-ng audio by `python -m bench.calibrate_style` (values
-below; held-out accuracy from `python -m bench.calibrate_style --check`). Speed,
-volume, pitch and the gender cue are calibrated; emotion/tone and age are *rules* over
-those bands (no labelled emotional speech exists offline), and the caption says so.
-Absolute volume depends on recording gain, so "loud/soft" is only meaningful between
-recordings made alike (as in the synthetic set).
+thresholds fitted on espeak-ng audio by `python -m bench.calibrate_style`. Speed, volume,
+pitch and the gender cue are calibrated; emotion/tone and age are *rules* over those
+bands (no labelled emotional speech exists offline), and the caption says so. Absolute
+volume depends on recording gain, so "loud/soft" is only meaningful between recordings
+made alike (as in the synthetic set).
 
-Held-out accuracy (`--check`: 4 unseen sentences x 2 voices x 3 levels = 24 clips each):
-speed 0.94 on slow-vs-fast (0.88 over three levels), volume 1.00, pitch 1.00 (pitch is
-judged within the voice's register), gender cue 1.00. On real speech expect far less:
-espeak-ng varies one knob at a time, people do not.
+Pitch and speed are judged against the speaker's own register when one is known: a
+`Register` is the median pitch and rate over several clips of the same speaker (the
+scorer builds one per prompt `speaker` and one per reply folder). "High" then means high
+*for this voice*: a low-pitched female voice at 140 Hz is "female, low", not "male,
+high" as a single gender cut would have it. Without a register (one clip of an unknown
+speaker) the population bands below are used and the caption says so. Per-voice
+accuracy on several espeak-ng voices, one held out: `python -m bench.calibrate_style`.
+On real speech expect far less: espeak-ng varies one knob at a time, people do not.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
+
+import numpy as np
 
 from bench.backends import prosody
 from bench.backends.cache import code_digest, digest
@@ -40,6 +45,11 @@ THRESHOLDS = {
     "pitch": {"male": [89.41, 124.48], "female": [188.05, 253.8]},  # median F0, Hz
     "gender_f0_hz": 157.76,  # median F0 below: male-typical register
 }
+# Speaker-relative bands, fitted by `python -m bench.calibrate_style` on six espeak-ng voices
+# (three male, three female; en-us+f2 held out): pitch in semitones from the speaker's
+# median F0, speed as a ratio to the speaker's median rate.
+RELATIVE_THRESHOLDS = {"pitch_st": [-2.5, 3.18], "speed_ratio": [0.78, 1.12]}
+MIN_REGISTER_CLIPS = 3  # fewer clips say too little about a speaker's typical voice
 CHILD_F0_HZ = 300.0  # rule, not fitted: adult voices rarely hold a median this high
 ROUGH_JITTER = 0.03  # rule: jitter above ~3% is typical of aged or strained voices
 
@@ -65,6 +75,28 @@ class StyleCaption:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Register:
+    """A speaker's typical voice: medians over several of their clips."""
+
+    f0_hz: float
+    syllable_rate: float
+    n_clips: int
+
+    def as_dict(self) -> dict:
+        return {"f0_hz": round(self.f0_hz, 2), "syllable_rate": round(self.syllable_rate, 3),
+                "n_clips": self.n_clips}
+
+
+def register_of(measured: list[Prosody]) -> Register | None:
+    """The register of one speaker's clips, or None when too few clips have a pitch."""
+    voiced = [p for p in measured if p.f0_median_hz > 0]
+    if len(voiced) < MIN_REGISTER_CLIPS:
+        return None
+    return Register(float(np.median([p.f0_median_hz for p in voiced])),
+                    float(np.median([p.syllable_rate for p in voiced])), len(voiced))
+
+
 class StyleCaptioner(Protocol):
     name: str
 
@@ -72,7 +104,9 @@ class StyleCaptioner(Protocol):
         """What shapes the captions (model and prompt, or rule code and thresholds)."""
         ...
 
-    def describe(self, audio_path: str) -> StyleCaption: ...
+    def describe(self, audio_path: str, register: Register | None = None) -> StyleCaption:
+        """Caption one file; `register` is its speaker's typical voice, when known."""
+        ...
 
 
 def _band(value: float, cuts: list[float], names: tuple[str, str, str]) -> str:
@@ -93,33 +127,50 @@ def _emotion(speed: str, volume: str, pitch: str) -> str:
     return "neutral / calm"
 
 
-def caption_prosody(p: Prosody) -> StyleCaption:
-    """Words for a prosody measurement, using THRESHOLDS."""
-    t = THRESHOLDS
-    speed = _band(p.syllable_rate, t["speed"], ("slow", "normal", "fast"))
+def caption_prosody(p: Prosody, register: Register | None = None) -> StyleCaption:
+    """Words for a prosody measurement: speaker-relative with a register, else population bands."""
+    t, rel = THRESHOLDS, RELATIVE_THRESHOLDS
     volume = _band(p.level_dbfs, t["volume"], ("soft", "normal", "loud"))
-    if p.f0_median_hz <= 0:
-        gender, pitch = None, None
+    if register is not None:
+        speed = _band(p.syllable_rate / register.syllable_rate, rel["speed_ratio"],
+                      ("slow", "normal", "fast"))
     else:
+        speed = _band(p.syllable_rate, t["speed"], ("slow", "normal", "fast"))
+    gender = pitch = None
+    if register is not None:
+        # The speaker's typical pitch decides the register cue, this clip's pitch the level.
+        gender = "female" if register.f0_hz >= t["gender_f0_hz"] else "male"
+        if p.f0_median_hz > 0:
+            pitch = _band(12 * np.log2(p.f0_median_hz / register.f0_hz), rel["pitch_st"],
+                          ("low", "normal", "high"))
+    elif p.f0_median_hz > 0:
         gender = "female" if p.f0_median_hz >= t["gender_f0_hz"] else "male"
         pitch = _band(p.f0_median_hz, t["pitch"][gender], ("low", "normal", "high"))
     age = ("child" if p.f0_median_hz >= CHILD_F0_HZ else
            "older" if p.jitter >= ROUGH_JITTER else "adult")
     emotion = _emotion(speed, volume, pitch or "normal")
-    pitch_text = (f"{pitch} for a {gender}-typical voice (median {p.f0_median_hz:.0f} Hz, "
-                  f"range {p.f0_range_st:.1f} semitones)") if pitch else "no pitch found"
+    if pitch and register is not None:
+        pitch_text = (f"{pitch} for this speaker (median {p.f0_median_hz:.0f} Hz vs their "
+                      f"usual {register.f0_hz:.0f} Hz, range {p.f0_range_st:.1f} semitones)")
+    elif pitch:
+        pitch_text = (f"{pitch} for a {gender}-typical voice (median {p.f0_median_hz:.0f} Hz, "
+                      f"range {p.f0_range_st:.1f} semitones; speaker's usual pitch unknown)")
+    else:
+        pitch_text = "no pitch found"
+    rate_text = (f"{p.syllable_rate:.1f} syllables/s vs their usual {register.syllable_rate:.1f}"
+                 if register is not None else f"{p.syllable_rate:.1f} syllables/s")
     caption = (
-        f"Emotion/tone (rule-based guess): {emotion}. Speed: {speed} "
-        f"({p.syllable_rate:.1f} syllables/s). Volume: {volume} ({p.level_dbfs:.0f} dBFS). "
-        f"Pitch: {pitch_text}. Voice cues: {gender or 'unknown'}-typical register, "
-        f"{age}-sounding. [offline prosody analyser]"
+        f"Emotion/tone (rule-based guess): {emotion}. Speed: {speed} ({rate_text}). "
+        f"Volume: {volume} ({p.level_dbfs:.0f} dBFS). Pitch: {pitch_text}. Voice cues: "
+        f"{gender or 'unknown'}-typical register, {age}-sounding. [offline prosody analyser]"
     )
-    return StyleCaption(caption, emotion, speed, volume, pitch, gender, age, p.as_dict())
+    features = p.as_dict() | ({"register": register.as_dict()} if register else {})
+    return StyleCaption(caption, emotion, speed, volume, pitch, gender, age, features)
 
 
 # Any edit to the measuring or captioning code changes this, and with it the cache key
 # and the run fingerprint: no caption made by older rules is reused.
-RULES_VERSION = code_digest(prosody, _band, _emotion, caption_prosody)
+RULES_VERSION = code_digest(prosody, _band, _emotion, caption_prosody, register_of)
 
 
 class ProsodyCaptioner:
@@ -131,16 +182,27 @@ class ProsodyCaptioner:
         self.runtime = runtime
 
     def identity(self) -> dict[str, str]:
-        return {"rules": RULES_VERSION, "thresholds": digest(THRESHOLDS)}
+        return {"rules": RULES_VERSION,
+                "thresholds": digest([THRESHOLDS, RELATIVE_THRESHOLDS, MIN_REGISTER_CLIPS])}
 
-    def describe(self, audio_path: str) -> StyleCaption:
+    def measure(self, audio_path: str) -> Prosody:
+        """The prosody of one file (cached by content): what registers are built from."""
         def compute():
-            return caption_prosody(analyse(load_audio(audio_path))).as_dict(), {}
+            return analyse(load_audio(audio_path)).as_dict(), {}
 
-        # The thresholds are part of the key: recalibrating must not serve stale captions.
-        inputs = {"audio": file_sha256(audio_path), "thresholds": THRESHOLDS,
-                  "rules": RULES_VERSION}
-        value = self.runtime.call("style", "prosody", "egemaps-v1", inputs, compute, remote=False)
+        inputs = {"audio": file_sha256(audio_path), "rules": RULES_VERSION}
+        return Prosody(**self.runtime.call("style", "prosody", "measure", inputs, compute,
+                                           remote=False))
+
+    def describe(self, audio_path: str, register: Register | None = None) -> StyleCaption:
+        # Thresholds, rules and register are part of the key: no stale caption is served.
+        inputs = {"audio": file_sha256(audio_path), "rules": RULES_VERSION,
+                  "thresholds": [THRESHOLDS, RELATIVE_THRESHOLDS],
+                  "register": register.as_dict() if register else None}
+        value = self.runtime.call(
+            "style", "prosody", "egemaps-v1", inputs,
+            lambda: (caption_prosody(self.measure(audio_path), register).as_dict(), {}),
+            remote=False)
         return StyleCaption(**value)
 
 
@@ -192,7 +254,8 @@ class OpenAIStyleCaptioner:
         return {"model": self.endpoint.label(), "prompt": digest(STYLE_PROMPT),
                 "parser": code_digest(parse_style_reply)}
 
-    def describe(self, audio_path: str) -> StyleCaption:
+    def describe(self, audio_path: str, register: Register | None = None) -> StyleCaption:
+        # The audio model judges the voice itself; a register is only for the prosody rules.
         audio_b64 = base64.b64encode(wav_bytes(load_audio(audio_path))).decode()
 
         def compute():
