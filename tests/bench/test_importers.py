@@ -129,6 +129,8 @@ def test_meld_fixture_imports_to_expected_counts(tmp_path):
     assert pairs == [("fearful", "surprised"), ("happy", "sad"), ("happy", "surprised"),
                      ("sad", "surprised")]
     assert len(make_pairs(utts, "meld", include_neutral=True)) == 5
+    # Each prompt names its speaker, so pitch and rate are judged against their usual voice.
+    assert "meld:Rachel" in {s["speaker"] for q in queries for s in q["styles"]}
 
 
 def test_broken_meld_tree_names_the_missing_file(tmp_path):

@@ -53,8 +53,10 @@ def _style(u: Utterance, corpus: str, name: str, how: str) -> dict:
     reference, reply_style = EMOTIONS.get(u.emotion, ("", "calm"))
     if name in ("female", "male"):
         reference = f"Fit a {name} speaker where it matters; {reference[0].lower()}{reference[1:]}"
-    return {"name": name, "audio": u.audio, "description": f"{how} ({corpus} {u.id})",
-            "reference": reference, "reply_style": reply_style}
+    style = {"name": name, "audio": u.audio, "description": f"{how} ({corpus} {u.id})",
+             "reference": reference, "reply_style": reply_style}
+    # The speaker lets the scorer judge pitch and rate against this speaker's usual voice.
+    return style | ({"speaker": f"{corpus}:{u.speaker}"} if u.speaker else {})
 
 
 def make_pairs(utts: list[Utterance], corpus: str, dimensions: tuple[str, ...] = ("emotion",),
