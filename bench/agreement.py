@@ -154,8 +154,8 @@ def render(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.agreement",
-                                 description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.agreement", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--human", type=Path, required=True, help="CSV/JSONL: system,item_id,rating")
     ap.add_argument("results", nargs="+", type=Path, help="judgements.jsonl files")
     ap.add_argument("--out", type=Path, default=None, help="write the numbers as JSON")
