@@ -178,3 +178,26 @@ def test_help_shows_defaults_and_the_paper_set_up():
     assert "(default: 4)" in text and "(default: gpt-4.1)" in text
     assert "--judge openai --judge-model gpt-4.1" in text and "examples:" in text
     assert "--system-name" in text and "--force-new" in text
+
+
+def test_an_unusable_answer_in_the_cache_is_asked_again_and_replaced(tmp_path):
+    from bench.backends.cache import Cache, cache_key
+    from bench.backends.runtime import Runtime
+
+    cache = Cache(tmp_path / "c.sqlite")
+    # What an older version left behind: a malformed judge answer stored as the answer.
+    cache.put(cache_key("judge-x", "m", {"q": 1}), "judge", "judge-x", "m",
+              {"text": "maybe four"})
+    rt, asked = Runtime(cache), []
+
+    def compute():
+        asked.append(1)
+        return {"text": "Fine. The score is 4."}, {}
+
+    def valid(v):
+        return judge_mod.parse_score(v["text"]) is not None
+
+    out = rt.call("judge", "judge-x", "m", {"q": 1}, compute, remote=False, keep=valid)
+    assert out["text"].endswith("The score is 4.") and len(asked) == 1
+    assert rt.call("judge", "judge-x", "m", {"q": 1}, compute, remote=False, keep=valid) == out
+    assert len(asked) == 1  # the good answer replaced the bad one in the cache
