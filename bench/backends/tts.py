@@ -36,6 +36,10 @@ class TTS(Protocol):
         """
         ...
 
+    def speaker(self, instructions: str = "") -> str:
+        """The voice that speaks `instructions` (a prompt's `speaker` in queries.jsonl)."""
+        ...
+
 
 class OpenAITTS:
     """`audio.speech` of an OpenAI-compatible server, with style `instructions`."""
@@ -44,6 +48,9 @@ class OpenAITTS:
         self.endpoint, self.runtime, self.voice = endpoint, runtime, voice
         self.name = f"openai-tts/{endpoint.label()}"
         self._client = endpoint.client()
+
+    def speaker(self, instructions: str = "") -> str:
+        return f"openai:{self.voice}"
 
     def synthesize(self, text: str, instructions: str = "", candidate: int = 0) -> bytes:
         def compute():
@@ -144,6 +151,10 @@ class EspeakTTS:
         if shutil.which("espeak-ng") is None:
             raise ConfigError("espeak-ng is not installed (apt-get install espeak-ng)")
         self.runtime = runtime
+
+    def speaker(self, instructions: str = "") -> str:
+        # Pitch/rate nudges are styles of one speaker; the voice variant is the speaker.
+        return f"espeak:{voice_for(instructions).voice}"
 
     def render(self, text: str, voice: EspeakVoice) -> bytes:
         proc = subprocess.run(["espeak-ng", *voice.args(), "--stdout", text],

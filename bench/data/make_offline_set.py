@@ -131,7 +131,8 @@ def build(out: Path, per_dimension: int = 2) -> Path:
             _save(tts, reply, reply_voice, out / "replies" / "style_aware" / qid / f"{name}.flac")
             _save(tts, blind, "calm", out / "replies" / "style_blind" / qid / f"{name}.flac")
             rec_styles.append({"name": name, "audio": str(rel), "description": how,
-                               "reference": reference, "reply_style": reply_voice})
+                               "reference": reference, "reply_style": reply_voice,
+                               "speaker": tts.speaker(how)})
         records.append({"id": qid, "dimension": dim, "text": text, "scenario": scenario,
                         "split": "synthetic", "styles": rec_styles})
     path = out / "queries.jsonl"

@@ -66,6 +66,7 @@ class Clip:
     selected_by: str = ""
     kind: str = "prompt"
     sample_rate: int = SAMPLE_RATE
+    speaker: str = ""  # the TTS voice: prompts of one voice give its usual pitch and rate
 
 
 def _write_audio(samples, path: Path, fmt: str) -> None:
@@ -101,7 +102,8 @@ def render_candidates(tts: TTS, drafts: list[Draft], out: Path, n: int,
                     cap = caption_prosody(analyse(samples))
                     feats, score = cap.features, agreement(cap, expected)
                 clips.append(Clip(d.id, s.name, k, str(rel), s.description,
-                                  round(len(samples) / SAMPLE_RATE, 3), feats, expected, score))
+                                  round(len(samples) / SAMPLE_RATE, 3), feats, expected, score,
+                                  speaker=engine.speaker(s.description)))
     return clips
 
 
@@ -160,6 +162,7 @@ def finalize(out: Path, drafts: list[Draft], clips: list[Clip], choice: dict, by
              fmt: str, split: str = "synthetic") -> Path:
     """Copy the chosen candidates to audio/, write manifest.jsonl and queries.jsonl."""
     records = []
+    speakers = {(c.query_id, c.style, c.candidate): c.speaker for c in clips if c.kind == "prompt"}
     for d in drafts:
         styles = []
         for s in d.styles:
@@ -169,7 +172,8 @@ def finalize(out: Path, drafts: list[Draft], clips: list[Clip], choice: dict, by
                                f"{d.id}:{s.name} candidate {k}")
             _write_audio(src, out / rel, fmt)
             styles.append({"name": s.name, "audio": str(rel), "description": s.description,
-                           "reference": s.reference, "reply_style": s.reply_style})
+                           "reference": s.reference, "reply_style": s.reply_style}
+                          | ({"speaker": spk} if (spk := speakers.get((d.id, s.name, k))) else {}))
         records.append({"id": d.id, "dimension": d.dimension, "text": d.text,
                         "scenario": d.scenario, "split": split, "styles": styles})
     for c in clips:
