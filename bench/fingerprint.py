@@ -29,10 +29,16 @@ class FingerprintMismatch(ConfigError):
     """The run folder holds results made with a different set-up."""
 
 
+# Attributes that, where a back end has them, also decide its answers (e.g. a checkpoint
+# system's weights digest, sampling seed and settings).
+IDENTITY_ATTRS = ("model_id", "seed", "sampling")
+
+
 def identity(backend) -> dict[str, str]:
-    """A back end's identity; back ends without `identity()` are known by their name."""
+    """A back end's identity: its name, `identity()` where it has one, IDENTITY_ATTRS."""
     fn = getattr(backend, "identity", None)
-    return {"name": backend.name, **(fn() if fn else {})}
+    extra = {a: str(getattr(backend, a)) for a in IDENTITY_ATTRS if hasattr(backend, a)}
+    return {"name": backend.name, **extra, **(fn() if fn else {})}
 
 
 def run_fingerprint(system, asr, style, judge, system_name: str) -> dict[str, dict[str, str]]:

@@ -81,17 +81,22 @@ def test_a_replaced_reply_file_is_scored_again(tmp_path, fake_server, monkeypatc
     (replies / "q01" / "a.wav").write_bytes(new)
     fake_server.register_audio(new, "q01a", "a new reply for q01a")
     fake_server.judge_scores["q01a"] = 2
+    # And the prompt of q02:b is re-recorded.
+    prompt = tone_wav(4321)
+    (tmp_path / "d" / "audio" / "q02b.wav").write_bytes(prompt)
+    fake_server.register_audio(prompt, "q02b", "prompt q02b said again")
     before = dict(fake_server.counts)
     capsys.readouterr()
     assert score.main(argv) == 0
-    assert "1 scored again because their audio changed (e.g. q01:a: reply audio changed)" \
+    assert "2 scored again because their audio changed (e.g. q01:a: reply audio changed)" \
         in capsys.readouterr().err
     asked = {m for (endpoint, m), n in fake_server.counts.items()
              if endpoint == "judge" and n != before.get((endpoint, m), 0)}
-    assert asked == {"q01a"}
+    assert asked == {"q01a", "q02b"}
     res = {j.item_id: j for j in read_judgements(out / "judgements.jsonl")}
     assert res["q01:a"].score == 2 and res["q01:a"].reply_sha256 != first["q01:a"].reply_sha256
     assert res["q01:b"] == first["q01:b"]
+    assert res["q02:b"].input_transcript == "prompt q02b said again"
 
 
 def test_two_wav_folders_with_one_basename_stay_two_systems(tmp_path, fake_server,
@@ -201,3 +206,16 @@ def test_an_unusable_answer_in_the_cache_is_asked_again_and_replaced(tmp_path):
     assert out["text"].endswith("The score is 4.") and len(asked) == 1
     assert rt.call("judge", "judge-x", "m", {"q": 1}, compute, remote=False, keep=valid) == out
     assert len(asked) == 1  # the good answer replaced the bad one in the cache
+
+
+def test_a_checkpoint_systems_weights_and_sampling_are_in_the_fingerprint():
+    from bench.fingerprint import changes, identity
+
+    class _Checkpoint:  # the attributes bench.backends.systems.CheckpointSystem exposes
+        name, model_id, seed, sampling = "checkpoint/kimi", "w1+s1", 0, "temperature=0.7"
+
+    before = identity(_Checkpoint())
+    later = _Checkpoint()
+    later.model_id = "w2+s1"  # the same path, retrained weights
+    assert changes({"system": before}, {"system": identity(later)}) == [
+        "system.model_id: 'w1+s1' -> 'w2+s1'"]
