@@ -27,4 +27,6 @@ quiet_pip install -q --upgrade pip
 quiet_pip install -q -e ".[${EXTRAS}]"
 # openai-whisper declares triton (a GPU compiler) as a dependency; its real needs are in pyproject.
 quiet_pip install -q --no-deps openai-whisper==20250625
+# bigvgan is the vocoder parity reference; it declares training-only packages (see pyproject).
+case ",$EXTRAS," in *,test,*) quiet_pip install -q --no-deps bigvgan==2.4.1 ;; esac
 "$VENV/bin/python" -c "import jax, flax, optax, orbax.checkpoint, grain, whisper; print('environment ready: jax', jax.__version__, jax.devices())"
