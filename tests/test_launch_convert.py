@@ -37,6 +37,8 @@ def test_random_speech_checkpoints_load(tmp_path):
 
     out = _run("launch/convert.py", "random-speech", "--out", str(tmp_path), "--seed", "1")
     assert "tokenizer checkpoint" in out and "whisper checkpoint" in out
+    assert "detokenizer checkpoint" in out and "vocoder checkpoint" in out
+    assert Speech.load(tmp_path).detokenizer.sample_rate == 24000
     speech = Speech.load(tmp_path, detokenizer=False)
     assert speech.tokenizer.encoder.config.codebook_size == 256
     assert speech.whisper.config.n_audio_state == 32

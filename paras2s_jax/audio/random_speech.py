@@ -5,8 +5,11 @@
     root/glm-4-voice-tokenizer/   config.json, preprocessor_config.json, model.safetensors
                                   (unprefixed fp32 keys + ema buffers, as published)
     root/whisper-large-v3/        config.json, model.safetensors (`encoder.*` keys)
+    root/audio_detokenizer/       config.yaml, model.pt (flow-matching DiT, `speech_model.*`)
+    root/vocoder/                 config.json, model.pt (BigVGAN `generator`, weight_g/v)
 
-Linear and conv weights ~N(0, 0.02²), norms near 1, the codebook ~N(0, 1).
+Linear and conv weights ~N(0, 0.02²), norms near 1, the codebook ~N(0, 1); the
+detokenizer's weights are described in `paras2s_jax.audio.detokenizer.random_checkpoint`.
 """
 
 from __future__ import annotations
@@ -120,10 +123,20 @@ def speech_presets(preset: str) -> tuple[VQEncoderConfig, WhisperEncoderConfig]:
 
 
 def write_random_speech(root: str | Path, preset: str = "tiny", seed: int = 0) -> dict[str, Path]:
-    """Random tokenizer and Whisper encoder under `root`; returns {name: directory}."""
+    """Random tokenizer, Whisper encoder, detokenizer and vocoder under `root`;
+    returns {name: directory}."""
+    from paras2s_jax.audio.detokenizer import DETOKENIZER_DIR, VOCODER_DIR
+    from paras2s_jax.audio.detokenizer.random_checkpoint import (
+        detokenizer_preset,
+        write_random_detokenizer,
+    )
+
     root = Path(root)
     tokenizer, whisper = speech_presets(preset)
-    dirs = {"tokenizer": root / TOKENIZER_DIR, "whisper": root / WHISPER_DIR}
+    dirs = {"tokenizer": root / TOKENIZER_DIR, "whisper": root / WHISPER_DIR,
+            "detokenizer": root / DETOKENIZER_DIR, "vocoder": root / VOCODER_DIR}
     write_random_vq_checkpoint(dirs["tokenizer"], tokenizer, seed)
     write_random_whisper_encoder(dirs["whisper"], whisper, seed + 1)
+    dit_yaml, vocoder_json = detokenizer_preset(preset)
+    write_random_detokenizer(root, dit_yaml=dit_yaml, vocoder_json=vocoder_json, seed=seed + 2)
     return dirs

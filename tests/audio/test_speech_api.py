@@ -71,7 +71,7 @@ def test_bad_audio_is_refused_clearly(speech, tmp_path):
 
 def test_decode_refuses_empty_and_foreign_codes(speech):
     with pytest.raises(RuntimeError, match="no detokenizer"):
-        speech.decode([1, 2])
+        Speech(speech.tokenizer).decode([1, 2])
 
     class Never:
         sample_rate = 24000

@@ -57,9 +57,20 @@ def tiny_dit_yaml(**dit: Any) -> dict[str, Any]:
 
 
 def tiny_vocoder_json(**changes: Any) -> dict[str, Any]:
-    """Kimi's 7 upsampling stages (hop 480) with 128 channels and one resblock kind."""
-    return {**KIMI_VOCODER_JSON, "upsample_initial_channel": 128,
-            "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]], **changes}
+    """A small BigVGAN with Kimi's hop (480 samples per frame, 24 kHz) in three stages."""
+    return {**KIMI_VOCODER_JSON, "upsample_rates": [8, 6, 10],
+            "upsample_kernel_sizes": [16, 12, 20], "upsample_initial_channel": 64,
+            "resblock_kernel_sizes": [3, 5], "resblock_dilation_sizes": [[1, 3], [1, 2]],
+            **changes}
+
+
+def detokenizer_preset(preset: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config.yaml, config.json) contents: "tiny" for CPU runs, "kimi_audio_7b" full size."""
+    if preset == "tiny":
+        return tiny_dit_yaml(), tiny_vocoder_json()
+    if preset == "kimi_audio_7b":
+        return KIMI_DIT_YAML, KIMI_VOCODER_JSON
+    raise ValueError(f"unknown detokenizer preset {preset!r}; use 'tiny' or 'kimi_audio_7b'")
 
 
 def random_dit_state(config: DiTConfig, seed: int = 0) -> dict[str, np.ndarray]:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 
+import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
@@ -96,6 +97,12 @@ def periodic_hamming(length: int) -> np.ndarray:
     return (0.54 - 0.46 * np.cos(2 * np.pi * n / length)).astype(np.float32)
 
 
+@nnx.jit
+def _vocode(vocoder: BigVGAN, mel: jax.Array) -> jax.Array:
+    """One compile per mel length (BigVGAN's edges make padding to buckets inexact)."""
+    return vocoder(mel[None])[0]
+
+
 class Detokenizer:
     """Kimi-Audio's detokenizer: flow-matching DiT + BigVGAN, streamed chunk by chunk."""
 
@@ -107,7 +114,6 @@ class Detokenizer:
         self.sample_rate = vocoder.config.sampling_rate
         self.vocab_size = dit.config.semantic_vocab_size
         self._dit = nnx.split(dit)
-        self._vocode = nnx.jit(lambda model, mel: model(mel[None])[0])
         self._t_ints, self._dts = euler_schedule(schedule.ode_points)
 
     def _host_dtype(self):
@@ -212,7 +218,7 @@ class _StreamState:
         return mel
 
     def vocode(self, mel: np.ndarray) -> np.ndarray:
-        wav = self.owner._vocode(self.owner.vocoder, jnp.asarray(mel, self.owner.dtype))
+        wav = _vocode(self.owner.vocoder, jnp.asarray(mel, self.owner.dtype))
         return np.asarray(wav).astype(self.owner._host_dtype())
 
     def overlap(self, mel: np.ndarray, *, final: bool) -> np.ndarray:

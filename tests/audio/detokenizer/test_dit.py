@@ -57,9 +57,10 @@ def _velocities(directory, dtype, t_int=483, start=100):
     cache_k, n = append_to_cache(empty, 0, k, PREFIX)
     cache_v, _ = append_to_cache(empty, 0, v, PREFIX)
     valid = np.concatenate([np.arange(CAPACITY) < int(n), np.ones(CHUNK, bool)])
-    got, _, _ = model(jnp.asarray(chunk_x, jdt), chunk_ids,
-                      np.arange(start + PREFIX, start + PREFIX + CHUNK), jnp.int32(t_int),
-                      cache_k, cache_v, valid)
+    got, _, _ = nnx.jit(lambda m, *args: m(*args))(
+        model, jnp.asarray(chunk_x, jdt), chunk_ids,
+        np.arange(start + PREFIX, start + PREFIX + CHUNK), jnp.int32(t_int), cache_k, cache_v,
+        valid)
     return np.asarray(got, np.float32), want
 
 
