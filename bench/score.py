@@ -1,4 +1,4 @@
-"""Score a system on ParaS2SBench: `python -m bench.score`.
+r"""Score a system on ParaS2SBench: `python -m bench.score`.
 
 Every (query, style) item goes: prompt speech -> system under test -> reply speech;
 then ASR and style captions of prompt and reply -> judge -> a 1-5 score. With no
@@ -102,6 +102,13 @@ def _endpoint_args(ap: argparse.ArgumentParser, role: str) -> None:
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """--help shows every default and keeps the examples' line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        # Flags and unset options say nothing; a help that explains its default keeps it.
+        if action.default is None or action.default is False or action.default == "" \
+                or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 EPILOG = """examples:
