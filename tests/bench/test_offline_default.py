@@ -45,3 +45,20 @@ def test_make_offline_set_reproduces_the_bundled_layout(tmp_path):
     bundled = sorted(p.relative_to(OFFLINE_DIR) for p in OFFLINE_DIR.rglob("*.flac"))
     assert made == bundled and len(made) == 8 * 3
     assert sum(p.stat().st_size for p in OFFLINE_DIR.rglob("*")) < 2_000_000
+
+
+@pytest.mark.slow
+def test_offline_style_aware_replies_beat_style_blind_ones(tmp_path, capsys):
+    from bench import report, score
+
+    cells = {}
+    for name in ("style_aware", "style_blind"):
+        argv = ["--system-path", str(OFFLINE_DIR / "replies" / name), "--system-name", name,
+                "--out", str(tmp_path / name), "--cache", str(tmp_path / "c.sqlite"),
+                "--no-progress", "--no-plots"]
+        assert score.main(argv) == 0
+        cells[name] = report.cell(read_judgements(tmp_path / name / "judgements.jsonl"))
+    aware, blind = cells["style_aware"], cells["style_blind"]
+    assert aware.failed == blind.failed == 0
+    assert aware.mean > blind.mean, (aware, blind)  # README: 3.125 vs 2.500
+    assert "**Overall (failures as 1): " in capsys.readouterr().out
