@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> dict:
                        help="run on the accelerator with 7B-shaped layers (= --size device)")
         p.add_argument("--repeats", type=int, default=3, help="timed rounds (medians kept)")
         p.add_argument("--out", help="JSON result path (default runs/speed/SUITE-TIME.json)")
+        p.add_argument("--profile", metavar="DIR",
+                       help="keep the jax.profiler trace of our side here (TensorBoard)")
         module.add_arguments(p)
     args = parser.parse_args(argv)
     if args.device:

@@ -14,7 +14,9 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -151,3 +153,51 @@ def write_result(path: str | os.PathLike | None, suite: str, settings: Mapping[s
                                 "machine": dict(machine), "results": dict(results)},
                                indent=2, default=str))
     return path
+
+
+def _category(op: str) -> str | None:
+    """Which kind of work an XLA runtime event is (None: bookkeeping, not counted)."""
+    if op.startswith(("end: ", "ThreadpoolListener", "ThunkExecutor", "$", "PjitFunction")):
+        return None
+    if any(k in op for k in ("dot", "ynn", "xnn", "onednn", "gemm", "matmul", "cublas")):
+        return "matmul"
+    if "copy" in op or "transpose" in op:
+        return "copy/transpose"
+    if "dynamic-update-slice" in op or "dynamic_update_slice" in op:
+        return "cache update"
+    if "reduce" in op or "sort" in op or "top" in op:
+        return "reduce/sort"
+    return "elementwise fusion"
+
+
+def profile(fn: Callable[[], Any], directory: str | None = None) -> dict[str, float]:
+    """Trace one call of `fn` with `jax.profiler` and return busy milliseconds per kind
+    of XLA work (matmul, elementwise fusion, copies, ...) summed over the runtime's
+    threads. With `directory`, the trace stays there for TensorBoard's profile tab."""
+    import glob
+
+    import jax
+    from jax.profiler import ProfileData
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = directory or tmp
+        with jax.profiler.trace(target):
+            fn()
+        path = max(glob.glob(f"{target}/**/*.xplane.pb", recursive=True), key=os.path.getmtime)
+        data = ProfileData.from_file(path)
+    busy: dict[str, float] = defaultdict(float)
+    for plane in data.planes:
+        for line in plane.lines:
+            if line.name == "python":
+                continue
+            for event in line.events:
+                kind = _category(event.name)
+                if kind:
+                    busy[kind] += event.duration_ns / 1e6
+    return dict(sorted(busy.items(), key=lambda kv: -kv[1]))
+
+
+def profile_line(busy: Mapping[str, float]) -> str:
+    """'matmul 71% · elementwise fusion 20% · ...' of a `profile` result."""
+    total = sum(busy.values()) or 1.0
+    return " · ".join(f"{k} {v / total:.0%}" for k, v in busy.items())

@@ -43,6 +43,19 @@ def weight_bandwidth(size: str, repeats: int) -> float:
     return w.nbytes / t.median("matvec")
 
 
+def _matmul(hidden: int, width: int, batch: int):
+    """One decode-shaped matmul: [batch, hidden] x [hidden, width] (the MLP's size)."""
+    import jax
+    import jax.numpy as jnp
+
+    from launch.speed.common import block
+
+    w = jnp.ones((hidden, width), jnp.float32)
+    x = jnp.ones((batch, hidden), jnp.float32)
+    mm = jax.jit(lambda x, w: x @ w)
+    return lambda: block(mm(x, w))
+
+
 def _ours(model, ids, steps: int, output_type: str):
     import jax
     import numpy as np
@@ -75,7 +88,7 @@ def run(args: argparse.Namespace) -> dict:
     import numpy as np
     from flax import nnx
 
-    from launch.speed.common import interleaved, table
+    from launch.speed.common import interleaved, profile, profile_line, table
     from launch.speed.shapes import decode_bytes, dual_config, hf_peer, trunk_config
     from paras2s_jax.model import KimiAudio
 
@@ -100,7 +113,10 @@ def run(args: argparse.Namespace) -> dict:
         for n in (steps, 1):
             contenders[f"ours trunk b{b} n{n}"] = _ours(trunk, ids[b], n, "text")
             contenders[f"transformers generate b{b} n{n}"] = _hf(peer, ids[b], n)
+        contenders[f"matmul b{b}"] = _matmul(cfg.hidden_size, 3 * cfg.intermediate_size, b)
     t1 = interleaved(contenders, args.repeats)
+    busy = {b: profile(_ours(trunk, ids[b], steps, "text"),
+                       args.profile and f"{args.profile}/decode_b{b}") for b in batches}
     bandwidth = weight_bandwidth(args.size, args.repeats)
     del peer, contenders
     gc.collect()
@@ -138,7 +154,14 @@ def run(args: argparse.Namespace) -> dict:
           f"{bandwidth / 1e9:.1f} GB/s; medians of {args.repeats} interleaved rounds")
     print(table(["", "batch", "ms/step", "decode tok/s", "roofline ms", "of roofline",
                  "tok/s incl. prefill"], rows))
+    for b in batches:
+        results[f"profile ours trunk b{b}"] = busy[b]
+        print(f"where our batch-{b} decode time goes (jax.profiler): {profile_line(busy[b])}")
     if 1 in batches and 8 in batches:
+        kernel = t1.median("matmul b8") / t1.median("matmul b1")
+        results["matmul_ratio_b8_b1"] = kernel
+        print(f"one decode-shaped matmul [b, {cfg.hidden_size}] x [{cfg.hidden_size}, "
+              f"{3 * cfg.intermediate_size}]: batch 8 costs {kernel:.2f}x batch 1")
         r = step_ms(t1, "ours trunk", 8) / step_ms(t1, "ours trunk", 1)
         frac = results["ours trunk b1"]["roofline_ms"] / results["ours trunk b1"]["step_ms"]
         peer_r = step_ms(t1, "transformers generate", 8) / step_ms(t1, "transformers generate", 1)

@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> dict:
     import numpy as np
     from flax import nnx
 
-    from launch.speed.common import table
+    from launch.speed.common import profile, profile_line, table
     from launch.speed.shapes import trunk_config
     from paras2s_jax.model import KimiAudio
 
@@ -191,6 +191,7 @@ def run(args: argparse.Namespace) -> dict:
               "pip install -e \".[bench]\"); timing ours alone")
         for _ in range(args.repeats):
             timed_ours()
+    busy = profile(ours, args.profile)
     n = p * g
     ours_s = statistics.median(ours_times)
     rows = [["ours (jit)", ours_s * 1e3, n / ours_s, info["length"]]]
@@ -208,6 +209,8 @@ def run(args: argparse.Namespace) -> dict:
           f"hidden {cfg.hidden_size}, {cfg.num_layers} layers, vocab {cfg.vocab_size}, fp32, "
           f"β {BETA}; medians of {len(ours_times)} alternating iterations")
     print(table(["", "ms / iteration", "completions/s", "mean completion tokens"], rows))
+    results["profile_ours"] = busy
+    print(f"where our iteration's XLA time goes (jax.profiler): {profile_line(busy)}")
     if have_trl:
         r = results["ratio"]
         print(f"target ours >= 2x TRL completions/s: {r:.2f}x ({'met' if r >= 2 else 'NOT met'})")

@@ -27,7 +27,14 @@ def run(args: argparse.Namespace) -> dict:
     import torch
     from flax import nnx
 
-    from launch.speed.common import block, has_bf16_units, interleaved, table
+    from launch.speed.common import (
+        block,
+        has_bf16_units,
+        interleaved,
+        profile,
+        profile_line,
+        table,
+    )
     from launch.speed.shapes import forward_flops, hf_peer, trunk_config
     from paras2s_jax.model import KimiAudio
 
@@ -70,6 +77,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"max |logit ours - transformers| = {diff:.2e} (fp32)")
 
     t = interleaved(contenders, args.repeats)
+    busy = profile(contenders["ours fp32 (jit)"], args.profile)
     flops = forward_flops(cfg, batch, length)
     tokens = batch * length
     print(f"prefill, batch {batch} x {length}, hidden {cfg.hidden_size}, {cfg.num_layers} layers,"
@@ -82,8 +90,9 @@ def run(args: argparse.Namespace) -> dict:
         vs = t.median(base) / m if base in contenders else float("nan")
         rows.append([name, m * 1e3, tokens / m, flops / m / 1e9, vs, t.spread(name)])
     print(table(["", "ms", "tokens/s", "GFLOP/s", "x transformers eager fp32", "spread"], rows))
+    print(f"where our fp32 time goes (jax.profiler): {profile_line(busy)}")
     results = {"timings": t.as_dict(), "flops": flops, "tokens": tokens,
-               "bf16_units": has_bf16_units()}
+               "bf16_units": has_bf16_units(), "profile_ours_fp32": busy}
     if base in contenders:
         r32 = t.median(base) / t.median("ours fp32 (jit)")
         r16 = t.median(base) / t.median("ours bf16 (jit)")

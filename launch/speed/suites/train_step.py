@@ -75,7 +75,7 @@ def _train_step(cfg, batch, length: int, seed: int = 0):
 def run(args: argparse.Namespace) -> dict:
     import jax
 
-    from launch.speed.common import interleaved, table
+    from launch.speed.common import interleaved, profile, profile_line, table
     from launch.speed.shapes import dual_config, forward_flops
 
     if args.size == "minute":
@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> dict:
                   "SFT step": _train_step(cfg, batch, length),
                   "SFT step, remat": _train_step(cfg.replace(remat=True), batch, length)}
     t = interleaved(contenders, args.repeats)
+    busy = profile(contenders["SFT step"], args.profile)
     flops = 3 * forward_flops(cfg, batch, length)
     peak = peak_flops / t.median("matmul peak")
     rows, results = [], {"timings": t.as_dict(), "step_flops": flops, "peak_flops_per_s": peak}
@@ -106,8 +107,9 @@ def run(args: argparse.Namespace) -> dict:
           f"{jax.default_backend()}; {flops / 1e12:.2f} model TFLOP per step; medians of "
           f"{args.repeats} interleaved rounds")
     print(table(["", "ms", "GFLOP/s", "of matmul peak (MFU)", "tokens/s"], rows))
+    print(f"where the SFT step's time goes (jax.profiler): {profile_line(busy)}")
     mfu = results["SFT step"]["mfu"]
-    results["mfu"] = mfu
+    results.update(mfu=mfu, profile=busy)
     print(f"target SFT step >= 50% of the matmul peak: {mfu:.0%} "
           f"({'met' if mfu >= 0.5 else 'NOT met'})")
     return results
