@@ -107,6 +107,7 @@ def trl_run(model, prompt_ids, group: int, steps: int, iterations: int, between)
     """Train TRL's GRPOTrainer for `iterations` steps; returns (seconds per step, lengths).
 
     `between()` runs after every TRL step (the interleaved measurement of ours)."""
+    import torch
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -143,7 +144,8 @@ def trl_run(model, prompt_ids, group: int, steps: int, iterations: int, between)
             num_generations=group, max_completion_length=steps, max_steps=iterations,
             learning_rate=LR, lr_scheduler_type="constant", beta=BETA,
             temperature=TEMPERATURE, top_k=TOP_K, top_p=1.0, loss_type="dapo",
-            bf16=False, gradient_checkpointing=False, use_cpu=True, report_to="none",
+            bf16=False, gradient_checkpointing=False, report_to="none",
+            use_cpu=not torch.cuda.is_available(),
             save_strategy="no", logging_steps=10**9, shuffle_dataset=False, seed=0,
             max_grad_norm=1.0, weight_decay=0.0, adam_beta2=0.95, log_completions=False,
             disable_tqdm=True)
