@@ -3,7 +3,7 @@
     python -m launch.speed prefill [--batch 4 --length 256] [--no-compile]
 
 Ours (one `jax.jit` forward, fp32 and bf16) against transformers' `Qwen2ForCausalLM`
-with the same weights: eager attention, sdpa, and `torch.compile` of the eager model.
+with the same weights: eager attention, and `torch.compile` of the eager model.
 Every contender returns the logits of every position (what training and scoring
 need). Targets: ours fp32 >= 1.0x transformers eager; ours bf16 >= 1.5x transformers
 fp32 where the CPU has bf16 dot-product units.
@@ -55,7 +55,6 @@ def run(args: argparse.Namespace) -> dict:
     else:
         tids = torch.tensor(ids, dtype=torch.long, device=torch_device)
         peers["transformers eager fp32"] = hf_peer(ours, "eager").to(torch_device)
-        peers["transformers sdpa fp32"] = hf_peer(ours, "sdpa").to(torch_device)
         if not args.no_compile:
             peers["transformers eager fp32 + torch.compile"] = torch.compile(
                 peers["transformers eager fp32"])
