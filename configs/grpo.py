@@ -47,6 +47,13 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.grpo.weight_text = 1.0  # text-stream weight of the summed objective
     c.grpo.weight_audio = 1.0  # audio-stream weight
     c.grpo.aggregation = "token_mean"  # or "sequence_mean" (see the module docstring)
+    # Policy adapters: rank 0 fine-tunes every weight (reference = a compute-dtype copy);
+    # rank > 0 trains LoRA adapters on the frozen SFT base (reference = adapters off).
+    c.grpo.lora = ml_collections.ConfigDict()
+    c.grpo.lora.rank = 0  # 0: full fine-tuning
+    c.grpo.lora.alpha = 32.0  # update scale alpha / rank
+    c.grpo.lora.targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                           "down_proj"]  # adapted projections (attention and MLP)
     c.grpo.sampling = ml_collections.ConfigDict()  # rollouts sample both streams
     c.grpo.sampling.max_new_tokens = 24  # reply columns (toy replies need ~13)
     c.grpo.sampling.text_temperature = 1.0  # exploration on the text stream

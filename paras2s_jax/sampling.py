@@ -18,6 +18,7 @@ Forced tokens have mask False and log-probability 0.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
+from paras2s_jax import sharding
 from paras2s_jax.model.config import KimiAudioConfig
 from paras2s_jax.model.kimi_audio import KimiAudio, KVCache
 
@@ -122,7 +124,7 @@ def token_logprobs(logits: jax.Array, tokens: jax.Array, temperature: float) -> 
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "config"))
-def _generate(
+def decode_program(
     graphdef: nnx.GraphDef,
     state: nnx.State,
     text: jax.Array,
@@ -134,6 +136,8 @@ def _generate(
     *,
     config: SamplingConfig,
 ) -> SampleOutput:
+    """The jitted sampler (prefill + decode loop) on prepared [N, P] prompts; see
+    `generate`, which prepares them. Compiled once per (N, P, config)."""
     model: KimiAudio = nnx.merge(graphdef, state)
     mc = model.config
     sp, steps = mc.special, config.max_new_tokens
@@ -145,6 +149,7 @@ def _generate(
         text, audio if two_streams else None, attention_mask=attention_mask,
         whisper_features=whisper_features,
         continuous_mask=continuous if whisper_features is not None else None, cache=cache,
+        last_only=True,
     )
     zeros_i = jnp.zeros((n, steps), jnp.int32)
     zeros_b = jnp.zeros((n, steps), bool)
@@ -223,8 +228,8 @@ def generate(
     for key in ("text", "audio", "attention_mask"):
         if key not in prompts:
             raise KeyError(f"prompts is missing {key!r} (build it with layout.left_pad)")
-    mask = jnp.asarray(prompts["attention_mask"], bool)
-    if not bool(jnp.all(mask[:, -1])):
+    mask = np.asarray(prompts["attention_mask"], bool)
+    if not bool(np.all(mask[:, -1])):
         raise ValueError("prompts must be left-padded: the last column must be real for every row")
     mc: KimiAudioConfig = model.config
     if config.output_type == "both" and not mc.mimo_layers:
@@ -235,19 +240,25 @@ def generate(
     pad = target - length
     g = config.num_samples
 
-    def prep(x: jax.Array | np.ndarray, fill) -> jax.Array:
-        x = jnp.asarray(x)
+    graphdef, state = nnx.split(model)
+    mesh = sharding.mesh_of(state)
+
+    def prep(x: jax.Array | np.ndarray, fill, dtype=None) -> jax.Array:
+        x = np.asarray(x, dtype)
         widths = [(0, 0), (pad, 0)] + [(0, 0)] * (x.ndim - 2)
-        return jnp.repeat(jnp.pad(x, widths, constant_values=fill), g, axis=0)
+        x = np.repeat(np.pad(x, widths, constant_values=fill), g, axis=0)
+        if mesh is None:
+            return jnp.asarray(x)
+        return sharding.replicated_batch_to_global(x, mesh)
 
     continuous = prompts.get("continuous", np.zeros((batch, length), bool))
     features = prompts.get("whisper_features")
-    graphdef, state = nnx.split(model)
-    return _generate(
-        graphdef, state,
-        prep(prompts["text"], mc.special.pad).astype(jnp.int32),
-        prep(prompts["audio"], mc.special.pad).astype(jnp.int32),
-        prep(mask, False), prep(continuous, False),
-        None if features is None else prep(features, 0.0),
-        rng, config=config,
-    )
+    with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
+        return decode_program(
+            graphdef, state,
+            prep(prompts["text"], mc.special.pad, np.int32),
+            prep(prompts["audio"], mc.special.pad, np.int32),
+            prep(mask, False), prep(continuous, False),
+            None if features is None else prep(features, 0.0),
+            rng, config=config,
+        )

@@ -4,10 +4,17 @@ Parameters carry logical axis names (`vocab`, `embed`, `heads`, `kv_heads`, `mlp
 as `logical_axes` metadata; the rules below map them onto the mesh axes `data`, `fsdp`
 and `tensor`. Model code never names a mesh axis. A logical axis whose size does not
 divide the mesh axis (e.g. 4 kv heads on an 8-way tensor axis) is replicated instead.
+
+Activations have their own rules (`activation_batch` -> (data, fsdp), ...): the model
+calls `constrain(x, names)` on its embedding output, residual stream, attention
+projections, logits and KV cache. It is a no-op outside a mesh context; `mesh_jit`
+traces a function inside its mesh, so FSDP-sharded weights do not drag the
+activations onto the hidden dimension (they stay split over the batch).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
@@ -36,10 +43,18 @@ PARAM_RULES: Rules = (
 )
 
 ACTIVATION_RULES: Rules = (
-    ("batch", ("data", "fsdp")),
-    ("length", None),
-    ("kv_heads", "tensor"),
-    ("head_dim", None),
+    ("activation_batch", ("data", "fsdp")),
+    ("activation_length", None),
+    ("activation_embed", None),
+    ("activation_heads", "tensor"),
+    ("activation_kv_heads", "tensor"),
+    ("activation_head_dim", None),
+    ("activation_mlp", "tensor"),
+    ("activation_vocab", "tensor"),
+    ("cache_batch", ("data", "fsdp")),
+    ("cache_length", None),
+    ("cache_kv_heads", "tensor"),
+    ("cache_head_dim", None),
 )
 
 
@@ -166,5 +181,58 @@ def shard_module(module: nnx.Module, mesh: Mesh, rules: Rules = PARAM_RULES) -> 
 
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
     """Sharding of a [B, ...] input: batch over (data, fsdp), the rest replicated."""
-    names = ("batch",) + (None,) * (ndim - 1)
+    names = ("activation_batch",) + (None,) * (ndim - 1)
     return NamedSharding(mesh, logical_to_spec(names, ACTIVATION_RULES))
+
+
+def replicated_batch_to_global(x: np.ndarray, mesh: Mesh) -> jax.Array:
+    """A global array split over the batch from host data every process holds in full
+    (the same prompts everywhere); rows that do not divide the mesh stay replicated."""
+    names = ("activation_batch",) + (None,) * (x.ndim - 1)
+    spec = logical_to_spec(names, ACTIVATION_RULES, x.shape, mesh)
+    return jax.make_array_from_callback(x.shape, NamedSharding(mesh, spec), lambda i: x[i])
+
+
+def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
+    """Pin activation `x` (axes named by `names`) to its mesh layout, if a mesh is set.
+
+    Uses the mesh of the surrounding `jax.set_mesh` context (see `mesh_jit`); axes the
+    mesh does not divide stay replicated, so small batches still trace.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return x
+    spec = logical_to_spec(names, ACTIVATION_RULES, x.shape, mesh)
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+
+def mesh_of(tree) -> Mesh | None:
+    """The mesh the arrays of `tree` are laid out on (None for single-device arrays)."""
+    for leaf in jax.tree.leaves(tree):
+        spec = getattr(leaf, "sharding", None)
+        if isinstance(spec, NamedSharding) and isinstance(spec.mesh, Mesh):
+            return spec.mesh
+    return None
+
+
+class mesh_jit:  # noqa: N801 (used like jax.jit)
+    """`jax.jit(fn, **kwargs)` traced, lowered and called inside `mesh`'s context.
+
+    The context makes the model's `constrain` calls act; outside it they are no-ops.
+    `.lower(*abstract_args)` is what `launch/plan.py` compiles.
+    """
+
+    def __init__(self, fn: Callable, mesh: Mesh | None, **jit_kwargs):
+        self.mesh = mesh
+        self.jitted = jax.jit(fn, **jit_kwargs)
+
+    def _context(self):
+        return jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
+
+    def __call__(self, *args, **kwargs):
+        with self._context():
+            return self.jitted(*args, **kwargs)
+
+    def lower(self, *args, **kwargs):
+        with self._context():
+            return self.jitted.lower(*args, **kwargs)

@@ -112,13 +112,13 @@ def test_stop_rules_and_forced_tokens():
 def test_decode_loop_compiles_once_per_bucket(model):
     cfg = model.config
     sc = SamplingConfig(max_new_tokens=8, audio_temperature=1.0)
-    before = sampling._generate._cache_size()
+    before = sampling.decode_program._cache_size()
     for seed, lengths in enumerate([[3, 5], [4, 4], [2, 6], [5, 1]]):
         # Prompt lengths 7..11 all fall in the 16-token bucket.
         generate(model, _prompts(cfg, lengths, seed), jax.random.key(seed), sc)
-    assert sampling._generate._cache_size() - before == 1
+    assert sampling.decode_program._cache_size() - before == 1
     generate(model, _prompts(cfg, [20, 3]), jax.random.key(9), sc)  # the 32 bucket
-    assert sampling._generate._cache_size() - before == 2
+    assert sampling.decode_program._cache_size() - before == 2
 
 
 @pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (fake) devices")

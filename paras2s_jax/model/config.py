@@ -101,11 +101,14 @@ class KimiAudioConfig(Numerics):
     dtype: str = "float32"  # compute dtype: "float32" or "bfloat16"
     param_dtype: str = "float32"  # storage dtype of parameters
     remat: bool = False  # rematerialise each decoder layer in the backward pass
+    attention: str = "auto"  # "auto" (cuDNN flash on GPU in bf16, else XLA), "xla", "cudnn"
+    scan_layers: bool = True  # run each layer stack as one lax.scan (no cache): fast compiles
+    head_chunk: int = 512  # positions per chunk of the chunked heads (losses, log-probs)
 
     def __post_init__(self) -> None:
         positive = (
             "vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
-            "num_kv_heads", "adaptor_input_dim", "max_position_embeddings",
+            "num_kv_heads", "adaptor_input_dim", "max_position_embeddings", "head_chunk",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -141,6 +144,9 @@ class KimiAudioConfig(Numerics):
                     f"KimiAudioConfig.{field} must be 'float32' or 'bfloat16', "
                     f"got {getattr(self, field)!r}"
                 )
+        if self.attention not in ("auto", "xla", "cudnn"):
+            raise ConfigError(f"KimiAudioConfig.attention must be 'auto', 'xla' or 'cudnn', "
+                              f"got {self.attention!r}")
         for name, value in dataclasses.asdict(self.special).items():
             if not 0 <= value < self.text_vocab_size:
                 raise ConfigError(

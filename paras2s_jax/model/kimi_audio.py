@@ -15,6 +15,7 @@ blank filling) live in the sampler, not here.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -22,7 +23,19 @@ import jax.numpy as jnp
 from flax import nnx, struct
 
 from paras2s_jax.model.config import KimiAudioConfig
-from paras2s_jax.model.layers import DecoderLayer, Dense, Embed, LayerNorm, RMSNorm, rope_tables
+from paras2s_jax.model.layers import (
+    CACHE_AXES,
+    LOGIT_AXES,
+    RESIDUAL_AXES,
+    AttentionMask,
+    DecoderLayer,
+    Dense,
+    Embed,
+    LayerNorm,
+    RMSNorm,
+    rope_tables,
+)
+from paras2s_jax.sharding import constrain
 
 
 @struct.dataclass
@@ -48,9 +61,10 @@ class KVCache:
         dtype = dtype or config.compute_dtype
         shape = (batch, max_length, config.num_kv_heads, config.head_dim)
         n = config.num_layers + config.mimo_layers
+        zeros = lambda: constrain(jnp.zeros(shape, dtype), CACHE_AXES)  # noqa: E731
         return cls(
-            keys=tuple(jnp.zeros(shape, dtype) for _ in range(n)),
-            values=tuple(jnp.zeros(shape, dtype) for _ in range(n)),
+            keys=tuple(zeros() for _ in range(n)),
+            values=tuple(zeros() for _ in range(n)),
             valid=jnp.zeros((batch, max_length), bool),
             next_position=jnp.zeros((batch,), jnp.int32),
             index=jnp.zeros((), jnp.int32),
@@ -59,6 +73,15 @@ class KVCache:
     @property
     def max_length(self) -> int:
         return self.valid.shape[1]
+
+
+@struct.dataclass
+class KimiAudioHidden:
+    """Normalised hidden states [B, S, E] that feed the text and audio heads."""
+
+    text: jax.Array
+    audio: jax.Array | None
+    cache: KVCache | None = None
 
 
 @struct.dataclass
@@ -93,6 +116,7 @@ class KimiAudio(nnx.Module):
         layer = dict(
             hidden=c.hidden_size, width=c.intermediate_size, num_heads=c.num_heads,
             num_kv_heads=c.num_kv_heads, eps=c.rms_norm_eps, param_dtype=pdt, rngs=rngs,
+            attention=c.attention,
         )
         self.embed_tokens = Embed(c.vocab_size, c.hidden_size, param_dtype=pdt, rngs=rngs)
         self.vq_adaptor = VQAdaptor(c, rngs=rngs) if c.use_whisper_feature else None
@@ -131,7 +155,7 @@ class KimiAudio(nnx.Module):
             audio = jnp.where(is_cont, mixed, audio)
         return audio + x
 
-    def __call__(
+    def hidden_states(
         self,
         text_ids: jax.Array,
         audio_ids: jax.Array | None = None,
@@ -141,15 +165,11 @@ class KimiAudio(nnx.Module):
         whisper_features: jax.Array | None = None,
         continuous_mask: jax.Array | None = None,
         cache: KVCache | None = None,
-    ) -> KimiAudioOutput:
-        """Logits of both heads for every position.
+    ) -> KimiAudioHidden:
+        """The normalised inputs of both heads, [B, S, E] (arguments as `__call__`).
 
-        text_ids, audio_ids: int32[B, S] (audio_ids=None embeds the text stream alone, as
-        a plain Qwen2 model does); attention_mask: bool[B, S], False on padding;
-        positions: int32[B, S], by default counted over the real tokens (so left padding
-        is harmless); whisper_features: [B, S, 5120] aligned to the sequence, used where
-        continuous_mask: bool[B, S] is True. With `cache`, the S tokens are appended to
-        it and the updated cache is returned in the output.
+        Losses that need a few positions or chunked log-probabilities apply the heads
+        (`lm_head`, `mimo_output`) themselves, so [B, S, V] logits never exist.
         """
         c = self.config
         batch, length = text_ids.shape
@@ -162,48 +182,87 @@ class KimiAudio(nnx.Module):
             positions = jnp.maximum(positions, 0)
 
         if cache is None:
-            key_valid = attention_mask
-            query_slot = jnp.arange(length)
+            mask = AttentionMask(attention_mask)
             cache_index = None
         else:
             key_valid = jax.lax.dynamic_update_slice(cache.valid, attention_mask, (0, cache.index))
-            query_slot = cache.index + jnp.arange(length)
+            mask = AttentionMask(key_valid, cache.index + jnp.arange(length))
             cache_index = cache.index
-        key_slot = jnp.arange(key_valid.shape[1])
-        mask = (key_slot[None, :] <= query_slot[:, None])[None] & key_valid[:, None, :]
 
-        x = self.embed(text_ids, audio_ids, whisper_features, continuous_mask)
+        x = constrain(self.embed(text_ids, audio_ids, whisper_features, continuous_mask),
+                      RESIDUAL_AXES)
         cos, sin = rope_tables(positions, c.head_dim, c.rope_theta, c.compute_dtype)
 
         # Per-layer (keys, values), trunk first then the audio branch, as the cache stores them.
         kv = [None] * (c.num_layers + c.mimo_layers) if cache is None else [
             (k, v) for k, v in zip(cache.keys, cache.values, strict=True)]
-        h, branch = x, None
-        for i, layer in enumerate(self.layers):
-            with jax.named_scope(f"layer_{i}"):
-                h, kv[i] = _call_layer(layer, h, cos, sin, mask, kv[i], cache_index, c.remat)
-            if i == c.mimo_from_layer:
-                branch = h  # the audio branch reads the raw residual stream here
-        text_logits = self.lm_head(self.norm(h), out_dtype=jnp.float32)
-        audio_logits = None
+        # Remat only pays where gradients are taken; decoding (with a cache) never is.
+        remat = c.remat and cache is None
+        run = functools.partial(_run_layers, cos=cos, sin=sin, mask=mask, remat=remat,
+                                scan=c.scan_layers and cache is None,
+                                dtype=c.compute_dtype, cache_index=cache_index)
+        split = c.mimo_from_layer + 1 if c.mimo_layers else c.num_layers
+        layers = list(self.layers)
+        h = run(layers[:split], x, kv, 0)
+        branch = h  # the audio branch reads the raw residual stream here
+        h = run(layers[split:], h, kv, split)
+        text_hidden = constrain(self.norm(h), RESIDUAL_AXES)
+        audio_hidden = None
         if c.mimo_layers:
-            for j, layer in enumerate(self.mimo_layers):
-                k = c.num_layers + j
-                with jax.named_scope(f"mimo_layer_{j}"):
-                    branch, kv[k] = _call_layer(
-                        layer, branch, cos, sin, mask, kv[k], cache_index, c.remat)
-            audio_logits = self.mimo_output(self.mimo_norm(branch), out_dtype=jnp.float32)
+            branch = run(list(self.mimo_layers), branch, kv, c.num_layers)
+            audio_hidden = constrain(self.mimo_norm(branch), RESIDUAL_AXES)
 
         new_cache = None
         if cache is not None:
             new_cache = KVCache(
                 keys=tuple(k for k, _ in kv),
                 values=tuple(v for _, v in kv),
-                valid=key_valid,
+                valid=mask.key_valid,
                 next_position=cache.next_position + attention_mask.sum(axis=1, dtype=jnp.int32),
                 index=cache.index + length,
             )
-        return KimiAudioOutput(text_logits=text_logits, audio_logits=audio_logits, cache=new_cache)
+        return KimiAudioHidden(text=text_hidden, audio=audio_hidden, cache=new_cache)
+
+    def head(self, stream: str) -> Dense:
+        """The output projection of "text" (`lm_head`) or "audio" (`mimo_output`)."""
+        return self.lm_head if stream == "text" else self.mimo_output
+
+    def logits(self, stream: str, hidden: jax.Array) -> jax.Array:
+        """float32[B, S, V] logits of `stream` from its normalised hidden states."""
+        return constrain(self.head(stream)(hidden, out_dtype=jnp.float32), LOGIT_AXES)
+
+    def __call__(
+        self,
+        text_ids: jax.Array,
+        audio_ids: jax.Array | None = None,
+        *,
+        attention_mask: jax.Array | None = None,
+        positions: jax.Array | None = None,
+        whisper_features: jax.Array | None = None,
+        continuous_mask: jax.Array | None = None,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+    ) -> KimiAudioOutput:
+        """Logits of both heads for every position (or only the last: `last_only`).
+
+        text_ids, audio_ids: int32[B, S] (audio_ids=None embeds the text stream alone, as
+        a plain Qwen2 model does); attention_mask: bool[B, S], False on padding;
+        positions: int32[B, S], by default counted over the real tokens (so left padding
+        is harmless); whisper_features: [B, S, 5120] aligned to the sequence, used where
+        continuous_mask: bool[B, S] is True. With `cache`, the S tokens are appended to
+        it and the updated cache is returned in the output. `last_only` applies the
+        heads to the last position alone (S = 1 in the output): prefill, scoring.
+        """
+        hidden = self.hidden_states(
+            text_ids, audio_ids, attention_mask=attention_mask, positions=positions,
+            whisper_features=whisper_features, continuous_mask=continuous_mask, cache=cache)
+        pick = (lambda h: h[:, -1:]) if last_only else (lambda h: h)
+        text_logits = self.logits("text", pick(hidden.text))
+        audio_logits = None
+        if hidden.audio is not None:
+            audio_logits = self.logits("audio", pick(hidden.audio))
+        return KimiAudioOutput(text_logits=text_logits, audio_logits=audio_logits,
+                               cache=hidden.cache)
 
 
 def _layer_forward(layer, h, cos, sin, mask, kv, cache_index):
@@ -213,9 +272,35 @@ def _layer_forward(layer, h, cos, sin, mask, kv, cache_index):
 _layer_forward_remat = nnx.remat(_layer_forward)
 
 
-def _call_layer(layer, h, cos, sin, mask, kv, cache_index, remat: bool):
-    fn = _layer_forward_remat if remat else _layer_forward
-    return fn(layer, h, cos, sin, mask, kv, cache_index)
+def _run_layers(layers: list[DecoderLayer], h: jax.Array, kv: list, first: int, *,
+                cos, sin, mask, remat: bool, scan: bool, dtype, cache_index) -> jax.Array:
+    """Run `layers` (global indices first, first + 1, ...) on h; kv[i] is updated in place.
+
+    With `scan`, one `lax.scan` runs the stack: its parameters are stacked (cast to the
+    compute dtype first, as every layer casts them anyway), so the program holds one
+    layer body whatever the depth (compile time and program size independent of it).
+    """
+    if not layers:
+        return h
+    if scan:
+        graphdef, first_state = nnx.split(layers[0])
+        states = [first_state] + [nnx.split(layer)[1] for layer in layers[1:]]
+        if all(nnx.graphdef(layer) == graphdef for layer in layers[1:]):
+            cast = lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
+            stacked = jax.tree.map(lambda *xs: jnp.stack([cast(x) for x in xs]), *states)
+
+            def body(h, state):
+                out, _ = nnx.merge(graphdef, state)(h, cos, sin, mask, None, None)
+                return out, None
+
+            with jax.named_scope(f"layers_{first}_{first + len(layers) - 1}"):
+                return jax.lax.scan(jax.checkpoint(body) if remat else body, h, stacked)[0]
+    for j, layer in enumerate(layers):
+        i = first + j
+        with jax.named_scope(f"layer_{i}"):
+            fn = _layer_forward_remat if remat else _layer_forward
+            h, kv[i] = fn(layer, h, cos, sin, mask, kv[i], cache_index)
+    return h
 
 
 def count_params(model_or_state) -> int:

@@ -12,12 +12,19 @@ heads, K kv heads, D head dim, F MLP width, V vocabulary.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from paras2s_jax.sharding import constrain
+
 _INIT_STD = 0.02  # HF `initializer_range`
+# Logical names of activations (see `paras2s_jax.sharding.ACTIVATION_RULES`).
+RESIDUAL_AXES = ("activation_batch", "activation_length", "activation_embed")
+LOGIT_AXES = ("activation_batch", "activation_length", "activation_vocab")
+CACHE_AXES = ("cache_batch", "cache_length", "cache_kv_heads", "cache_head_dim")
 
 
 def _normal(rngs: nnx.Rngs, shape: Sequence[int], dtype: jnp.dtype) -> jax.Array:
@@ -122,15 +129,42 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     return x * cos[:, :, None, :] + rotated * sin[:, :, None, :]
 
 
+class AttentionMask(NamedTuple):
+    """Which keys each query sees.
+
+    key_valid: bool[B, T], False on padding (and on empty cache slots);
+    query_slot: int32[S], the cache slots of the queries, or None when the keys are the
+    queries' own sequence (plain causal attention: no [B, S, T] mask is built, so a
+    fused kernel can skip the masked blocks).
+    """
+
+    key_valid: jax.Array
+    query_slot: jax.Array | None = None
+
+
+def attention_implementation(setting: str, dtype: jnp.dtype) -> str:
+    """"xla" or "cudnn" for `KimiAudioConfig.attention` ("auto": cuDNN flash attention
+    on GPUs in 16-bit compute, where it exists; XLA elsewhere)."""
+    if setting != "auto":
+        return setting
+    half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+    return "cudnn" if jax.default_backend() == "gpu" and half else "xla"
+
+
+def _heads(x: jax.Array, kind: str) -> jax.Array:
+    return constrain(x, ("activation_batch", "activation_length", kind, "activation_head_dim"))
+
+
 class Attention(nnx.Module):
     """Grouped-query self-attention with q/k/v biases and no output bias (Qwen2)."""
 
     def __init__(
         self, hidden: int, num_heads: int, num_kv_heads: int, *,
-        param_dtype: jnp.dtype, rngs: nnx.Rngs,
+        param_dtype: jnp.dtype, rngs: nnx.Rngs, implementation: str = "auto",
     ):
         head_dim = hidden // num_heads
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.implementation = implementation
         dense = dict(param_dtype=param_dtype, rngs=rngs)
         self.q_proj = Dense(
             (hidden,), (num_heads, head_dim), ("embed", "heads", "head_dim"), use_bias=True, **dense
@@ -153,27 +187,40 @@ class Attention(nnx.Module):
         x: jax.Array,
         cos: jax.Array,
         sin: jax.Array,
-        mask: jax.Array,
+        mask: AttentionMask,
         kv_cache: tuple[jax.Array, jax.Array] | None,
         cache_index: jax.Array | None,
     ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
-        """x: [B, S, E]; mask: bool[B, S, T]; kv_cache: ([B, T, K, D], [B, T, K, D]).
+        """x: [B, S, E]; kv_cache: ([B, T, K, D], [B, T, K, D]).
 
         Without a cache T == S. With one, the new keys/values are written at
         `cache_index` and attention runs over the whole cache.
         """
-        q = apply_rope(self.q_proj(x), cos, sin)
-        k = apply_rope(self.k_proj(x), cos, sin)
-        v = self.v_proj(x)
+        q = _heads(apply_rope(self.q_proj(x), cos, sin), "activation_heads")
+        k = _heads(apply_rope(self.k_proj(x), cos, sin), "activation_kv_heads")
+        v = _heads(self.v_proj(x), "activation_kv_heads")
         if kv_cache is not None:
             cache_k, cache_v = kv_cache
             start = (0, cache_index, 0, 0)
             k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), start)
             v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), start)
+            k, v = (constrain(a, CACHE_AXES) for a in (k, v))
             kv_cache = (k, v)
             k, v = k.astype(x.dtype), v.astype(x.dtype)
         # Grouped kv heads are broadcast inside; scale 1/sqrt(D); softmax in float32.
-        out = jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, :, :])
+        if mask.query_slot is None:
+            impl = attention_implementation(self.implementation, q.dtype)
+            keys = mask.key_valid[:, None, None, :]
+            if impl == "cudnn":  # the fused kernel takes a full [B, 1, S, T] mask
+                keys = jnp.broadcast_to(keys, (x.shape[0], 1, x.shape[1], k.shape[1]))
+            out = jax.nn.dot_product_attention(
+                q, k, v, mask=keys, is_causal=True, implementation=impl)
+        else:  # decoding: queries sit at cache slots, keys are the whole cache
+            key_slot = jnp.arange(k.shape[1])
+            causal = key_slot[None, :] <= mask.query_slot[:, None]
+            full = causal[None, None] & mask.key_valid[:, None, None, :]
+            out = jax.nn.dot_product_attention(q, k, v, mask=full, implementation="xla")
+        out = _heads(out, "activation_heads")
         return self.o_proj(out), kv_cache
 
 
@@ -187,7 +234,9 @@ class MLP(nnx.Module):
         self.down_proj = Dense((width,), (hidden,), ("mlp", "embed"), **dense)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+        names = ("activation_batch", "activation_length", "activation_mlp")
+        h = constrain(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x), names)
+        return self.down_proj(h)
 
 
 class DecoderLayer(nnx.Module):
@@ -195,11 +244,12 @@ class DecoderLayer(nnx.Module):
 
     def __init__(
         self, hidden: int, width: int, num_heads: int, num_kv_heads: int, eps: float, *,
-        param_dtype: jnp.dtype, rngs: nnx.Rngs,
+        param_dtype: jnp.dtype, rngs: nnx.Rngs, attention: str = "auto",
     ):
         self.input_layernorm = RMSNorm(hidden, eps, param_dtype=param_dtype)
         self.self_attn = Attention(
-            hidden, num_heads, num_kv_heads, param_dtype=param_dtype, rngs=rngs
+            hidden, num_heads, num_kv_heads, param_dtype=param_dtype, rngs=rngs,
+            implementation=attention,
         )
         self.post_attention_layernorm = RMSNorm(hidden, eps, param_dtype=param_dtype)
         self.mlp = MLP(hidden, width, param_dtype=param_dtype, rngs=rngs)
@@ -209,7 +259,7 @@ class DecoderLayer(nnx.Module):
         x: jax.Array,
         cos: jax.Array,
         sin: jax.Array,
-        mask: jax.Array,
+        mask: AttentionMask,
         kv_cache: tuple[jax.Array, jax.Array] | None = None,
         cache_index: jax.Array | None = None,
     ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
@@ -220,4 +270,4 @@ class DecoderLayer(nnx.Module):
         x = x + attn_out
         with jax.named_scope("mlp"):
             x = x + self.mlp(self.post_attention_layernorm(x))
-        return x, kv_cache
+        return constrain(x, RESIDUAL_AXES), kv_cache

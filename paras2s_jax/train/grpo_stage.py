@@ -19,10 +19,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from paras2s_jax import layout
-from paras2s_jax.checkpoint.orbax_io import restore_model
+from paras2s_jax import layout, sharding
+from paras2s_jax.checkpoint.orbax_io import restore_model, save_model
 from paras2s_jax.sampling import SamplingConfig, generate, sampling_from_settings
-from paras2s_jax.train import stages, trainer
+from paras2s_jax.train import grpo_models, stages, trainer
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.grpo import STREAMS, GRPOLossConfig, group_advantages, k3_kl, stream_loss
 from paras2s_jax.train.metrics import MetricWriter
@@ -75,33 +75,49 @@ def toy_prompts(cfg: ml_collections.ConfigDict) -> list[dict]:
     return list(prompts.values())
 
 
+def _global(batch: dict, mesh) -> dict:
+    """The rollout batch (the same on every process) as global arrays split by rows."""
+    return {k: sharding.replicated_batch_to_global(np.asarray(v), mesh)
+            for k, v in batch.items()}
+
+
+def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run,
+               sampling: SamplingConfig) -> sharding.mesh_jit:
+    """The jitted GRPO update `(state, batch, rest) -> (state, metrics)`."""
+    lcfg = loss_config(cfg)
+    loss_fn, count_fn = _loss_fns(lcfg, sampling)
+    return trainer.jit_step(run, step_lib.build_train_step(
+        run.graphdef, loss_fn, count_fn,
+        {"text": lcfg.weight_text, "audio": lcfg.weight_audio}, run.tx, run.schedule,
+        cfg.optimizer.accum_steps))
+
+
 @stages.register("grpo")
 def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
     """Run GRPO from `cfg.init` (the SFT checkpoint); returns the last metrics."""
     workdir = Path(cfg.workdir)
-    run = trainer.setup(cfg)
+    adapters = grpo_models.policy_adapters(cfg)
+    run = trainer.setup(cfg, adapters=adapters)
     mc = run.model_config
-    reference = jax.tree.map(jnp.copy, run.state["params"])  # frozen SFT policy
-    reward_model = restore_model(cfg.reward.path, run.mesh)
+    # The frozen SFT policy and the reward model share one base (see grpo_models).
+    reference = grpo_models.reference_params(run, adapters is not None)
+    reward_model, shared = grpo_models.share_reward_base(
+        restore_model(cfg.reward.path, run.mesh),
+        grpo_models.base_weights(run, reference, adapters is not None))
+    if not shared and jax.process_index() == 0:
+        print(f"{cfg.reward.path}: trained on other base weights; it keeps its own copy",
+              flush=True)
     suffix, digits = score_token_ids(cfg.reward)
     sampling = sampling_config(cfg)
-    lcfg = loss_config(cfg)
     g, b = cfg.grpo.group_size, cfg.grpo.query_batch
     records = toy_prompts(cfg) if cfg.toy.enabled else [
         json.loads(line) for f in cfg.data.train_files for line in Path(f).read_text().splitlines()]
     if len(records) < b:
         raise ValueError(f"config.grpo.query_batch={b} exceeds the {len(records)} prompts")
 
-    loss_fn, count_fn = _loss_fns(lcfg, sampling)
-    step_fn = step_lib.build_train_step(
-        run.graphdef, run.rest, loss_fn, count_fn,
-        {"text": lcfg.weight_text, "audio": lcfg.weight_audio}, run.tx, run.schedule,
-        cfg.optimizer.accum_steps)
-    step_fn = jax.jit(step_fn, donate_argnums=0, out_shardings=(run.shardings, None))
+    step_fn = build_step(cfg, run, sampling)
 
-    @jax.jit
-    def log_probs(params, batch):
-        return reply_logprobs(run.model(params), batch, sampling, with_entropy=True)
+    log_probs = grpo_models.build_log_probs(run, sampling)
 
     ckpt = trainer.checkpointer(run)
     start = trainer.restore_latest(run, ckpt, None)
@@ -121,13 +137,15 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
             rewards = score_replies(reward_model, streams, out, g, suffix, digits)
             adv, zero = group_advantages(rewards, g)
             batch["advantages"] = np.asarray(adv)
-            old = log_probs(run.state["params"], batch)
-            ref = log_probs(reference, batch)
+            inputs = _global(batch, run.mesh)
+            old = log_probs(run.state["params"], run.rest, inputs)
+            ref = log_probs(reference, run.rest, inputs)
             for s in STREAMS:
                 batch[f"old_{s}_logprobs"] = np.asarray(old[s])
                 batch[f"ref_{s}_logprobs"] = np.asarray(ref[s])
+            inputs = _global(batch, run.mesh)
             for _ in range(cfg.grpo.updates_per_rollout):
-                run.state, metrics = step_fn(run.state, batch)
+                run.state, metrics = step_fn(run.state, inputs, run.rest)
             metrics = jax.device_get(metrics)
             diag = {"reward_mean": float(np.mean(rewards)), "reward_std": float(np.std(rewards)),
                     "zero_spread_groups": float(np.mean(np.asarray(zero)))}
@@ -152,5 +170,8 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
         ckpt.close()
         writer.close()
     if jax.process_index() == 0:
+        if adapters is not None and not (workdir / "policy_model").exists():
+            # Training checkpoints hold the adapters; this one is the whole policy.
+            save_model(workdir / "policy_model", run.model(), lora=adapters)
         (workdir / "results.json").write_text(json.dumps(last, indent=2))
     return last

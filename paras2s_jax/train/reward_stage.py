@@ -21,18 +21,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec
 
 from paras2s_jax import layout, sharding
 from paras2s_jax.checkpoint.orbax_io import save_model
-from paras2s_jax.model.lora import LoRAConfig, attach_lora
+from paras2s_jax.model.lora import LoRAConfig
 from paras2s_jax.sampling import sampling_from_settings
-from paras2s_jax.train import stages, trainer
+from paras2s_jax.train import plan, stages, trainer
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.data import bucket_for
 from paras2s_jax.train.distill import distill, read_scored, toy_judge
 from paras2s_jax.train.hosts import agreed, host_value, process_rows
-from paras2s_jax.train.optim import make_optimizer, schedule
 from paras2s_jax.train.reward import digit_logits, expected_score, pearson, reward_input, score_loss
 
 
@@ -78,7 +76,7 @@ def _loss_fns(digit_ids: tuple[int, ...]):
     def loss_fn(model, batch, rng):
         del rng
         logits = model(batch["text"], batch["audio"],
-                       attention_mask=batch["attention_mask"]).text_logits[:, -1:]
+                       attention_mask=batch["attention_mask"], last_only=True).text_logits
         return {"score": score_loss(logits, batch["score"][:, 0], digit_ids)}
 
     def count_fn(batch):
@@ -114,7 +112,7 @@ def evaluate_rm(model, records: list[dict], cfg) -> dict[str, float]:
     suffix, digits = score_token_ids(cfg.reward)
     mc = model.config
     rows = cfg.data.global_batch
-    forward = nnx.jit(lambda m, t, a, k: m(t, a, attention_mask=k).text_logits[:, -1:])
+    forward = nnx.jit(lambda m, t, a, k: m(t, a, attention_mask=k, last_only=True).text_logits)
     predicted, argmax = [], []
     for i in range(0, len(records), rows):
         chunk = records[i:i + rows]
@@ -128,6 +126,38 @@ def evaluate_rm(model, records: list[dict], cfg) -> dict[str, float]:
             "mean_predicted": float(np.mean(predicted))}
 
 
+def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run,
+               digits: tuple[int, ...]) -> sharding.mesh_jit:
+    """The jitted RM train step `(adapter state, batch, frozen base) -> ...`."""
+    loss_fn, count_fn = _loss_fns(digits)
+    return trainer.jit_step(run, step_lib.build_train_step(
+        run.graphdef, loss_fn, count_fn, {"score": 1.0}, run.tx, run.schedule,
+        cfg.optimizer.accum_steps))
+
+
+def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.StagePlan:
+    """The RM train step and the scoring forward GRPO runs, abstract, for the plan."""
+    from paras2s_jax.train.rollout import reward_forward
+
+    run = trainer.setup(cfg, abstract=True, adapters=lora_config(cfg.lora))
+    length = length or max(cfg.data.buckets)
+    rows, accum = cfg.data.global_batch, cfg.optimizer.accum_steps
+    digits = tuple(cfg.reward.digit_ids)  # shapes are what matter: no tokenizer needed
+    batch = plan.abstract_batch({"text": ((rows, length), np.int32),
+                                 "audio": ((rows, length), np.int32),
+                                 "attention_mask": ((rows, length), np.bool_),
+                                 "score": ((rows, 1), np.int32)}, run.mesh)
+    step = plan.Planned(f"RM step {rows}x{length}, accum {accum}",
+                        build_step(cfg, run, digits), (run.state, batch, run.rest),
+                        rows * length, 6)
+    model = run.model()
+    score = plan.Planned(f"RM scoring {rows}x{length}", reward_forward,
+                         (model, batch["text"], batch["audio"], batch["attention_mask"],
+                          digits), rows * length, 2, mesh=run.mesh)
+    n = plan.matmul_params(nnx.state(model, nnx.Param)) - plan.matmul_params(run.state["params"])
+    return plan.StagePlan([step, score], n, run.mesh, run.model_config)
+
+
 @stages.register("reward")
 def run_reward(cfg: ml_collections.ConfigDict) -> dict:
     """Train the LoRA reward model; returns RM–judge agreement on held-out pairs."""
@@ -137,21 +167,8 @@ def run_reward(cfg: ml_collections.ConfigDict) -> dict:
     model = trainer.init_model(cfg, mesh)
     if cfg.toy.enabled:
         _toy_distillation(cfg, model, workdir)
-    attach_lora(model, lora_config(cfg.lora), rngs=nnx.Rngs(cfg.seed))
-    sharding.shard_module(model, mesh)
-    graphdef, lora, rest = nnx.split(model, nnx.LoRAParam, ...)
-
-    ocfg = trainer.optimizer_config(cfg.optimizer)
-    tx = make_optimizer(ocfg)
-    replicated = NamedSharding(mesh, PartitionSpec())
-    init = lambda p: step_lib.init_state(p, tx, cfg.seed)  # noqa: E731
-    shardings = step_lib.state_shardings(sharding.state_shardings(lora, mesh),
-                                         jax.eval_shape(init, lora), tx, replicated)
-    state = jax.jit(init, out_shardings=shardings)(lora)
-    run = trainer.Run(cfg, mesh, model.config, graphdef, rest, tx, schedule(ocfg),
-                      state, shardings, workdir)
-
-    mc = model.config
+    run = trainer.setup(cfg, adapters=lora_config(cfg.lora), model=model)
+    mc = run.model_config
     records = read_scored(cfg.data.train_files)
     rows = cfg.data.global_batch
     ds = grain.MapDataset.source(records).shuffle(seed=cfg.data.shuffle_seed).repeat(None)
@@ -162,10 +179,7 @@ def run_reward(cfg: ml_collections.ConfigDict) -> dict:
     data_iter = iter(ds.to_iter_dataset())
     heldout = read_scored(cfg.data.eval_files) if cfg.data.eval_files else []
 
-    loss_fn, count_fn = _loss_fns(digits)
-    step_fn = step_lib.build_train_step(graphdef, rest, loss_fn, count_fn, {"score": 1.0},
-                                        tx, run.schedule, cfg.optimizer.accum_steps)
-    step_fn = jax.jit(step_fn, donate_argnums=0, out_shardings=(shardings, None))
+    step_fn = build_step(cfg, run, digits)
     eval_fn = (lambda r: evaluate_rm(r.model(), heldout, cfg)) if heldout else None
 
     ckpt = trainer.checkpointer(run)

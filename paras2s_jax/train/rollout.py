@@ -8,6 +8,7 @@ sampler's (`token_logprobs`), which is what the clipped ratio and the KL need.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import jax
@@ -15,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from paras2s_jax import layout
+from paras2s_jax import layout, sharding
 from paras2s_jax.model import KimiAudio
-from paras2s_jax.sampling import SampleOutput, SamplingConfig, bucket_length, token_logprobs
-from paras2s_jax.train.grpo import entropy
+from paras2s_jax.model.heads import token_logprobs
+from paras2s_jax.sampling import SampleOutput, SamplingConfig, bucket_length
 from paras2s_jax.train.reward import digit_logits, expected_score, reward_input
 
 STREAMS = ("text", "audio")
@@ -53,26 +54,30 @@ def pad_prompts(streams: Sequence[layout.Streams], bucket: int, pad_id: int) -> 
 def reply_logprobs(
     model: KimiAudio, batch: dict, sampling: SamplingConfig, with_entropy: bool = False
 ) -> dict[str, jax.Array]:
-    """Per-step log-probabilities [N, T] of the reply tokens under `model` (and entropies)."""
+    """Per-step log-probabilities [N, T] of the reply tokens under `model` (and entropies).
+
+    The heads run on the reply positions only, in chunks (`paras2s_jax.model.heads`).
+    """
     audio = batch["audio"] if model.config.mimo_layers else None  # text-only: Qwen2 alone
-    out = model(batch["text"], audio, attention_mask=batch["attention_mask"])
+    hidden = model.hidden_states(batch["text"], audio, attention_mask=batch["attention_mask"])
     steps = batch["text_mask"].shape[1]
     start = batch["text"].shape[1] - steps - 1
     result = {}
-    for stream, logits_all, temp in (
-        ("text", out.text_logits, sampling.text_temperature),
-        ("audio", out.audio_logits, sampling.audio_temperature),
+    for stream, h, temp in (
+        ("text", hidden.text, sampling.text_temperature),
+        ("audio", hidden.audio, sampling.audio_temperature),
     ):
         tokens = batch[stream][:, start + 1:]
-        if logits_all is None:  # a text-only model never chooses audio tokens
+        if h is None:  # a text-only model never chooses audio tokens
             result[stream] = jnp.zeros(tokens.shape, jnp.float32)
             if with_entropy:
                 result[f"entropy_{stream}"] = result[stream]
             continue
-        logits = jax.lax.dynamic_slice_in_dim(logits_all, start, steps, axis=1)
-        result[stream] = token_logprobs(logits, tokens, temp)
+        h = jax.lax.dynamic_slice_in_dim(h, start, steps, axis=1)
+        result[stream], ent = token_logprobs(
+            model.head(stream), h, tokens, temp, model.config.head_chunk, with_entropy)
         if with_entropy:
-            result[f"entropy_{stream}"] = entropy(logits, temp)
+            result[f"entropy_{stream}"] = ent
     return result
 
 
@@ -99,12 +104,18 @@ def score_replies(
         seqs.append(reward_input(prompt_streams[row // group], reply, suffix_ids, mc))
     batch = layout.left_pad(seqs, bucket_length(max(len(s) for s in seqs), bucket),
                             mc.special.pad)
-    scores = _reward_forward(reward_model, batch["text"], batch["audio"],
-                             batch["attention_mask"], tuple(digit_ids))
-    return np.asarray(scores)
+    mesh = sharding.mesh_of(nnx.state(reward_model))
+    if mesh is not None:  # global arrays split over the batch, traced in the mesh
+        batch = {k: sharding.replicated_batch_to_global(np.asarray(v), mesh)
+                 for k, v in batch.items()}
+    with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
+        scores = reward_forward(reward_model, batch["text"], batch["audio"],
+                                batch["attention_mask"], tuple(digit_ids))
+    return np.asarray(jax.device_get(scores))
 
 
 @nnx.jit(static_argnums=4)
-def _reward_forward(model: KimiAudio, text, audio, mask, digit_ids: tuple[int, ...]):
-    logits = model(text, audio, attention_mask=mask).text_logits
+def reward_forward(model: KimiAudio, text, audio, mask, digit_ids: tuple[int, ...]):
+    """float32[N]: the RM's expected score of each left-padded row (last position only)."""
+    logits = model(text, audio, attention_mask=mask, last_only=True).text_logits
     return expected_score(digit_logits(logits, digit_ids))

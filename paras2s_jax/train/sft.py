@@ -3,7 +3,9 @@
 Position i's text logits predict the text stream at i+1, its audio logits the audio
 stream at i+1. Only tokens the demonstrator *chose* count (layout `text_mask` /
 `audio_mask`: the reply text up to EOS, the audio codes and the end token); prompt,
-forced blanks and padding carry no loss. Computed in float32 whatever the model dtype.
+forced blanks and padding carry no loss. Computed in float32 whatever the model dtype,
+with the heads applied in sequence chunks (`paras2s_jax.model.heads`): the [B, L, V]
+logits of the whole batch never exist. `token_ce` is the plain reference form.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from paras2s_jax.model.heads import token_logprobs
 
 STREAMS = ("text", "audio")
 
@@ -43,12 +47,15 @@ def sft_loss(model: nnx.Module, batch: Mapping[str, jax.Array],
     if "whisper_features" in batch:  # float[B, L, D] at the prompt's audio positions
         features = dict(whisper_features=batch["whisper_features"],
                         continuous_mask=batch["continuous"])
-    out = model(batch["text"], batch["audio"], attention_mask=batch["attention_mask"],
-                **features)
+    hidden = model.hidden_states(batch["text"], batch["audio"],
+                                 attention_mask=batch["attention_mask"], **features)
     terms = {}
-    for stream, logits in (("text", out.text_logits), ("audio", out.audio_logits)):
+    for stream, h in (("text", hidden.text), ("audio", hidden.audio)):
         targets, mask = shifted_targets(batch, stream)
-        terms[stream] = token_ce(logits[:, :-1], targets, mask)
+        logp, _ = token_logprobs(model.head(stream), h[:, :-1], targets,
+                                 chunk=model.config.head_chunk)
+        mask = mask.astype(jnp.float32)
+        terms[stream] = (-jnp.sum(logp * mask), jnp.sum(mask))
     return terms
 
 

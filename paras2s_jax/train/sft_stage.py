@@ -10,8 +10,9 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from paras2s_jax import sharding
 from paras2s_jax.train import data as data_lib
-from paras2s_jax.train import sft, stages, trainer
+from paras2s_jax.train import plan, sft, stages, trainer
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.metrics import MetricWriter
 
@@ -43,10 +44,12 @@ def _toy_files(cfg: ml_collections.ConfigDict, workdir: Path) -> None:
 
 def _eval_loss_fn(run: trainer.Run, batches: list[dict]):
     """Mean eval CE per stream (token-weighted over the whole eval set)."""
-    @jax.jit
-    def sums(params, batch):
-        terms = sft.sft_loss(nnx.merge(run.graphdef, params, run.rest), batch)
+    def sums_fn(params, rest, batch):
+        terms = sft.sft_loss(nnx.merge(run.graphdef, params, rest), batch)
         return {k: v[0] for k, v in terms.items()}, {k: v[1] for k, v in terms.items()}
+
+    sums_jit = sharding.mesh_jit(sums_fn, run.mesh)
+    sums = lambda params, batch: sums_jit(params, run.rest, batch)  # noqa: E731
 
     def evaluate(r: trainer.Run) -> dict[str, float]:
         tot = {s: 0.0 for s in sft.STREAMS}
@@ -110,6 +113,37 @@ def _log_scores(run: trainer.Run, scores: dict[str, float]) -> None:
     writer.close()
 
 
+def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run) -> sharding.mesh_jit:
+    """The jitted SFT train step `(state, batch, rest) -> (state, metrics)`."""
+    step = step_lib.build_train_step(
+        run.graphdef, sft.sft_loss, sft.sft_counts, dict(cfg.loss.weights),
+        run.tx, run.schedule, accum_steps=cfg.optimizer.accum_steps)
+    return trainer.jit_step(run, step)
+
+
+def batch_spec(cfg: ml_collections.ConfigDict, mc, length: int) -> dict:
+    """Shapes and dtypes of one global SFT batch padded to `length` (for the plan)."""
+    b = cfg.data.global_batch
+    spec = {k: ((b, length), np.int32 if k in ("text", "audio") else np.bool_)
+            for k in data_lib.BATCH_KEYS}
+    if cfg.data.whisper_features:
+        spec["whisper_features"] = ((b, length, mc.adaptor_input_dim), np.float32)
+    return spec
+
+
+def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.StagePlan:
+    """The SFT step with abstract sharded arguments, for `launch/plan.py`;
+    `length`: padded sequence length (default: the largest bucket)."""
+    run = trainer.setup(cfg, abstract=True)
+    length = length or max(cfg.data.buckets)
+    rows, accum = cfg.data.global_batch, cfg.optimizer.accum_steps
+    batch = plan.abstract_batch(batch_spec(cfg, run.model_config, length), run.mesh)
+    step = plan.Planned(f"SFT step {rows}x{length}, accum {accum}", build_step(cfg, run),
+                        (run.state, batch, run.rest), rows * length, 6)
+    return plan.StagePlan([step], plan.matmul_params(run.state["params"]), run.mesh,
+                          run.model_config)
+
+
 @stages.register("sft")
 def run_sft(cfg: ml_collections.ConfigDict) -> dict:
     """Train with the SFT loss; returns the final metrics (and toy scores if enabled)."""
@@ -142,10 +176,7 @@ def run_sft(cfg: ml_collections.ConfigDict) -> dict:
     if judge and cfg.toy.judge_in_eval and eval_fn is not None:
         eval_fn = _with_toy_score(eval_fn, cfg)
 
-    step_fn = step_lib.build_train_step(
-        run.graphdef, run.rest, sft.sft_loss, sft.sft_counts, dict(cfg.loss.weights),
-        run.tx, run.schedule, accum_steps=cfg.optimizer.accum_steps)
-    step_fn = jax.jit(step_fn, donate_argnums=0, out_shardings=(run.shardings, None))
+    step_fn = build_step(cfg, run)
 
     ckpt = trainer.checkpointer(run)
     start = trainer.restore_latest(run, ckpt, data_iter)

@@ -8,7 +8,10 @@ plus per-term weights. The objective is `sum_k w_k * sum_k / count_k`; dividing 
 micro-batch by the global count makes gradient accumulation give the true token mean
 of the global batch, not a mean of means.
 
-State is a plain dict pytree {"params", "opt_state", "step", "rng"} (donated).
+State is a plain dict pytree {"params", "opt_state", "step", "rng"} (donated). The
+model's other variables (`rest`: frozen weights, e.g. the base under LoRA adapters) are
+the step's third argument, never closed over: a closed-over array would be baked into
+the program as an unsharded constant on every device.
 """
 
 from __future__ import annotations
@@ -59,18 +62,17 @@ def _micro(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
 
 def build_train_step(
     graphdef: nnx.GraphDef,
-    rest: nnx.State,
     loss_fn: LossFn,
     count_fn: CountFn,
     weights: Mapping[str, float],
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
     accum_steps: int = 1,
-) -> Callable[[dict, dict], tuple[dict, dict]]:
-    """The pure step `(state, batch) -> (state, metrics)`; jit it with donation."""
+) -> Callable[[dict, dict, nnx.State], tuple[dict, dict]]:
+    """The pure step `(state, batch, rest) -> (state, metrics)`; jit it with donation."""
     weights = dict(weights)
 
-    def objective(params, batch, rng, counts):
+    def objective(params, batch, rng, counts, rest):
         model = nnx.merge(graphdef, params, rest)
         terms = loss_fn(model, batch, rng)
         terms, extra = terms if isinstance(terms, tuple) else (terms, {})
@@ -81,17 +83,17 @@ def build_train_step(
 
     grad_fn = jax.value_and_grad(objective, has_aux=True)
 
-    def step(state: dict, batch: dict) -> tuple[dict, dict]:
+    def step(state: dict, batch: dict, rest: nnx.State) -> tuple[dict, dict]:
         params = state["params"]
         rng = jax.random.fold_in(state["rng"], state["step"])
         counts = {k: jnp.asarray(v, jnp.float32) for k, v in count_fn(batch).items()}
         if accum_steps == 1:
-            (total, sums), grads = grad_fn(params, batch, rng, counts)
+            (total, sums), grads = grad_fn(params, batch, rng, counts, rest)
         else:
             def body(carry, xs):
                 g_acc, t_acc, s_acc = carry
                 mb, i = xs
-                (t, s), g = grad_fn(params, mb, jax.random.fold_in(rng, i), counts)
+                (t, s), g = grad_fn(params, mb, jax.random.fold_in(rng, i), counts, rest)
                 add = lambda a, b: a + b  # noqa: E731
                 return (jax.tree.map(add, g_acc, g), t_acc + t,
                         jax.tree.map(add, s_acc, s)), None
@@ -99,7 +101,7 @@ def build_train_step(
             zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
             sums0 = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), jax.eval_shape(
                 lambda: grad_fn(params, jax.tree.map(lambda x: x[0], _micro(batch, accum_steps)),
-                                rng, counts)[0][1]))
+                                rng, counts, rest)[0][1]))
             (grads, total, sums), _ = jax.lax.scan(
                 body, (zeros, jnp.zeros((), jnp.float32), sums0),
                 (_micro(batch, accum_steps), jnp.arange(accum_steps)))

@@ -21,6 +21,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from paras2s_jax import sharding
 from paras2s_jax.model import KimiAudio, KimiAudioConfig, kimi_audio_7b, tiny
+from paras2s_jax.model.lora import LoRAConfig, attach_lora
 from paras2s_jax.train import data as data_lib
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.checkpointing import CheckpointConfig, Checkpointer, abstract_like
@@ -94,26 +95,70 @@ def init_model(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> KimiA
     raise ValueError(f"config.init.source must be 'fresh', 'hf' or 'orbax', got {source!r}")
 
 
-def setup(cfg: ml_collections.ConfigDict, devices: list | None = None) -> Run:
+def abstract_model(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+                   adapters: LoRAConfig | None = None) -> KimiAudio:
+    """The model of `cfg.model` (with `adapters` attached) with ShapeDtypeStructs
+    carrying their shardings for arrays: what `launch/plan.py` compiles against,
+    without allocating a parameter."""
+    mc = model_config(cfg.model)
+
+    def build() -> KimiAudio:
+        model = KimiAudio(mc, rngs=nnx.Rngs(0))
+        if adapters is not None:
+            attach_lora(model, adapters, rngs=nnx.Rngs(0))
+        return model
+
+    model = nnx.eval_shape(build)
+    state = nnx.state(model)
+    placed = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                          state, sharding.state_shardings(state, mesh))
+    nnx.update(model, placed)
+    return model
+
+
+def setup(cfg: ml_collections.ConfigDict, devices: list | None = None,
+          abstract: bool = False, adapters: LoRAConfig | None = None,
+          model: KimiAudio | None = None) -> Run:
     """Mesh, model, optimizer and the sharded train state (optimizer state sharded too).
 
     `devices`: the mesh's devices (default: every device of every process).
+    `abstract`: ShapeDtypeStructs instead of arrays (nothing is allocated or loaded).
+    `adapters`: train LoRA adapters only; the model's weights become the frozen `rest`.
+    `model`: an already loaded model (default: from `cfg.init`).
     """
     mesh = sharding.make_mesh(sharding.MeshConfig(**cfg.mesh.to_dict()), devices)
-    model = init_model(cfg, mesh)
+    if abstract:
+        model = abstract_model(cfg, mesh, adapters)
+    else:
+        model = model if model is not None else init_model(cfg, mesh)
+        if adapters is not None:
+            attach_lora(model, adapters, rngs=nnx.Rngs(cfg.seed))
+            sharding.shard_module(model, mesh)
     mc = model.config
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    trainable = nnx.LoRAParam if adapters is not None else nnx.Param
+    graphdef, params, rest = nnx.split(model, trainable, ...)
     ocfg = optimizer_config(cfg.optimizer)
     tx = make_optimizer(ocfg)
     replicated = NamedSharding(mesh, PartitionSpec())
     param_shardings = sharding.state_shardings(params, mesh)
     init = lambda p: step_lib.init_state(p, tx, cfg.seed)  # noqa: E731
-    abstract = jax.eval_shape(init, params)
-    shardings = step_lib.state_shardings(param_shardings, abstract, tx, replicated)
-    state = jax.jit(init, out_shardings=shardings)(params)
+    abstract_state = jax.eval_shape(init, params)
+    shardings = step_lib.state_shardings(param_shardings, abstract_state, tx, replicated)
+    if abstract:
+        state = abstract_like(abstract_state, shardings)
+    else:
+        state = jax.jit(init, out_shardings=shardings)(params)
     workdir = Path(cfg.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    if not abstract:
+        workdir.mkdir(parents=True, exist_ok=True)
     return Run(cfg, mesh, mc, graphdef, rest, tx, schedule(ocfg), state, shardings, workdir)
+
+
+def jit_step(run: Run, step: Callable) -> sharding.mesh_jit:
+    """The stage's `(state, batch, rest) -> (state, metrics)` jitted on the run's mesh,
+    state donated and kept on its shardings."""
+    return sharding.mesh_jit(step, run.mesh, donate_argnums=0,
+                             out_shardings=(run.shardings, None))
 
 
 def checkpointer(run: Run) -> Checkpointer:
@@ -136,7 +181,7 @@ def restore_latest(run: Run, ckpt: Checkpointer, data_iter: Any) -> int:
 
 def train_loop(
     run: Run,
-    step_fn: Callable[[dict, dict], tuple[dict, dict]],
+    step_fn: Callable[[dict, dict, nnx.State], tuple[dict, dict]],
     batches: Iterator[dict[str, np.ndarray]],
     *,
     ckpt: Checkpointer,
@@ -173,7 +218,7 @@ def train_loop(
         for step in range(start_step, t.total_steps):
             profile.before_step(step)
             batch = data_lib.to_global(next(batches), run.mesh)
-            run.state, metrics = step_fn(run.state, batch)
+            run.state, metrics = step_fn(run.state, batch, run.rest)
             flush()  # the previous step's metrics, read while this step runs
             pending = (step, metrics)
             profile.after_step(step, block_on=metrics)

@@ -5,9 +5,11 @@ import types
 
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from paras2s_jax import layout
 from paras2s_jax.model import tiny
+from paras2s_jax.model.layers import Dense
 from paras2s_jax.train.sft import sft_counts, sft_loss, token_ce
 
 
@@ -22,10 +24,25 @@ def test_token_ce_hand_computed():
 
 
 class FixedModel:
-    """Stands in for KimiAudio: logits that put log-prob log(1/2) on `hot`, rest uniform."""
+    """Stands in for KimiAudio: logits that put log-prob log(1/2) on `hot`, rest uniform.
+
+    Its hidden states are those logits and both heads are the identity, so the chunked
+    heads of the SFT loss see exactly these logits.
+    """
 
     def __init__(self, vocab: int, hot_text: np.ndarray, hot_audio: np.ndarray):
         self.vocab, self.hot_text, self.hot_audio = vocab, hot_text, hot_audio
+        self.config = tiny(head_chunk=4)  # several chunks per row
+        self.identity = Dense((vocab,), (vocab,), ("embed", "vocab"), use_bias=False,
+                              param_dtype=jnp.float32, rngs=nnx.Rngs(0))
+        self.identity.kernel[...] = jnp.eye(vocab, dtype=jnp.float32)
+
+    def head(self, stream):
+        return self.identity
+
+    def hidden_states(self, text, audio, attention_mask=None):
+        return types.SimpleNamespace(text=self._logits(self.hot_text),
+                                     audio=self._logits(self.hot_audio))
 
     def _logits(self, hot):
         b, n = hot.shape
@@ -33,10 +50,6 @@ class FixedModel:
         x = np.zeros((b, n, self.vocab), np.float32)
         np.put_along_axis(x, hot[..., None], math.log(self.vocab - 1), axis=-1)
         return jnp.asarray(x)
-
-    def __call__(self, text, audio, attention_mask=None):
-        return types.SimpleNamespace(text_logits=self._logits(self.hot_text),
-                                     audio_logits=self._logits(self.hot_audio))
 
 
 def test_sft_loss_counts_only_chosen_reply_tokens_shifted_by_one():

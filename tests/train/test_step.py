@@ -26,9 +26,9 @@ def _linear_setup(accum: int = 1):
         return {"mse": jnp.sum(batch["w"])}
 
     tx = optax.sgd(0.1)
-    step = jax.jit(build_train_step(graphdef, rest, loss_fn, count_fn, {"mse": 1.0}, tx,
+    step = jax.jit(build_train_step(graphdef, loss_fn, count_fn, {"mse": 1.0}, tx,
                                     optax.constant_schedule(0.1), accum_steps=accum))
-    return step, init_state(params, tx, seed=0)
+    return (lambda state, batch: step(state, batch, rest)), init_state(params, tx, seed=0)
 
 
 def _batch(bad: bool = False):
@@ -77,13 +77,13 @@ def _toy_losses(tmp_path, mesh: dict, devices, steps: int = 3, accum: int = 1):
     run = trainer.setup(cfg, devices=devices)
     records = data_lib.read_records([paths["train_0"]], run.model_config)
     it = iter(data_lib.train_dataset(records, run.model_config, 16, [48], seed=0))
-    step = jax.jit(build_train_step(run.graphdef, run.rest, sft.sft_loss, sft.sft_counts,
-                                    {"text": 1.0, "audio": 1.0}, run.tx, run.schedule, accum),
-                   donate_argnums=0, out_shardings=(run.shardings, None))
+    step = trainer.jit_step(run, build_train_step(
+        run.graphdef, sft.sft_loss, sft.sft_counts, {"text": 1.0, "audio": 1.0}, run.tx,
+        run.schedule, accum))
     losses, state = [], run.state
     for _ in range(steps):
         batch = data_lib.to_global(next(it), run.batch_sharding(2))
-        state, metrics = step(state, batch)
+        state, metrics = step(state, batch, run.rest)
         losses.append(float(metrics["loss"]))
     return losses
 
