@@ -82,9 +82,11 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.model.preset = "kimi_audio_7b"  # the published sizes
         c.model.dtype = "bfloat16"  # H100 compute
         # fp32 master weights: a 1e-5 update is below bf16 resolution for most weights;
-        # 7.6B x (4 + 8 Adam) bytes = ~91 GB, ~11 GB per GPU with 8-way FSDP.
+        # 9.77B x (4 + 8 Adam) bytes = 117 GB, 14.7 GB per GPU with 8-way FSDP.
         c.model.param_dtype = "float32"  # master weights (see above)
-        c.model.remat = True  # fit activations of batch 64 in 80 GB
+        # Each layer's activations are recomputed in the backward pass: only the residual
+        # stream at layer boundaries is kept (8 rows x 4096 x 3584 bf16 = 235 MB a layer).
+        c.model.remat = True
         c.init.source = "hf"  # set --config.init.path to the converted checkpoint
         c.mesh.data = 1  # all 8 devices on the fsdp axis
         c.mesh.fsdp = 8  # paper: 8-way FSDP on 8 H100s
@@ -92,6 +94,12 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.optimizer.warmup_steps = 20  # short warm-up from the pretrained model
         c.optimizer.decay_steps = 1500  # cosine over the run
         c.data.global_batch = 64  # paper value
+        # 8 micro-batches of 8 rows: one 4096-token row per GPU at a time. XLA's attention
+        # keeps [heads, L, L] fp32 scores (1.9 GB a row at 4096), the chunked heads one
+        # [row, 512, 168448] fp32 chunk; `launch/plan.py` measures a 44 GB peak per device
+        # on 8 fake CPU devices (accumulation 1: 1.5 TB). Accumulation keeps the true
+        # token mean (losses are divided by the global token count).
+        c.optimizer.accum_steps = 8
         c.data.whisper_features = True  # Kimi-Audio hears prompts through Whisper too
         c.data.buckets = [512, 1024, 2048, 4096]  # speech prompts up to ~5 min
         c.train.total_steps = 1600  # ~10 epochs of 10k prompts at batch 64

@@ -169,3 +169,16 @@ def test_text_only_model_samples_text():
     np.testing.assert_array_equal(np.asarray(out.text)[tm], np.argmax(t_logits, -1)[tm])
     lp = token_logprobs(t_logits, jnp.asarray(out.text), 0.0)
     np.testing.assert_allclose(np.asarray(out.text_logprobs)[tm], np.asarray(lp)[tm], atol=1e-5)
+
+
+def test_a_remat_model_samples_like_a_plain_one(model):
+    # Remat is a training setting (the 7B presets set it); the sampler must trace with it.
+    cfg = model.config
+    remat = nnx.merge(nnx.graphdef(KimiAudio(cfg.replace(remat=True), rngs=nnx.Rngs(0))),
+                      nnx.state(model))
+    prompts = _prompts(cfg, [4, 6])
+    sc = SamplingConfig(max_new_tokens=6, audio_temperature=0.9, num_samples=2)
+    plain = generate(model, prompts, jax.random.key(3), sc)
+    out = generate(remat, prompts, jax.random.key(3), sc)
+    np.testing.assert_array_equal(np.asarray(out.audio), np.asarray(plain.audio))
+    np.testing.assert_allclose(out.text_logprobs, plain.text_logprobs, atol=1e-6)
