@@ -52,8 +52,9 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.grpo.lora = ml_collections.ConfigDict()
     c.grpo.lora.rank = 0  # 0: full fine-tuning
     c.grpo.lora.alpha = 32.0  # update scale alpha / rank
+    # adapted projections (with rank > 0): attention and MLP
     c.grpo.lora.targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                           "down_proj"]  # adapted projections (attention and MLP)
+                           "down_proj"]
     c.grpo.sampling = ml_collections.ConfigDict()  # rollouts sample both streams
     c.grpo.sampling.max_new_tokens = 24  # reply columns (toy replies need ~13)
     c.grpo.sampling.text_temperature = 1.0  # exploration on the text stream
