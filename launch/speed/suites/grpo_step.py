@@ -60,7 +60,7 @@ def ours_iteration(model, prompt_ids, group: int, steps: int):
     ocfg = OptimizerConfig(lr=LR, weight_decay=0.0)
     tx = make_optimizer(ocfg)
     loss_fn, count_fn = _loss_fns(lcfg, sampling)
-    step = jax.jit(step_lib.build_train_step(graphdef, rest, loss_fn, count_fn,
+    step = jax.jit(step_lib.build_train_step(graphdef, loss_fn, count_fn,
                                              {"text": 1.0, "audio": 1.0}, tx, schedule(ocfg)),
                    donate_argnums=0)
     log_probs = jax.jit(lambda p, b: reply_logprobs(nnx.merge(graphdef, p, rest), b, sampling))
@@ -85,7 +85,7 @@ def ours_iteration(model, prompt_ids, group: int, steps: int):
         old, ref = log_probs(state["params"], batch), log_probs(reference, batch)
         for s in ("text", "audio"):
             batch[f"old_{s}_logprobs"], batch[f"ref_{s}_logprobs"] = old[s], ref[s]
-        holder["state"], metrics = step(state, batch)
+        holder["state"], metrics = step(state, batch, rest)
         block(metrics["loss"])
         holder["length"] = float(batch["text_mask"].sum(1).mean())
     return run, holder

@@ -55,7 +55,7 @@ def _train_step(cfg, batch, length: int, seed: int = 0):
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     ocfg = OptimizerConfig(lr=1e-5)
     tx = make_optimizer(ocfg)
-    fn = step_lib.build_train_step(graphdef, rest, sft.sft_loss, sft.sft_counts,
+    fn = step_lib.build_train_step(graphdef, sft.sft_loss, sft.sft_counts,
                                    {"text": 1.0, "audio": 1.0}, tx, schedule(ocfg))
     step = jax.jit(fn, donate_argnums=0)
     rng = np.random.default_rng(seed)
@@ -69,7 +69,7 @@ def _train_step(cfg, batch, length: int, seed: int = 0):
     holder = {"state": step_lib.init_state(params, tx, seed)}
 
     def run():
-        holder["state"], metrics = step(holder["state"], data)
+        holder["state"], metrics = step(holder["state"], data, rest)
         block(metrics["loss"])
     return run
 
