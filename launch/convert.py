@@ -73,7 +73,10 @@ def run_import(args: argparse.Namespace) -> None:
 def run_export(args: argparse.Namespace) -> None:
     from paras2s_jax.checkpoint import export_hf
     from paras2s_jax.checkpoint.hf_assets import (
-        ASSETS_DIR, find_assets, original_config, restore_assets,
+        ASSETS_DIR,
+        find_assets,
+        original_config,
+        restore_assets,
     )
     from paras2s_jax.checkpoint.orbax_io import restore_model
 

@@ -16,10 +16,11 @@ import numpy as np
 
 def process_rows(batch: dict[str, np.ndarray], process_index: int | None = None,
                  process_count: int | None = None) -> dict[str, np.ndarray]:
-    """This process's rows (every P-th, from its index) of a global host batch.
+    """This process's block of rows (the p-th of P equal blocks) of a global host batch.
 
     The global batch is laid out (and padded to its bucket) the same way on every
-    process, so the shares agree in shape; row r of process p is global row r*P + p.
+    process, so the shares agree in shape, and `data.to_global` of the shares is the
+    host batch itself, row for row.
     """
     pi = jax.process_index() if process_index is None else process_index
     pc = jax.process_count() if process_count is None else process_count
@@ -27,7 +28,7 @@ def process_rows(batch: dict[str, np.ndarray], process_index: int | None = None,
         if len(value) % pc:
             raise ValueError(f"batch field {key!r}: {len(value)} rows do not split over "
                              f"{pc} processes")
-    return {k: v[pi::pc] for k, v in batch.items()}
+    return {k: np.split(np.asarray(v), pc)[pi] for k, v in batch.items()}
 
 
 def host_value(x: Any) -> np.ndarray:

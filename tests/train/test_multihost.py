@@ -3,9 +3,10 @@
 The chain SFT -> reward model (distillation, training, collective save) -> GRPO (the
 reward model restored in the 2-process job) runs through `launch/train.py` exactly as a
 cluster runs it, with a local coordinator. Each process must run the same programs:
-a padding bucket chosen from one process's rows, a chunk one process skips, or a save
-only one process joins would hang (the runs have a timeout) or diverge (the results
-are compared with the single-process run).
+a padding bucket chosen from one process's rows (as before: the SFT run then hangs in
+its first step whose halves differ, and gloo reports a collective size mismatch), a
+chunk one process skips, or a save only one process joins would hang (the runs have a
+timeout) or diverge (the results are compared with the single-process run).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from tests.train.test_train_e2e import ROOT, _env, _free_port
 
 pytestmark = pytest.mark.slow
 
+# The paper's layout: 8-way FSDP, here spanning both processes (so collectives cross them).
+MESH = ("--config.mesh.data=1", "--config.mesh.fsdp=8")
 SFT = ("--config.toy.judge=False", "--config.train.total_steps=6",
        "--config.train.save_every=6", "--config.train.eval_every=6",
        "--config.toy.data.renderings=2", "--config.data.global_batch=8")
@@ -86,10 +89,11 @@ def runs(tmp_path_factory):
     dirs = {}
     for n in (1, 2):
         sft, rm, grpo = root / f"sft{n}", root / f"rm{n}", root / f"grpo{n}"
-        _train(_config(root, "sft"), sft, *SFT, processes=n)
-        _train(_config(root, "reward"), rm, *REWARD, f"--config.init.path={sft}/checkpoints/6",
+        _train(_config(root, "sft"), sft, *SFT, *MESH, processes=n)
+        init = f"--config.init.path={sft}/checkpoints/6"
+        _train(_config(root, "reward"), rm, *REWARD, *MESH, init,
                f"--config.toy.data_dir={sft}/toy_data", processes=n)
-        _train(_config(root, "grpo"), grpo, *GRPO, f"--config.init.path={sft}/checkpoints/6",
+        _train(_config(root, "grpo"), grpo, *GRPO, *MESH, init,
                f"--config.reward.path={rm}/reward_model",
                f"--config.toy.data_dir={sft}/toy_data", processes=n)
         dirs.update({("sft", n): sft, ("rm", n): rm, ("grpo", n): grpo})
