@@ -25,6 +25,7 @@ from paras2s_jax.sampling import SamplingConfig, generate, sampling_from_setting
 from paras2s_jax.train import grpo_models, stages, trainer
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.grpo import STREAMS, GRPOLossConfig, group_advantages, k3_kl, stream_loss
+from paras2s_jax.train.hosts import agreed, host_value
 from paras2s_jax.train.metrics import MetricWriter
 from paras2s_jax.train.reward_stage import score_token_ids
 from paras2s_jax.train.rollout import pad_prompts, reply_logprobs, rollout_batch, score_replies
@@ -132,7 +133,9 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
             picks = [records[order[(step * b + i) % len(records)]] for i in range(b)]
             streams = [layout.record_prompt(r, mc) for r in picks]
             prompts = pad_prompts(streams, sampling.prompt_bucket, mc.special.pad)
-            out = generate(run.model(), prompts, jax.random.fold_in(key, step), sampling)
+            # Replies come back whole on every process (they may span processes).
+            out = jax.tree.map(host_value, generate(
+                run.model(), prompts, jax.random.fold_in(key, step), sampling))
             batch = rollout_batch(prompts, out, g)
             rewards = score_replies(reward_model, streams, out, g, suffix, digits)
             adv, zero = group_advantages(rewards, g)
@@ -141,8 +144,8 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
             old = log_probs(run.state["params"], run.rest, inputs)
             ref = log_probs(reference, run.rest, inputs)
             for s in STREAMS:
-                batch[f"old_{s}_logprobs"] = np.asarray(old[s])
-                batch[f"ref_{s}_logprobs"] = np.asarray(ref[s])
+                batch[f"old_{s}_logprobs"] = host_value(old[s])
+                batch[f"ref_{s}_logprobs"] = host_value(ref[s])
             inputs = _global(batch, run.mesh)
             for _ in range(cfg.grpo.updates_per_rollout):
                 run.state, metrics = step_fn(run.state, inputs, run.rest)
@@ -155,7 +158,7 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
                            jnp.asarray(batch[f"ref_{s}_logprobs"]))
                 diag[f"kl_{s}"] = float(np.sum(np.asarray(kl) * mask) / max(mask.sum(), 1))
                 diag[f"entropy_{s}"] = float(
-                    np.sum(np.asarray(old[f"entropy_{s}"]) * mask) / max(mask.sum(), 1))
+                    np.sum(host_value(old[f"entropy_{s}"]) * mask) / max(mask.sum(), 1))
                 diag[f"reply_length_{s}"] = float(mask.sum(axis=1).mean())
             last = writer.train_step(step, {**metrics, **diag}, time.perf_counter() - t0)
             t0 = time.perf_counter()
@@ -169,9 +172,10 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
         ckpt.wait()
         ckpt.close()
         writer.close()
+    # Training checkpoints hold the adapters; this one is the whole policy. Every
+    # process writes its shards: the save is collective.
+    if adapters is not None and not agreed((workdir / "policy_model").exists()):
+        save_model(workdir / "policy_model", run.model(), lora=adapters)
     if jax.process_index() == 0:
-        if adapters is not None and not (workdir / "policy_model").exists():
-            # Training checkpoints hold the adapters; this one is the whole policy.
-            save_model(workdir / "policy_model", run.model(), lora=adapters)
         (workdir / "results.json").write_text(json.dumps(last, indent=2))
     return last

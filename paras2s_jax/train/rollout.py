@@ -20,6 +20,7 @@ from paras2s_jax import layout, sharding
 from paras2s_jax.model import KimiAudio
 from paras2s_jax.model.heads import token_logprobs
 from paras2s_jax.sampling import SampleOutput, SamplingConfig, bucket_length
+from paras2s_jax.train.hosts import host_value
 from paras2s_jax.train.reward import digit_logits, expected_score, reward_input
 
 STREAMS = ("text", "audio")
@@ -111,7 +112,7 @@ def score_replies(
     with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
         scores = reward_forward(reward_model, batch["text"], batch["audio"],
                                 batch["attention_mask"], tuple(digit_ids))
-    return np.asarray(jax.device_get(scores))
+    return host_value(scores)
 
 
 @nnx.jit(static_argnums=4)

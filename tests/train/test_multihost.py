@@ -2,11 +2,12 @@
 
 The chain SFT -> reward model (distillation, training, collective save) -> GRPO (the
 reward model restored in the 2-process job) runs through `launch/train.py` exactly as a
-cluster runs it, with a local coordinator. Each process must run the same programs:
-a padding bucket chosen from one process's rows (as before: the SFT run then hangs in
-its first step whose halves differ, and gloo reports a collective size mismatch), a
-chunk one process skips, or a save only one process joins would hang (the runs have a
-timeout) or diverge (the results are compared with the single-process run).
+cluster runs it, with a local coordinator, on an 8-way FSDP mesh that spans both
+processes. Each process must run the same programs: a padding bucket chosen from one
+process's rows (as before: the SFT run then hangs in its first step whose halves
+differ, and gloo reports a collective size mismatch), a chunk one process skips, or a
+save only one process joins would hang (the runs have a timeout) or diverge (the
+results are compared with the single-process run).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ REWARD = ("--config.train.total_steps=4", "--config.train.save_every=4",
 # a global batch often differ in bucket (steps 3-5 of this run).
 BUCKETS = {"sft": [28, 30, 32, 64], "reward": [32, 36, 40, 44, 48, 56, 64]}
 GRPO = ("--config.train.total_steps=2", "--config.train.save_every=2",
-        "--config.grpo.group_size=2", "--config.grpo.query_batch=4")
+        "--config.grpo.group_size=2", "--config.grpo.query_batch=8")
 
 
 def _config(directory: Path, stage: str) -> str:
@@ -67,10 +68,12 @@ def _train(config: str, workdir: Path, *overrides: str, processes: int) -> list[
             stderr=subprocess.STDOUT, text=True) for i in range(processes)]
     outs = []
     try:
-        for p in procs:
+        for i, p in enumerate(procs):
             out, _ = p.communicate(timeout=900)
             outs.append(out)
-            assert p.returncode == 0, out[-3000:]
+            (workdir.parent / f"{workdir.name}.process{i}.log").write_text(out)
+            errors = [line for line in out.splitlines() if "Error" in line or "what()" in line]
+            assert p.returncode == 0, "\n".join(errors[:10]) + "\n" + out[-3000:]
     except subprocess.TimeoutExpired:
         for p in procs:
             p.kill()
