@@ -17,6 +17,15 @@ the SFT model, 32 replies for each of 10k queries)::
     python launch/train.py --config configs/reward.py:kimi_audio_7b \
         --config.init.path=/checkpoints/paras2s/sft_7b/checkpoints/1600 \
         --config.data.train_files='["/data/distill/train/*.jsonl"]'
+
+Distillation scored by the benchmark pipeline (replies spoken by the detokenizer, then
+ASR, style captions and the LLM judge of bench.score, cached and resumable)::
+
+    python launch/train.py --config configs/reward.py:kimi_audio_7b \
+        --config.init.path=/checkpoints/paras2s/sft_7b/checkpoints/1600 \
+        --config.distill.scorer=bench --config.distill.bench.speech_dir=/ckpt/speech \
+        --config.distill.bench.args="--queries /data/bench/queries.jsonl --judge openai \
+            --judge-model gpt-4.1 --cache /checkpoints/paras2s/bench_cache.sqlite"
 """
 
 from __future__ import annotations
@@ -56,6 +65,13 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.distill.sampling.text_top_k = 0  # full vocabulary
     c.distill.sampling.audio_temperature = 1.0  # varied voices
     c.distill.sampling.audio_top_k = 0  # full vocabulary
+    # Who scores the replies: "toy" (the toy world's rule judge; needs toy.enabled) or
+    # "bench" (bench.score's pipeline on the detokenised replies; resumable, cached).
+    c.distill.scorer = "toy"
+    c.distill.bench = ml_collections.ConfigDict()
+    c.distill.bench.args = ""  # bench.score flags: --queries, --cache, --asr/--style/--judge ...
+    c.distill.bench.speech_dir = ""  # glm-4-voice-tokenizer/, audio_detokenizer/, vocoder/ ...
+    c.distill.bench.heldout_every = 5  # every 5th benchmark item is held out (Pearson)
 
     c.toy = ml_collections.ConfigDict()
     c.toy.enabled = False  # distil from the SFT model on the toy world first

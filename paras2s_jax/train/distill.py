@@ -8,7 +8,8 @@ and the result does not depend on where it was interrupted. In a multi-process j
 processes sample every chunk together (the model spans them) and process k mod P
 judges and writes chunk k, so the judge calls are split between the processes.
 
-Record (one per reply)::
+Queries may carry "whisper_features" (float[len(prompt_audio), D]), placed at the prompt's
+audio codes. Record (one per reply)::
 
     {"query_id", "prompt_text", "prompt_audio", "scenario", "sample", "reply_text",
      "reply_audio", "score", "rationale", "judge"}
@@ -24,6 +25,7 @@ import jax
 import numpy as np
 
 from paras2s_jax import layout
+from paras2s_jax.audio.features import place_features
 from paras2s_jax.model import KimiAudio
 from paras2s_jax.sampling import SamplingConfig, generate
 from paras2s_jax.train.hosts import agreed, host_value
@@ -72,6 +74,11 @@ def distill(
         # Pad to a fixed number of prompts: one compilation for every chunk.
         streams += [streams[0]] * (chunk_queries - len(streams))
         prompts = layout.left_pad(streams, max(len(s) for s in streams), mc.special.pad)
+        if "whisper_features" in chunk[0]:  # float[len(prompt_audio), D] per query
+            feats = [q["whisper_features"] for q in chunk]
+            feats += [feats[0]] * (chunk_queries - len(feats))
+            prompts["whisper_features"] = np.stack([place_features(f, c) for f, c in zip(
+                feats, prompts["continuous"], strict=True)])
         out_s = jax.tree.map(host_value, generate(model, prompts, jax.random.fold_in(
             jax.random.key(seed), k), sampling))
         done += 1

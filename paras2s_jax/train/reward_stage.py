@@ -107,6 +107,28 @@ def _toy_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path) 
         cfg.data.eval_files = sorted(str(p) for p in (workdir / "distill/heldout").glob("*.jsonl"))
 
 
+def _bench_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path) -> None:
+    """Sample replies of the SFT model to benchmark prompts; score them with bench.score's
+    pipeline (spoken by the detokenizer). Every `heldout_every`-th item is held out."""
+    import shlex
+
+    from bench.distill_judge import BenchJudge
+    from paras2s_jax.speech import Speech
+
+    bcfg = cfg.distill.bench
+    judge = BenchJudge(shlex.split(bcfg.args), Speech.load(bcfg.speech_dir), seed=cfg.seed)
+    queries = judge.query_records(run_model.config.use_whisper_feature)
+    held = queries[bcfg.heldout_every - 1::bcfg.heldout_every]
+    train = [q for i, q in enumerate(queries) if (i + 1) % bcfg.heldout_every]
+    sampling = sampling_from_settings(cfg.distill.sampling, cfg.distill.samples_per_query)
+    for name, part in (("train", train), ("heldout", held)):
+        distill(run_model, part, judge, workdir / "distill" / name, sampling, judge.name,
+                seed=cfg.seed + (name == "heldout"), chunk_queries=cfg.distill.chunk_queries)
+    with cfg.unlocked():
+        cfg.data.train_files = sorted(str(p) for p in (workdir / "distill/train").glob("*.jsonl"))
+        cfg.data.eval_files = sorted(str(p) for p in (workdir / "distill/heldout").glob("*.jsonl"))
+
+
 def evaluate_rm(model, records: list[dict], cfg) -> dict[str, float]:
     """Pearson and exact-digit accuracy of the RM against the judge on `records`."""
     suffix, digits = score_token_ids(cfg.reward)
@@ -165,7 +187,9 @@ def run_reward(cfg: ml_collections.ConfigDict) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     mesh = sharding.make_mesh(sharding.MeshConfig(**cfg.mesh.to_dict()))
     model = trainer.init_model(cfg, mesh)
-    if cfg.toy.enabled:
+    if cfg.distill.scorer == "bench":
+        _bench_distillation(cfg, model, workdir)
+    elif cfg.toy.enabled:
         _toy_distillation(cfg, model, workdir)
     run = trainer.setup(cfg, adapters=lora_config(cfg.lora), model=model)
     mc = run.model_config
