@@ -16,8 +16,9 @@
     # a small random checkpoint in the real layout (no weights needed)
     python launch/convert.py random --out /tmp/kimi_tiny --preset tiny
 
-    # random speech checkpoints in their published layouts: glm-4-voice-tokenizer/ and
-    # whisper-large-v3/ (the tiny preset fits the tiny Kimi-Audio: 256 codes, width 32)
+    # random speech checkpoints in their published layouts: glm-4-voice-tokenizer/,
+    # whisper-large-v3/, audio_detokenizer/, vocoder/ (the tiny preset fits the tiny
+    # Kimi-Audio: 256 codes, Whisper width 32)
     python launch/convert.py random-speech --out /tmp/speech_tiny --preset tiny
 """
 
@@ -140,8 +141,8 @@ def main() -> None:
     rnd.add_argument("--shards", type=int, default=3, help="number of layer shard files")
     rnd.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
     rnd.add_argument("--seed", type=int, default=0)
-    speech = sub.add_parser("random-speech",
-                            help="write random speech checkpoints (tokenizer, Whisper encoder)")
+    speech = sub.add_parser("random-speech", help="write random speech checkpoints "
+                            "(tokenizer, Whisper encoder, detokenizer, vocoder)")
     speech.add_argument("--out", required=True)
     speech.add_argument("--preset", default="tiny", choices=("tiny", "kimi_audio_7b"))
     speech.add_argument("--seed", type=int, default=0)
