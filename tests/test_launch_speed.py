@@ -13,7 +13,7 @@ import pytest
 from launch.speed import registry
 from launch.speed.__main__ import main
 
-SUITES = ("convert", "decode", "forward", "grpo-step", "prefill", "train-step")
+SUITES = ("convert", "decode", "forward", "grpo-step", "prefill", "speech", "train-step")
 
 
 def test_registry_holds_every_suite_module():
@@ -79,3 +79,11 @@ def test_device_mode_needs_an_accelerator(tmp_path):
         pytest.skip("an accelerator is present")
     with pytest.raises(SystemExit):
         main(["forward", "--device", "--out", str(tmp_path / "x.json")])
+
+
+@pytest.mark.slow  # compiles the tokenizer, the streamed DiT and the vocoder (~1 min)
+def test_speech(tmp_path):
+    results = _run("speech", tmp_path)
+    assert results["codes"] == 25 and results["seconds_out"] == 25 * 4 * 480 / 24000
+    for stage in ("tokenizer", "dit", "vocoder", "detokenizer"):
+        assert results[f"{stage}_rtf"] > 0
