@@ -31,22 +31,16 @@ def _models(size: str, dit_depth: int | None):
     from flax import nnx
 
     from paras2s_jax.audio.detokenizer import BigVGAN, BigVGANConfig, DiT, DiTConfig
-    from paras2s_jax.audio.detokenizer.random_checkpoint import (
-        KIMI_DIT_YAML,
-        KIMI_VOCODER_JSON,
-        tiny_dit_yaml,
-        tiny_vocoder_json,
-    )
+    from paras2s_jax.audio.detokenizer.random_checkpoint import detokenizer_preset
     from paras2s_jax.audio.random_speech import speech_presets
     from paras2s_jax.audio.vq_encoder import VQEncoder
 
-    tiny = size == "minute"
-    tokenizer_config, _ = speech_presets("tiny" if tiny else "kimi_audio_7b")
-    dit_yaml = tiny_dit_yaml() if tiny else KIMI_DIT_YAML
+    preset = "tiny" if size == "minute" else "kimi_audio_7b"
+    tokenizer_config, _ = speech_presets(preset)
+    dit_yaml, vocoder_json = detokenizer_preset(preset)
     depth = dit_depth or (2 if size == "bench" else None)
     if depth:
         dit_yaml = {**dit_yaml, "model": {"dit": {**dit_yaml["model"]["dit"], "depth": depth}}}
-    vocoder_json = tiny_vocoder_json() if tiny else KIMI_VOCODER_JSON
     tokenizer = VQEncoder(tokenizer_config, rngs=nnx.Rngs(0))
     dit = DiT(DiTConfig.from_dict(dit_yaml), dtype=jnp.bfloat16)
     vocoder = BigVGAN(BigVGANConfig.from_dict(vocoder_json), dtype=jnp.bfloat16)
