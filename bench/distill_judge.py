@@ -24,9 +24,12 @@ from bench.backends.remote import RateLimiter, RetryPolicy
 from bench.backends.runtime import Runtime
 from bench.backends.systems import SystemOutput
 from bench.data.audio import wav_bytes
+from bench.fingerprint import fingerprint_id, run_fingerprint
+from bench.registers import build_registers
 from bench.schema import Query, StyleVariant, read_queries
 
 FAILED_REPLY_SCORE = 1
+SYSTEM_NAME = "sft-reply"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +62,17 @@ class BenchJudge:
                                limiter=RateLimiter(a.max_rps))
         _, self.asr, self.captioner, self.judge = score.build_backends(a, self.runtime)
         self.name = f"bench/{self.judge.name}"
-        queries = score.select(read_queries(a.queries), a)
-        self.items = {q.item_id(s): (q, s) for q in queries for s in q.styles}
+        every = read_queries(a.queries)
+        self.items = {q.item_id(s): (q, s) for q in score.select(every, a) for s in q.styles}
+        system = _SpokenReply(SYSTEM_NAME, "")
+        names = {"system": SYSTEM_NAME, "asr": self.asr.name, "style": self.captioner.name,
+                 "judge": self.judge.name}
+        fingerprint = run_fingerprint(system, self.asr, self.captioner, self.judge, SYSTEM_NAME)
+        # As bench.score: prompt pitch and speed are captioned against each speaker's register.
+        self.run_info = {"system_name": SYSTEM_NAME, "names": names,
+                         "fingerprint": fingerprint_id(fingerprint),
+                         "max_seconds": a.max_audio_seconds,
+                         "registers": build_registers(every, system, self.captioner)}
 
     def query_records(self, whisper_features: bool) -> list[dict]:
         """One distillation query per benchmark item: its prompt speech as codes (and
@@ -80,10 +92,8 @@ class BenchJudge:
             return FAILED_REPLY_SCORE, "failed reply: no audio codes"
         wav = self.speech.decode(codes, seed=self.seed)
         blob = self.runtime.cache.put_blob(wav_bytes(wav, self.speech.output_rate))
-        backends = (_SpokenReply("sft-reply", blob), self.asr, self.captioner, self.judge)
-        names = {"system": "sft-reply", "asr": self.asr.name, "style": self.captioner.name,
-                 "judge": self.judge.name}
-        verdict = score.score_item(query, style, backends, self.runtime, names)
+        backends = (_SpokenReply(SYSTEM_NAME, blob), self.asr, self.captioner, self.judge)
+        verdict = score.score_item(query, style, backends, self.runtime, self.run_info)
         if verdict.score is not None:
             return int(verdict.score), verdict.reason
         if verdict.error_stage == "reply_audio":

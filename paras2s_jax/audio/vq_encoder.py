@@ -31,6 +31,7 @@ from paras2s_jax.audio.whisper_encoder import (
     EncoderLayer,
     WhisperConfigError,
     WhisperEncoderConfig,
+    conv_stem,
     sinusoids,
 )
 
@@ -146,12 +147,8 @@ class VQEncoder(nnx.Module):
                 f"{tuple(mel.shape)}; cut the audio into segments of at most "
                 f"{c.n_audio_ctx * SAMPLES_PER_FRAME} samples"
             )
-        x = jnp.swapaxes(mel, 1, 2).astype(c.compute_dtype)  # [B, F, M]
-        with jax.named_scope("stem"):
-            x = jax.nn.gelu(self.conv1(x), approximate=False)
-            x = jax.nn.gelu(self.conv2(x), approximate=False)  # [B, C, E]
-            frames = x.shape[1]
-            x = x + self.embed_positions[:frames].astype(x.dtype)
+        x = conv_stem(self.conv1, self.conv2, self.embed_positions, mel, c.compute_dtype)
+        frames = x.shape[1]
         valid = (jnp.asarray(num_samples) + SAMPLES_PER_FRAME - 1) // SAMPLES_PER_FRAME
         mask = attention_mask(frames, valid, c.block_size)
         for i, layer in enumerate(self.layers):

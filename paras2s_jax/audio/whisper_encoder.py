@@ -120,6 +120,16 @@ class Conv1d(nnx.Module):
         return y + self.bias[...].astype(y.dtype)
 
 
+def conv_stem(conv1: Conv1d, conv2: Conv1d, positions: nnx.Param, mel: jax.Array,
+              dtype: jnp.dtype) -> jax.Array:
+    """Log-mel [B, M, F] -> GELU(conv1), GELU(conv2, stride 2), + positions: [B, C, E]."""
+    x = jnp.swapaxes(mel, 1, 2).astype(dtype)  # [B, F, M]
+    with jax.named_scope("stem"):
+        x = jax.nn.gelu(conv1(x), approximate=False)  # exact GELU, as both references
+        x = jax.nn.gelu(conv2(x), approximate=False)
+        return x + positions[: x.shape[1]].astype(x.dtype)
+
+
 class SelfAttention(nnx.Module):
     """Bidirectional multi-head attention; the key projection has no bias (Whisper)."""
 
@@ -194,11 +204,7 @@ class WhisperEncoder(nnx.Module):
                 f"WhisperEncoder expects log-mel [batch, {c.n_mels}, {c.n_frames}], got "
                 f"{tuple(mel.shape)}; pad/trim the audio to {c.n_frames * 160} samples first"
             )
-        x = jnp.swapaxes(mel, 1, 2).astype(c.compute_dtype)  # [B, F, M]
-        with jax.named_scope("stem"):
-            x = jax.nn.gelu(self.conv1(x), approximate=False)
-            x = jax.nn.gelu(self.conv2(x), approximate=False)  # [B, C, E]
-            x = x + self.embed_positions[...].astype(x.dtype)
+        x = conv_stem(self.conv1, self.conv2, self.embed_positions, mel, c.compute_dtype)
         for i, layer in enumerate(self.layers):
             with jax.named_scope(f"layer_{i}"):
                 x = layer(x)

@@ -48,9 +48,10 @@ def test_bench_scored_distillation_resumes_without_paying_twice(tmp_path, fake_s
     save_model(tmp_path / "sft", import_hf(tmp_path / "hf"))
     write_random_speech(tmp_path / "speech", "tiny")
     queries, _ = make_remote_set(tmp_path / "data", fake_server, 4)  # 8 items
-    bench_args = (f"--queries {queries} --cache {tmp_path / 'cache.sqlite'} --asr pocketsphinx "
-                  f"--style prosody --judge openai --judge-model gpt-4.1 --judge-base-url "
-                  f"{fake_server.base_url} --judge-key-env BENCH_TEST_KEY --timeout 5 "
+    server = f"--key-env BENCH_TEST_KEY --base-url {fake_server.base_url}"
+    bench_args = (f"--queries {queries} --cache {tmp_path / 'cache.sqlite'} --asr openai "
+                  f"{server.replace('--', '--asr-')} --style prosody --judge openai "
+                  f"--judge-model gpt-4.1 {server.replace('--', '--judge-')} --timeout 5 "
                   "--max-attempts 3 --backoff 0.01")
     work = tmp_path / "rm"
     argv = ["--config", "configs/reward.py:toy", f"--config.workdir={work}",
@@ -69,6 +70,7 @@ def test_bench_scored_distillation_resumes_without_paying_twice(tmp_path, fake_s
             and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(0.1)
+    assert proc.poll() is None, f"ended before it could be killed: {proc.stderr.read()[-3000:]}"
     written_before = len(_judged(shards.glob("*.jsonl")))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
