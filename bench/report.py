@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -271,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paper", action="store_true", help="add the paper's published rows")
     ap.add_argument("--out", type=Path, default=None,
                     help="write compare.md/.csv and plots here (default: print only)")
+    ap.add_argument("--voicebench", type=Path, action="append", default=[],
+                    help="voicebench.json of `python -m bench.voicebench` (repeatable): "
+                         "general ability beside the ParaS2SBench table")
     args = ap.parse_args(argv)
     try:
         by_system = load_systems(args.results)
@@ -280,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     text = compare_markdown(by_system, args.paper) + "\n\n" + HEADLINE_NOTE
     if args.paper:
         text += " _Paper rows: scored items of the paper's runs, GPT-4.1 judge._"
+    if args.voicebench:
+        from bench.voicebench import markdown as voicebench_markdown
+
+        summaries = {k: v for p in args.voicebench for k, v in json.loads(p.read_text()).items()}
+        text += "\n\n" + voicebench_markdown(summaries)
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

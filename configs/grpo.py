@@ -36,6 +36,8 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c = base_config()
     c.stage = "grpo"  # runs paras2s_jax/train/grpo_stage.py
     c.init.source = "orbax"  # the SFT checkpoint: initial policy and frozen reference
+    # The command that writes init.path (named when the path is missing).
+    c.init.made_by = "python launch/train.py --config configs/sft.py:kimi_audio_7b"
 
     c.grpo = ml_collections.ConfigDict()
     c.grpo.group_size = 8  # G replies per prompt (paper: 8)
@@ -63,7 +65,9 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.grpo.sampling.audio_top_k = 0  # 0: full vocabulary
 
     c.reward = ml_collections.ConfigDict()
-    c.reward.path = "/tmp/paras2s/reward_toy/reward_model"  # Orbax RM (base + LoRA)
+    c.reward.path = "/tmp/paras2s/demo/reward/reward_model"  # Orbax RM (base + LoRA)
+    # The command that writes reward.path (named when the path is missing).
+    c.reward.made_by = "python launch/train.py --config configs/reward.py:kimi_audio_7b"
     c.reward.tokenizer_dir = ""  # as in configs/reward.py
     c.reward.suffix_text = " Score:"  # with tokenizer_dir: the score prompt
     c.reward.suffix_ids = [600]  # without tokenizer_dir: toy suffix id
@@ -71,12 +75,13 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
 
     c.toy = ml_collections.ConfigDict()
     c.toy.enabled = False  # prompts from the toy world's training texts
-    c.toy.data_dir = "/tmp/paras2s/sft_toy/toy_data"  # the SFT run's toy data
+    c.toy.data_dir = "/tmp/paras2s/demo/sft/toy_data"  # the SFT run's toy data
 
     if preset == "toy":
         c.workdir = "/tmp/paras2s/grpo_toy"  # checkpoints/, tb/, metrics.jsonl, results.json
         c.toy.enabled = True  # prompts from the toy world
-        c.init.path = "/tmp/paras2s/sft_toy/checkpoints/600"  # the toy SFT run's last step
+        c.init.path = "/tmp/paras2s/demo/sft/checkpoints/600"  # the demo's SFT model
+        c.init.made_by = c.reward.made_by = "python launch/demo.py"  # writes both
         c.model.preset = "tiny"  # the CPU-sized model
         c.grpo.query_batch = 16  # 16 prompts x G = 8: 128 replies per step
         # The paper's 5e-4 over-steps here: the tiny policy finds replies the small

@@ -42,6 +42,8 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c = base_config()
     c.stage = "reward"  # runs paras2s_jax/train/reward_stage.py
     c.init.source = "orbax"  # the SFT checkpoint (a training step directory)
+    # The command that writes init.path (named when the path is missing).
+    c.init.made_by = "python launch/train.py --config configs/sft.py:kimi_audio_7b"
 
     c.lora = ml_collections.ConfigDict()
     c.lora.rank = 16  # adapter rank
@@ -75,13 +77,14 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
 
     c.toy = ml_collections.ConfigDict()
     c.toy.enabled = False  # distil from the SFT model on the toy world first
-    c.toy.data_dir = "/tmp/paras2s/sft_toy/toy_data"  # the SFT run's toy data
+    c.toy.data_dir = "/tmp/paras2s/demo/sft/toy_data"  # the SFT run's toy data
     c.toy.num_train_queries = 192  # training prompts to sample replies for
 
     if preset == "toy":
         c.workdir = "/tmp/paras2s/reward_toy"  # distill/, checkpoints/, reward_model/, tb/
         c.toy.enabled = True  # prompts from the toy world
-        c.init.path = "/tmp/paras2s/sft_toy/checkpoints/600"  # the toy SFT run's last step
+        c.init.path = "/tmp/paras2s/demo/sft/checkpoints/600"  # the demo's SFT model
+        c.init.made_by = "python launch/demo.py"  # writes init.path and toy.data_dir
         c.model.preset = "tiny"  # the CPU-sized model
         c.optimizer.lr = 3e-3  # adapters of a tiny model learn fast
         c.optimizer.warmup_steps = 20  # short warm-up

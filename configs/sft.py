@@ -54,6 +54,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.toy.data.p_right_content = 0.8  # demos with the fitting reply (else generic)
     c.toy.data.p_right_voice = 0.5  # demos in the fitting voice (else neutral)
     c.toy.data.num_shards = 4  # training JSONL shards
+    c.toy.data.general_renderings = 8  # demos per general-ability request (forgetting probe)
     c.toy.sampling = ml_collections.ConfigDict()  # reply sampling for the judge
     c.toy.sampling.max_new_tokens = 24  # reply columns (toy replies need ~13)
     c.toy.sampling.text_temperature = 0.0  # greedy text

@@ -1,21 +1,25 @@
-"""Toy-world ablations of GRPO: the KL weight beta, and the group size G.
+"""Toy-world ablations of GRPO: the KL weight beta and the group size G.
 
-    python launch/ablate.py beta [--workdir /tmp/paras2s/demo] [--steps 60]
-    python launch/ablate.py group [--workdir /tmp/paras2s/demo] [--steps 60]
+    python launch/ablate.py beta [--workdir /tmp/paras2s/demo] [--steps 60] [--seeds 3]
+    python launch/ablate.py group [--steps 40]
 
-Both start from the demo's SFT checkpoint and reward model (`launch/demo.py` makes them
-first if they are missing) and run GRPO once per setting, in <workdir>/ablate/.
-`beta` compares beta = 0.2 with beta = 0 on both streams and prints the KL to the SFT
-reference per stream over the run (the paper: without the penalty the model drifts and
-forgets); `group` compares G = 2, 4, 8 at a fixed number of replies per step and prints
-the fraction of groups whose rewards had no spread (zero advantage, no learning signal)
-and the final held-out toy-judge score.
+All start from the demo's SFT checkpoint and reward model (`launch/demo.py` makes them
+first if they are missing) and run GRPO once per setting and seed, in <workdir>/ablate/.
+
+- `beta`: beta = 0.2 vs 0 on both streams, `--seeds` training seeds each. Prints the KL
+  to the SFT reference per stream over the run, then the paralinguistic score and the
+  general-ability probe (style-independent requests from the SFT data that RL never
+  sees: the toy VoiceBench) for base / SFT / GRPO(beta) with 95% confidence intervals
+  (t over training seeds for GRPO; over evaluation sampling seeds for base and SFT).
+- `group`: G = 2, 4, 8 at a fixed number of replies per step: the fraction of groups
+  whose rewards had no spread (zero advantage, no learning signal) and the score.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -37,53 +41,89 @@ def _ensure_prerequisites(workdir: Path) -> dict:
     return configs
 
 
-def _run(configs: dict, name: str, steps: int, **grpo_fields) -> tuple[list[dict], float]:
-    """One GRPO run with `grpo_fields` changed; (per-step metrics, held-out score)."""
+def ci95(values: list[float]) -> tuple[float, float]:
+    """(mean, half-width of the 95% t interval); half-width nan for one value."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
+
+
+def _run(configs: dict, name: str, steps: int, seed: int = 0,
+         **grpo_fields) -> tuple[list[dict], dict]:
+    """One GRPO run with `grpo_fields` changed; (per-step metrics, evaluation row, kept in
+    the run's eval.json)."""
     from paras2s_jax.train import stages
 
     cfg = configs["grpo"].copy_and_resolve_references()
-    root = Path(configs["grpo"].workdir).parent / "ablate" / f"{name}_steps{steps}"
+    root = Path(configs["grpo"].workdir).parent / "ablate" / f"{name}_steps{steps}_seed{seed}"
     cfg.workdir = str(root)
+    cfg.seed = cfg.data.shuffle_seed = seed
     cfg.train.total_steps, cfg.train.save_every = steps, steps
     cfg.optimizer.decay_steps = steps
     for key, value in grpo_fields.items():
         setattr(cfg.grpo, key, value)
     if not (root / "results.json").exists():
-        print(f"== GRPO {name}: {root}", flush=True)
+        print(f"== GRPO {name} seed {seed}: {root}", flush=True)
         stages.get("grpo")(cfg)
     history = [json.loads(x) for x in (root / "metrics.jsonl").read_text().splitlines()]
-    score = evaluate_checkpoint(configs, root / "checkpoints" / str(steps))["overall"]
-    return history, score
+    saved = root / "eval.json"
+    if not saved.exists():
+        row = evaluate_checkpoint(configs, root / "checkpoints" / str(steps))
+        saved.write_text(json.dumps(row, indent=2))
+    return history, json.loads(saved.read_text())
 
 
-def beta_sweep(configs: dict, steps: int) -> None:
-    rows = {}
-    for beta in (0.2, 0.0):
-        history, score = _run(configs, f"beta_{beta:g}", steps, beta_text=beta, beta_audio=beta)
-        rows[beta] = (history, score)
+def _fmt(values: list[float]) -> str:
+    mean, half = ci95(values)
+    return f"{mean:.3f}" if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
+
+
+def beta_sweep(configs: dict, steps: int, seeds: int) -> None:
+    runs = {beta: [_run(configs, f"beta_{beta:g}", steps, seed, beta_text=beta,
+                        beta_audio=beta) for seed in range(seeds)] for beta in (0.2, 0.0)}
     marks = sorted({max(1, steps // 4), steps // 2, steps})
-    print(f"\nKL(policy || SFT reference) per stream, k3 estimate, {steps} GRPO steps")
-    print("| beta | stream | " + " | ".join(f"step {m}" for m in marks) + " | held-out score |")
-    print("|---" * (len(marks) + 3) + "|")
-    for beta, (history, score) in rows.items():
+    print(f"\nKL(policy || SFT reference) per stream, k3 estimate, {steps} GRPO steps, "
+          f"mean over {seeds} seeds")
+    print("| beta | stream | " + " | ".join(f"step {m}" for m in marks) + " |")
+    print("|---" * (len(marks) + 2) + "|")
+    for beta, results in runs.items():
         for stream in ("text", "audio"):
-            kl = [history[m - 1][f"kl_{stream}"] for m in marks]
-            print(f"| {beta:g} | {stream} | " + " | ".join(f"{v:.4f}" for v in kl)
-                  + f" | {score:.3f} |")
+            kl = [sum(h[m - 1][f"kl_{stream}"] for h, _ in results) / len(results)
+                  for m in marks]
+            print(f"| {beta:g} | {stream} | " + " | ".join(f"{v:.4f}" for v in kl) + " |")
+
+    base = evaluate_checkpoint(configs, Path(configs["sft"].workdir).parent / "base_model")
+    sft = evaluate_checkpoint(configs, Path(configs["sft"].workdir) / "checkpoints"
+                              / str(configs["sft"].train.total_steps))
+    print(f"\nForgetting: toy-judge scores (1-5), mean ± 95% CI; GRPO over {seeds} training "
+          "seeds, base and SFT over 3 evaluation sampling seeds")
+    print("| system | paralinguistic (held-out) | general ability |")
+    print("|---|---|---|")
+    for name, row in (("base (untrained)", base), ("SFT", sft)):
+        print(f"| {name} | {_fmt(row['per_seed']['overall'])} | "
+              f"{_fmt(row['per_seed']['general'])} |")
+    for beta, results in runs.items():
+        print(f"| GRPO β = {beta:g} | {_fmt([r['overall'] for _, r in results])} | "
+              f"{_fmt([r['general'] for _, r in results])} |")
 
 
 def group_sweep(configs: dict, steps: int) -> None:
     replies = configs["grpo"].grpo.query_batch * configs["grpo"].grpo.group_size
-    print_rows = []
+    rows = []
     for g in (2, 4, 8):
-        history, score = _run(configs, f"group_{g}", steps, group_size=g,
-                              query_batch=replies // g)
+        history, row = _run(configs, f"group_{g}", steps, group_size=g,
+                            query_batch=replies // g)
         zero = sum(h["zero_spread_groups"] for h in history) / len(history)
-        print_rows.append((g, replies // g, zero, score))
+        rows.append((g, replies // g, zero, row["overall"]))
     print(f"\nGroup size sweep: {replies} replies per step, {steps} GRPO steps")
     print("| G | prompts per step | zero-spread groups (mean over steps) | held-out score |")
     print("|---|---|---|---|")
-    for g, b, zero, score in print_rows:
+    for g, b, zero, score in rows:
         print(f"| {g} | {b} | {zero:.3f} | {score:.3f} |")
 
 
@@ -92,9 +132,13 @@ def main() -> None:
     parser.add_argument("sweep", choices=("beta", "group"))
     parser.add_argument("--workdir", default="/tmp/paras2s/demo")
     parser.add_argument("--steps", type=int, default=60, help="GRPO steps per setting")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds (beta sweep)")
     args = parser.parse_args()
     configs = _ensure_prerequisites(Path(args.workdir))
-    (beta_sweep if args.sweep == "beta" else group_sweep)(configs, args.steps)
+    if args.sweep == "beta":
+        beta_sweep(configs, args.steps, args.seeds)
+    else:
+        group_sweep(configs, args.steps)
 
 
 if __name__ == "__main__":

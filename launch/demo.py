@@ -8,8 +8,10 @@
 3. Stage 3, GRPO: G = 8 replies per prompt, rewards from the distilled reward model,
    KL (beta = 0.2) to the SFT model on both the text and the audio stream.
 Then each stage's Orbax checkpoint is restored (the untrained model's too) and scored by
-the toy judge on held-out queries: a paper-style table per dimension and overall, plus
-the reward model's Pearson correlation with the judge on held-out pairs. Every number
+the toy judge on held-out queries: a paper-style table per dimension and overall, a
+"general ability" column (style-independent requests that SFT taught and RL never
+sees: the toy VoiceBench, where forgetting would show), plus the reward model's
+Pearson correlation with the judge on held-out pairs. Every number
 comes from this run. Re-running resumes finished stages from their checkpoints.
 """
 
@@ -54,24 +56,32 @@ def _final_step(cfg) -> Path:
     return Path(cfg.workdir) / "checkpoints" / str(cfg.train.total_steps)
 
 
-def evaluate_checkpoint(configs: dict, path: Path, seeds: int = 3) -> dict[str, float]:
-    """Toy-judge score of the model restored from `path`, per dimension and overall."""
+def evaluate_checkpoint(configs: dict, path: Path, seeds: int = 3) -> dict:
+    """Toy-judge score of the model restored from `path`: per dimension, overall and
+    "general" (the general-ability probe), means over `seeds` sampling seeds, and the
+    per-seed values of the last two under "per_seed"."""
     import jax
 
     from paras2s_jax.checkpoint.orbax_io import restore_model
     from paras2s_jax.sampling import sampling_from_settings
     from paras2s_jax.toyworld import DIMENSIONS
-    from paras2s_jax.toyworld.demos import read_queries
+    from paras2s_jax.toyworld.demos import read_general_queries, read_queries
     from paras2s_jax.toyworld.evaluate import score_model
 
     sft_cfg = configs["sft"]
     sampling = sampling_from_settings(sft_cfg.toy.sampling)
-    queries = read_queries(Path(sft_cfg.workdir) / "toy_data" / "eval-queries.jsonl")
+    data = Path(sft_cfg.workdir) / "toy_data"
+    queries = read_queries(data / "eval-queries.jsonl")
+    general = read_general_queries(data / "general-queries.jsonl")
     model = restore_model(path)
     scores = [score_model(model, queries, jax.random.PRNGKey(seed), sampling)
               for seed in range(seeds)]
+    probe = [score_model(model, general, jax.random.PRNGKey(seed), sampling).mean
+             for seed in range(seeds)]
     row = {d: sum(x.per_dimension[d] for x in scores) / seeds for d in DIMENSIONS}
     row["overall"] = sum(x.mean for x in scores) / seeds
+    row["general"] = sum(probe) / seeds
+    row["per_seed"] = {"overall": [x.mean for x in scores], "general": probe}
     return row
 
 
@@ -95,10 +105,11 @@ def evaluate(configs: dict, workdir: Path, seeds: int) -> dict:
 def print_table(table: dict, rm: dict, n_queries: int, seeds: int) -> None:
     from paras2s_jax.toyworld import DIMENSIONS
 
-    cols = (*DIMENSIONS, "overall")
+    cols = (*DIMENSIONS, "overall", "general")
     print(f"\nToy ParaS2SBench: mean toy-judge score (1-5) on {n_queries} held-out queries "
-          f"x {seeds} sampling seeds")
-    print("| system | " + " | ".join(cols) + " |")
+          f"x {seeds} sampling seeds; general ability: style-independent requests from "
+          "the SFT data, never RL prompts")
+    print("| system | " + " | ".join(cols[:-1]) + " | general ability |")
     print("|---" * (len(cols) + 1) + "|")
     for name, row in table.items():
         print(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in cols) + " |")

@@ -49,8 +49,12 @@ def main(argv: list[str]) -> None:
     _init_distributed(cfg)
 
     from paras2s_jax.train import stages
+    from paras2s_jax.train.inputs import MissingInput
 
-    results = stages.get(cfg.stage)(cfg)
+    try:
+        results = stages.get(cfg.stage)(cfg)
+    except MissingInput as err:  # one line: the path and the command that creates it
+        sys.exit(f"error: {err}")
     import jax
 
     if jax.process_index() == 0:

@@ -151,7 +151,9 @@ def decode_program(
         continuous_mask=continuous if whisper_features is not None else None, cache=cache,
         last_only=True,
     )
-    zeros_i = jnp.zeros((n, steps), jnp.int32)
+    # Columns after a row's stop (and after the loop ends early) hold the forced blank,
+    # never id 0: 0 is a real text token and would enter the parsed reply.
+    blanks = jnp.full((n, steps), sp.text_blank, jnp.int32)
     zeros_b = jnp.zeros((n, steps), bool)
     zeros_f = jnp.zeros((n, steps), jnp.float32)
     audio_stops = jnp.asarray([sp.msg_end, sp.media_end], jnp.int32)
@@ -204,7 +206,7 @@ def decode_program(
     init = (
         jnp.zeros((), jnp.int32), out.text_logits[:, -1], audio_last(out), out.cache,
         jnp.zeros((n,), bool), jnp.zeros((n,), bool), jnp.zeros((n,), jnp.int32),
-        jnp.zeros((n,), bool), (zeros_i, zeros_i, zeros_b, zeros_b, zeros_f, zeros_f), rng,
+        jnp.zeros((n,), bool), (blanks, blanks, zeros_b, zeros_b, zeros_f, zeros_f), rng,
     )
     *_, lengths, finished, bufs, _ = jax.lax.while_loop(cond, body, init)
     t_buf, a_buf, tm_buf, am_buf, tl_buf, al_buf = bufs

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from paras2s_jax import sampling
-from paras2s_jax.layout import Message, build_prompt, left_pad
+from paras2s_jax.layout import Message, build_prompt, left_pad, parse_reply
 from paras2s_jax.model import KimiAudio, tiny
 from paras2s_jax.sampling import SamplingConfig, generate, token_logprobs
 from paras2s_jax.sharding import MeshConfig, create_sharded, make_mesh
@@ -80,21 +80,28 @@ def test_logprobs_equal_full_forward_recomputation(model):
     assert len({tuple(r) for r in np.asarray(out.audio)[:4].tolist()}) > 1
 
 
-def test_stop_rules_and_forced_tokens():
-    cfg = tiny()
-    model = KimiAudio(cfg, rngs=nnx.Rngs(2))
-    sp = cfg.special
-    # Make the text head always say EOS and the audio head always say msg_end: with the
-    # layers' output projections zeroed and an all-ones embedding, every hidden state
-    # is all ones, so a head's logits are its kernel's column sums.
+def _forced_model(text_id: int, audio_id: int, seed: int = 2) -> KimiAudio:
+    """A tiny model whose text head always says `text_id` and audio head `audio_id`.
+
+    With the layers' output projections zeroed and an all-ones embedding, every hidden
+    state is all ones, so a head's logits are its kernel's column sums.
+    """
+    model = KimiAudio(tiny(), rngs=nnx.Rngs(seed))
     for layer in [*model.layers, *model.mimo_layers]:
         layer.self_attn.o_proj.kernel[...] = jnp.zeros_like(layer.self_attn.o_proj.kernel[...])
         layer.mlp.down_proj.kernel[...] = jnp.zeros_like(layer.mlp.down_proj.kernel[...])
     model.embed_tokens.embedding[...] = jnp.ones_like(model.embed_tokens.embedding[...])
     model.lm_head.kernel[...] = jnp.zeros_like(model.lm_head.kernel[...])
-    model.lm_head.kernel[..., sp.text_eos] = 1.0
+    model.lm_head.kernel[..., text_id] = 1.0
     model.mimo_output.kernel[...] = jnp.zeros_like(model.mimo_output.kernel[...])
-    model.mimo_output.kernel[..., sp.msg_end] = 1.0
+    model.mimo_output.kernel[..., audio_id] = 1.0
+    return model
+
+
+def test_stop_rules_and_forced_tokens():
+    cfg = tiny()
+    sp = cfg.special
+    model = _forced_model(sp.text_eos, sp.msg_end)
     prompts = _prompts(cfg, [4])
     out = generate(model, prompts, jax.random.key(0), SamplingConfig(max_new_tokens=20))
     d = cfg.audio_delay
@@ -107,6 +114,22 @@ def test_stop_rules_and_forced_tokens():
     text_only = generate(model, prompts, jax.random.key(0),
                          SamplingConfig(max_new_tokens=20, output_type="text"))
     assert int(text_only.lengths[0]) == 1 and not np.asarray(text_only.audio_mask).any()
+
+
+def test_columns_after_the_stop_are_blank_not_token_zero():
+    """Audio stops before the text says EOS: the unused columns must not parse as text."""
+    cfg = tiny()
+    sp = cfg.special
+    model = _forced_model(7, sp.msg_end)  # text never ends; audio ends at the first chance
+    out = generate(model, _prompts(cfg, [4, 6]), jax.random.key(0),
+                   SamplingConfig(max_new_tokens=20, text_temperature=0.0))
+    d = cfg.audio_delay
+    assert np.asarray(out.lengths).tolist() == [d + 1, d + 1]
+    text, audio = np.asarray(out.text), np.asarray(out.audio)
+    assert (text[:, d + 1:] == sp.text_blank).all() and (audio[:, d + 1:] == sp.text_blank).all()
+    for row in range(2):
+        words, codes = parse_reply(text[row], audio[row], cfg)
+        assert words == [7] * (d + 1) and codes == []
 
 
 def test_decode_loop_compiles_once_per_bucket(model):

@@ -1,4 +1,9 @@
-"""Score a model on held-out toy queries: sample a spoken reply, listen, judge."""
+"""Score a model on held-out toy queries: sample a spoken reply, listen, judge.
+
+Queries are (record, target) pairs: a paralinguistic `Scenario` (judged by `judge`) or a
+general-ability `Request` (judged by `judge_general`); both name their score column in
+`.dimension`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import numpy as np
 
 from paras2s_jax import layout
 from paras2s_jax.model import KimiAudio
+from paras2s_jax.toyworld.general import Request, judge_general
 from paras2s_jax.toyworld.judge import Judgement, judge
 from paras2s_jax.toyworld.world import DIMENSIONS, Scenario
 
@@ -29,7 +35,7 @@ class ToyScore:
 
 def score_model(
     model: KimiAudio,
-    queries: list[tuple[dict, Scenario]],
+    queries: list[tuple[dict, Scenario | Request]],
     rng: jax.Array,
     sampling,  # paras2s_jax.sampling.SamplingConfig
     batch_size: int = 64,
@@ -52,7 +58,7 @@ def score_model(
         g = sampling.num_samples
         for i, (_, sc) in enumerate(chunk):
             _, codes = layout.parse_reply(text[i * g], audio[i * g], mc)
-            j = judge(sc, codes)
+            j = judge_general(sc, codes) if isinstance(sc, Request) else judge(sc, codes)
             judgements.append(j)
             by_dim[sc.dimension].append(j.score)
     scores = [j.score for j in judgements]

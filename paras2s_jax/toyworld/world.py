@@ -64,6 +64,13 @@ TOPICS = (
     "ex", "boss", "dog", "car", "cake", "phone", "garden", "shirt",
     "bike", "piano", "hat", "letter",
 )
+# General-ability requests (see toyworld/general.py): style plays no part in them.
+ANIMAL_SOUNDS = {
+    "cat": "meow", "cow": "moo", "duck": "quack", "sheep": "baa", "owl": "hoot",
+    "lion": "roar", "frog": "croak", "bee": "buzz", "horse": "neigh", "pig": "oink",
+}
+NUMBERS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+GENERAL_WORDS = ("what", "does", "the", "say", "says", "count", "from")
 
 
 def _vocabulary() -> tuple[str, ...]:
@@ -71,6 +78,8 @@ def _vocabulary() -> tuple[str, ...]:
     for w in itertools.chain(
         *(itertools.chain(*t) for t in TEMPLATES.values()), TOPICS, GENERIC,
         *((o, c) for o, c, _ in REPLY_RULES.values()),
+        # appended last: the ids of the words above do not depend on them
+        GENERAL_WORDS, *ANIMAL_SOUNDS.items(), NUMBERS,
     ):
         if w not in words:
             words.append(w)

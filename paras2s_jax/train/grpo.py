@@ -6,12 +6,15 @@ verl). A group whose rewards are all equal has A = 0 exactly: it contributes no 
 gradient (only the KL term) and is counted as a zero-spread group.
 
 For every chosen token of stream s (text, audio), with logp the current policy's,
-old the sampler's and ref the frozen reference's log-probability:
-    ratio  = exp(logp - old)
+old the rollout policy's and ref the frozen reference's log-probability:
+    ratio  = exp(logp - old)                     (logp - old clamped to +-20)
     pg     = -min(ratio * A, clip(ratio, 1 - eps_clip, 1 + eps_clip) * A)
     k3     = exp(ref - logp) - (ref - logp) - 1      (>= 0; ref - logp clamped to +-20)
     loss_s = aggregate(pg + beta_s * k3)
-and loss = sum_s weight_s * loss_s. Aggregation (config `aggregation`):
+and loss = sum_s weight_s * loss_s. With one update per rollout the rollout policy is the
+current one: old = stop_gradient(logp), so ratio = 1 in value and the gradient is the
+plain policy gradient (as TRL and tunix do); `old` is only computed when mu > 1.
+Aggregation (config `aggregation`):
     "token_mean"    : per stream, mean over all chosen tokens of the batch. Long replies
                       weigh by their length; audio (12.5 tokens/s) is not drowned out
                       by text because each stream has its own mean. (default)
@@ -30,6 +33,7 @@ import numpy as np
 
 STREAMS = ("text", "audio")
 _KL_CLAMP = 20.0
+_LOG_RATIO_CLAMP = 20.0  # exp(20) ~ 5e8: finite in float32, far outside any clip range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +83,12 @@ def k3_kl(logp: jax.Array, ref_logp: jax.Array) -> jax.Array:
 def clipped_objective(
     logp: jax.Array, old_logp: jax.Array, advantages: jax.Array, clip_eps: float
 ) -> tuple[jax.Array, jax.Array]:
-    """(per-token policy loss [N, T], clipped indicator [N, T]); advantages: [N]."""
-    ratio = jnp.exp(logp - old_logp)
+    """(per-token policy loss [N, T], clipped indicator [N, T]); advantages: [N].
+
+    The log-ratio is clamped: an overflowing exp would make the loss or its gradient
+    non-finite and the whole update would be skipped.
+    """
+    ratio = jnp.exp(jnp.clip(logp - old_logp, -_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP))
     adv = advantages[:, None]
     unclipped = ratio * adv
     clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv
@@ -99,17 +107,23 @@ def aggregate(values: jax.Array, mask: jax.Array, how: str) -> tuple[jax.Array, 
 
 def stream_loss(
     logp: jax.Array,
-    old_logp: jax.Array,
+    old_logp: jax.Array | None,
     ref_logp: jax.Array,
     mask: jax.Array,
     advantages: jax.Array,
     beta: float,
     config: GRPOLossConfig,
 ) -> tuple[tuple[jax.Array, jax.Array], dict[str, jax.Array]]:
-    """((sum, denominator), metrics) of one stream's GRPO loss."""
+    """((sum, denominator), metrics) of one stream's GRPO loss.
+
+    old_logp None: the rollout policy is the current one (one update per rollout), so
+    old = stop_gradient(logp).
+    """
     # Zero the unchosen positions first: padding may hold anything, and exp() of it
     # would turn into inf * 0 = NaN (in the value or its gradient).
-    logp, old_logp, ref_logp = (jnp.where(mask, x, 0.0) for x in (logp, old_logp, ref_logp))
+    logp, ref_logp = (jnp.where(mask, x, 0.0) for x in (logp, ref_logp))
+    old_logp = (jax.lax.stop_gradient(logp) if old_logp is None
+                else jnp.where(mask, old_logp, 0.0))
     pg, was_clipped = clipped_objective(logp, old_logp, advantages, config.clip_eps)
     kl = k3_kl(logp, ref_logp)
     total = aggregate(pg + beta * kl, mask, config.aggregation)
@@ -126,7 +140,7 @@ def stream_loss(
 
 def dual_stream_loss(
     logps: dict[str, jax.Array],
-    old_logps: dict[str, jax.Array],
+    old_logps: dict[str, jax.Array] | None,
     ref_logps: dict[str, jax.Array],
     masks: dict[str, jax.Array],
     advantages: jax.Array,
@@ -137,7 +151,8 @@ def dual_stream_loss(
     metrics: dict[str, jax.Array] = {}
     for s in STREAMS:
         (total, denom), m = stream_loss(
-            logps[s], old_logps[s], ref_logps[s], masks[s], advantages, config.beta(s), config
+            logps[s], None if old_logps is None else old_logps[s], ref_logps[s], masks[s],
+            advantages, config.beta(s), config
         )
         loss = loss + config.weight(s) * total / jnp.maximum(denom, 1.0)
         metrics.update({f"{k}_{s}": v for k, v in m.items()})

@@ -26,6 +26,7 @@ from paras2s_jax.train import grpo_models, stages, trainer
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.grpo import STREAMS, GRPOLossConfig, group_advantages, k3_kl, stream_loss
 from paras2s_jax.train.hosts import agreed, host_value
+from paras2s_jax.train.inputs import MissingInput, require
 from paras2s_jax.train.metrics import MetricWriter
 from paras2s_jax.train.reward_stage import score_token_ids
 from paras2s_jax.train.rollout import pad_prompts, reply_logprobs, rollout_batch, score_replies
@@ -67,13 +68,17 @@ def _loss_fns(lcfg: GRPOLossConfig, sampling: SamplingConfig):
 
 
 def toy_prompts(cfg: ml_collections.ConfigDict) -> list[dict]:
-    """Unlabelled speech prompts: the toy world's training prompts (replies unused)."""
-    prompts = {}
-    for path in sorted(Path(cfg.toy.data_dir).glob("train-*.jsonl")):
-        for line in path.read_text().splitlines():
-            rec = json.loads(line)
-            prompts.setdefault(tuple(rec["prompt_audio"]), rec)
-    return list(prompts.values())
+    """Unlabelled speech prompts: the toy world's paralinguistic training prompts
+    (replies unused; general-ability requests are never RL prompts)."""
+    from paras2s_jax.toyworld.demos import rl_prompts
+
+    made_by = cfg.init.get("made_by", "") or "python launch/demo.py"
+    data_dir = require(cfg.toy.data_dir, "config.toy.data_dir", made_by)
+    records = rl_prompts(data_dir)
+    if not records:
+        raise MissingInput(f"config.toy.data_dir {data_dir} has no train-*.jsonl shards; "
+                           f"create them with: {made_by}")
+    return records
 
 
 def _global(batch: dict, mesh) -> dict:
@@ -97,13 +102,20 @@ def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run,
 def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
     """Run GRPO from `cfg.init` (the SFT checkpoint); returns the last metrics."""
     workdir = Path(cfg.workdir)
+    records = toy_prompts(cfg) if cfg.toy.enabled else [
+        json.loads(line) for f in cfg.data.train_files for line in Path(f).read_text().splitlines()]
+    if len(records) < cfg.grpo.query_batch:
+        raise ValueError(f"config.grpo.query_batch={cfg.grpo.query_batch} exceeds the "
+                         f"{len(records)} prompts")
     adapters = grpo_models.policy_adapters(cfg)
     run = trainer.setup(cfg, adapters=adapters)
     mc = run.model_config
     # The frozen SFT policy and the reward model share one base (see grpo_models).
     reference = grpo_models.reference_params(run, adapters is not None)
     reward_model, shared = grpo_models.share_reward_base(
-        restore_model(cfg.reward.path, run.mesh),
+        restore_model(str(require(cfg.reward.path, "config.reward.path (the reward model)",
+                                  cfg.reward.get("made_by", "") or "python launch/demo.py")),
+                      run.mesh),
         grpo_models.base_weights(run, reference, adapters is not None))
     if not shared and jax.process_index() == 0:
         print(f"{cfg.reward.path}: trained on other base weights; it keeps its own copy",
@@ -111,10 +123,6 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
     suffix, digits = score_token_ids(cfg.reward)
     sampling = sampling_config(cfg)
     g, b = cfg.grpo.group_size, cfg.grpo.query_batch
-    records = toy_prompts(cfg) if cfg.toy.enabled else [
-        json.loads(line) for f in cfg.data.train_files for line in Path(f).read_text().splitlines()]
-    if len(records) < b:
-        raise ValueError(f"config.grpo.query_batch={b} exceeds the {len(records)} prompts")
 
     step_fn = build_step(cfg, run, sampling)
 

@@ -88,13 +88,16 @@ def _loss_fns(digit_ids: tuple[int, ...]):
 def _toy_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path) -> None:
     """Sample and judge toy replies of the SFT model (train prompts and held-out queries)."""
     from paras2s_jax.toyworld.demos import read_queries
+    from paras2s_jax.train.inputs import require
 
-    toy_dir = Path(cfg.toy.data_dir)
+    toy_dir = require(cfg.toy.data_dir, "config.toy.data_dir (the toy SFT data)",
+                      cfg.init.get("made_by", "") or "python launch/demo.py")
     train = {}
     for path in sorted(toy_dir.glob("train-*.jsonl")):
         for line in path.read_text().splitlines():
             rec = json.loads(line)
-            train.setdefault(rec["id"], rec)
+            if "scenario" in rec:  # general-ability demonstrations are not RL prompts
+                train.setdefault(rec["id"], rec)
     train_queries = list(train.values())[: cfg.toy.num_train_queries]
     held = [rec for rec, _ in read_queries(toy_dir / "eval-queries.jsonl")]
     sampling = sampling_from_settings(cfg.distill.sampling, cfg.distill.samples_per_query)

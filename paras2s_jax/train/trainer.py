@@ -84,6 +84,11 @@ def init_model(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> KimiA
         mc = model_config(cfg.model)
         return sharding.create_sharded(lambda: KimiAudio(mc, rngs=nnx.Rngs(cfg.seed)), mesh)
     numerics = {k: cfg.model[k] for k in ("dtype", "param_dtype", "remat")}
+    if source in ("hf", "orbax"):
+        from paras2s_jax.train.inputs import require
+
+        require(path, "config.init.path", cfg.init.get("made_by", "") or
+                "the stage that writes it (see the config file's docstring)")
     if source == "hf":
         from paras2s_jax.checkpoint.hf_io import import_hf
 

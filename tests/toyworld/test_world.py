@@ -19,6 +19,8 @@ from paras2s_jax.toyworld import (
     transcribe,
     write_toy_data,
 )
+from paras2s_jax.toyworld.demos import read_general_queries, rl_prompts
+from paras2s_jax.toyworld.general import Request, judge_general, requests
 from paras2s_jax.toyworld.world import GENERIC, WORDS, all_texts
 from paras2s_jax.train.data import read_records
 
@@ -90,6 +92,9 @@ def test_toy_data_is_deterministic_valid_and_imperfect(tmp_path):
     mc = tiny()
     records = read_records([a["train_0"], a["train_1"], a["eval"]], mc)  # validates ids
     assert max(max(r["reply_text"]) for r in records) < len(WORDS) < mc.special.msg_end
+    general = [r for r in records if "general" in r]
+    records = [r for r in records if "scenario" in r]
+    assert len(general) == len(requests()) * cfg.general_renderings
     scores = [judge(Scenario(**r["scenario"]), r["reply_audio"]).score for r in records]
     assert 3.5 < np.mean(scores) < 4.8  # demonstrations are good but leave headroom
     assert GENERIC[0] in {WORDS[r["reply_text"][0]] for r in records}
@@ -99,3 +104,32 @@ def test_toy_data_is_deterministic_valid_and_imperfect(tmp_path):
     seen = {(r["scenario"]["dimension"], r["scenario"]["template"], r["scenario"]["topic"])
             for r in records if r["id"].startswith("train")}
     assert held.isdisjoint(seen)
+
+
+def test_general_requests_ignore_style_and_are_judged_on_content():
+    rng = np.random.default_rng(0)
+    sound = Request("sound", "cow", "sad")
+    assert sound.answer() == ("the", "cow", "says", "moo")
+    assert Request("count", "three", "child").answer() == ("three", "four", "five")
+    assert Request("sound", "cow", "happy").answer() == sound.answer()  # style plays no part
+    say = lambda words, voice="neutral": speak(words, voice, rng, noise=0.0)  # noqa: E731
+    assert judge_general(sound, say(sound.answer())).score == 5
+    assert judge_general(sound, say(sound.answer(), "gentle")).score == 5  # voice not judged
+    assert judge_general(sound, say(("the", "cow", "says", "baa"))).score == 3
+    assert judge_general(sound, say(("oh", "dog", "sorry"))).score == 1
+
+
+def test_general_requests_are_sft_data_and_probe_queries_but_never_rl_prompts(tmp_path):
+    paths = write_toy_data(tmp_path, ToyDataConfig(renderings=1, general_renderings=2))
+    probe = read_general_queries(paths["general_queries"])
+    assert {(q.kind, q.topic) for _, q in probe} == set(requests())
+    rl = rl_prompts(tmp_path)
+    assert rl and all("scenario" in r for r in rl)
+    demos = [json.loads(x) for k, p in paths.items() if k.startswith("train")
+             for x in p.read_text().splitlines()]
+    taught = [r for r in demos if "general" in r]
+    assert len(taught) == 2 * len(requests())
+    for r in taught:  # the right answer, in words and in speech
+        req = Request(**r["general"])
+        assert [WORDS[i] for i in r["reply_text"]] == list(req.answer())
+        assert judge_general(req, r["reply_audio"]).score == 5
