@@ -112,6 +112,12 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.grpo.sampling.max_new_tokens = 512  # ~40 s of speech
         c.grpo.sampling.text_temperature = 0.8  # exploration without derailing long replies
         c.grpo.sampling.audio_temperature = 0.8  # Kimi-Audio's recommended audio temperature
+        # Top-k 50 on both heads (Kimi-Audio's inference uses 5 / 10): wide enough that the
+        # G = 8 replies differ in words and prosody, but no sampling from the tail of one
+        # 168,448-id head (text ids, audio codes and specials share it), where at T = 0.8
+        # a little mass per step over 512 steps derails a fair share of the replies.
+        c.grpo.sampling.text_top_k = 50  # see above
+        c.grpo.sampling.audio_top_k = 50  # see above
         # 256 sequences (32 prompts x G = 8) of 512 prompt + 512 reply columns per update,
         # in 8 micro-batches of 32 rows (4 per GPU). The rollout (32 rows per GPU, a
         # bf16 KV cache of 2.3 GB per GPU) and the old / reference log-probs run the

@@ -40,7 +40,26 @@ def loss_config(cfg: ml_collections.ConfigDict) -> GRPOLossConfig:
 
 
 def sampling_config(cfg: ml_collections.ConfigDict) -> SamplingConfig:
+    """Rollout sampling; refuses greedy streams (their log-probabilities are taken at
+    T = 1 while the tokens are argmaxes: not a policy-gradient estimator)."""
+    for stream in STREAMS:
+        if getattr(cfg.grpo.sampling, f"{stream}_temperature") <= 0:
+            raise ValueError(f"config.grpo.sampling.{stream}_temperature must be > 0: GRPO "
+                             "trains on sampled tokens; greedy ones have no policy gradient")
     return sampling_from_settings(cfg.grpo.sampling, cfg.grpo.group_size)
+
+
+def per_update_schedule(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of `cfg` whose optimizer schedule counts updates (mu per rollout step), so
+    warm-up and decay given in rollout steps last as long as `train.total_steps` says."""
+    out = cfg.copy_and_resolve_references()
+    mu = cfg.grpo.updates_per_rollout
+    if mu < 1:
+        raise ValueError(f"config.grpo.updates_per_rollout must be >= 1, got {mu}")
+    with out.unlocked():
+        out.optimizer.warmup_steps = cfg.optimizer.warmup_steps * mu
+        out.optimizer.decay_steps = cfg.optimizer.decay_steps * mu
+    return out
 
 
 def _loss_fns(lcfg: GRPOLossConfig, sampling: SamplingConfig):
@@ -108,7 +127,8 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
         raise ValueError(f"config.grpo.query_batch={cfg.grpo.query_batch} exceeds the "
                          f"{len(records)} prompts")
     adapters = grpo_models.policy_adapters(cfg)
-    run = trainer.setup(cfg, adapters=adapters)
+    sampling_config(cfg)  # refuse greedy rollouts before building anything
+    run = trainer.setup(per_update_schedule(cfg), adapters=adapters)
     mc = run.model_config
     # The frozen SFT policy and the reward model share one base (see grpo_models).
     reference = grpo_models.reference_params(run, adapters is not None)

@@ -1,0 +1,33 @@
+"""GRPO settings checked before a run: sampled rollouts, the schedule's unit, 7B top-k."""
+
+import pytest
+
+from configs import grpo as grpo_configs
+from paras2s_jax.train import trainer
+from paras2s_jax.train.grpo_stage import per_update_schedule, sampling_config
+from paras2s_jax.train.optim import schedule
+
+
+def test_schedule_counts_rollout_steps_for_any_mu():
+    base = grpo_configs.get_config("toy")
+    base.optimizer.warmup_steps, base.optimizer.decay_steps = 5, 20
+    base.optimizer.end_lr_ratio = 0.1
+    one = schedule(trainer.optimizer_config(per_update_schedule(base).optimizer))
+    base.grpo.updates_per_rollout = 3
+    three = schedule(trainer.optimizer_config(per_update_schedule(base).optimizer))
+    for k in (0, 2, 5, 11, 25):
+        assert float(three(3 * k)) == pytest.approx(float(one(k)), rel=1e-6)
+
+
+@pytest.mark.parametrize("stream", ["text", "audio"])
+def test_greedy_rollouts_are_refused(stream):
+    cfg = grpo_configs.get_config("toy")
+    setattr(cfg.grpo.sampling, f"{stream}_temperature", 0.0)
+    with pytest.raises(ValueError, match=f"{stream}_temperature must be > 0"):
+        sampling_config(cfg)
+
+
+def test_7b_preset_samples_a_truncated_vocabulary():
+    cfg = grpo_configs.get_config("kimi_audio_7b")
+    sc = sampling_config(cfg)
+    assert 0 < sc.text_top_k < 1000 and 0 < sc.audio_top_k < 1000
