@@ -49,6 +49,11 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.grpo.weight_text = 1.0  # text-stream weight of the summed objective
     c.grpo.weight_audio = 1.0  # audio-stream weight
     c.grpo.aggregation = "token_mean"  # or "sequence_mean" (see the module docstring)
+    # Replies cut at max_new_tokens: "penalise" (reward := truncated_reward; a listener
+    # hears the speech stop mid-reply), "mask" (not trained on) or "keep"; the fraction
+    # is logged as truncated_fraction.
+    c.grpo.truncated = "penalise"
+    c.grpo.truncated_reward = 1.0  # the lowest Likert score
     # Policy adapters: rank 0 fine-tunes every weight (reference = a compute-dtype copy);
     # rank > 0 trains LoRA adapters on the frozen SFT base (reference = adapters off).
     c.grpo.lora = ml_collections.ConfigDict()

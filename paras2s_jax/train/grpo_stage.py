@@ -49,6 +49,24 @@ def sampling_config(cfg: ml_collections.ConfigDict) -> SamplingConfig:
     return sampling_from_settings(cfg.grpo.sampling, cfg.grpo.group_size)
 
 
+def apply_length_cap(rewards: np.ndarray, finished: np.ndarray, batch: dict, policy: str,
+                     penalty: float) -> np.ndarray:
+    """Rewards after the length-cap policy for replies cut at `max_new_tokens`:
+    "penalise" (reward := `penalty`; a listener hears the speech stop mid-reply),
+    "mask" (no policy-gradient or KL tokens; the reward still counts in its group's
+    statistics; the batch's masks change in place) or "keep"."""
+    truncated = ~np.asarray(finished, bool)
+    if policy == "penalise":
+        return np.where(truncated, np.float32(penalty), rewards)
+    if policy == "mask":
+        for s in STREAMS:
+            batch[f"{s}_mask"] = batch[f"{s}_mask"] & ~truncated[:, None]
+    elif policy != "keep":
+        raise ValueError(f"config.grpo.truncated must be 'penalise', 'mask' or 'keep', "
+                         f"got {policy!r}")
+    return rewards
+
+
 def per_update_schedule(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A copy of `cfg` whose optimizer schedule counts updates (mu per rollout step), so
     warm-up and decay given in rollout steps last as long as `train.total_steps` says."""
@@ -165,7 +183,10 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
             out = jax.tree.map(host_value, generate(
                 run.model(), prompts, jax.random.fold_in(key, step), sampling))
             batch = rollout_batch(prompts, out, g)
-            rewards = score_replies(reward_model, streams, out, g, suffix, digits)
+            rewards = apply_length_cap(
+                np.asarray(score_replies(reward_model, streams, out, g, suffix, digits),
+                           np.float32), out.finished, batch, cfg.grpo.truncated,
+                cfg.grpo.truncated_reward)
             adv, zero = group_advantages(rewards, g)
             batch["advantages"] = np.asarray(adv)
             inputs = _global(batch, run.mesh)
@@ -175,11 +196,14 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
                 batch[f"old_{s}_logprobs"] = host_value(old[s])
                 batch[f"ref_{s}_logprobs"] = host_value(ref[s])
             inputs = _global(batch, run.mesh)
+            history = []  # metrics of the mu updates, averaged
             for _ in range(cfg.grpo.updates_per_rollout):
                 run.state, metrics = step_fn(run.state, inputs, run.rest)
-            metrics = jax.device_get(metrics)
+                history.append(jax.device_get(metrics))
+            metrics = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
             diag = {"reward_mean": float(np.mean(rewards)), "reward_std": float(np.std(rewards)),
-                    "zero_spread_groups": float(np.mean(np.asarray(zero)))}
+                    "zero_spread_groups": float(np.mean(np.asarray(zero))),
+                    "truncated_fraction": float(np.mean(~np.asarray(out.finished, bool)))}
             for s in STREAMS:
                 mask = batch[f"{s}_mask"]
                 kl = k3_kl(jnp.asarray(batch[f"old_{s}_logprobs"]),

@@ -31,3 +31,22 @@ def test_7b_preset_samples_a_truncated_vocabulary():
     cfg = grpo_configs.get_config("kimi_audio_7b")
     sc = sampling_config(cfg)
     assert 0 < sc.text_top_k < 1000 and 0 < sc.audio_top_k < 1000
+
+
+def test_length_cap_policies():
+    import numpy as np
+
+    from paras2s_jax.train.grpo_stage import apply_length_cap
+
+    rewards = np.array([4.0, 5.0], np.float32)
+    finished = np.array([True, False])
+    masks = lambda: {f"{s}_mask": np.ones((2, 3), bool) for s in ("text", "audio")}  # noqa: E731
+    b = masks()
+    assert apply_length_cap(rewards, finished, b, "penalise", 1.0).tolist() == [4.0, 1.0]
+    assert b["text_mask"].all()
+    b = masks()
+    assert apply_length_cap(rewards, finished, b, "mask", 1.0).tolist() == [4.0, 5.0]
+    assert b["audio_mask"][0].all() and not b["audio_mask"][1].any()
+    assert apply_length_cap(rewards, finished, masks(), "keep", 1.0).tolist() == [4.0, 5.0]
+    with pytest.raises(ValueError, match="config.grpo.truncated"):
+        apply_length_cap(rewards, finished, masks(), "drop", 1.0)
