@@ -24,7 +24,7 @@ from paras2s_jax.checkpoint.orbax_io import restore_model, save_model
 from paras2s_jax.sampling import SamplingConfig, generate, sampling_from_settings
 from paras2s_jax.train import grpo_models, stages, trainer
 from paras2s_jax.train import step as step_lib
-from paras2s_jax.train.grpo import STREAMS, GRPOLossConfig, group_advantages, k3_kl, stream_loss
+from paras2s_jax.train.grpo import STREAMS, GRPOLossConfig, group_advantages, stream_loss
 from paras2s_jax.train.hosts import agreed, host_value
 from paras2s_jax.train.inputs import MissingInput, require
 from paras2s_jax.train.metrics import MetricWriter
@@ -83,13 +83,19 @@ def per_update_schedule(cfg: ml_collections.ConfigDict) -> ml_collections.Config
 def _loss_fns(lcfg: GRPOLossConfig, sampling: SamplingConfig):
     def loss_fn(model, batch, rng):
         del rng
-        logps = reply_logprobs(model, batch, sampling)
+        logps = reply_logprobs(model, batch, sampling, with_entropy=True)
         terms, aux = {}, {}
         for s in STREAMS:
+            # No "old" log-probs in the batch (one update per rollout): the rollout policy
+            # is the current one, old = stop_gradient(logp) inside the loss.
+            mask = batch[f"{s}_mask"]
             terms[s], m = stream_loss(
-                logps[s], batch[f"old_{s}_logprobs"], batch[f"ref_{s}_logprobs"],
-                batch[f"{s}_mask"], batch["advantages"], lcfg.beta(s), lcfg)
+                logps[s], batch.get(f"old_{s}_logprobs"), batch[f"ref_{s}_logprobs"],
+                mask, batch["advantages"], lcfg.beta(s), lcfg)
             aux[f"clip_fraction_{s}"] = m["clip_fraction"]
+            aux[f"kl_{s}"] = m["kl"]
+            aux[f"entropy_{s}"] = jnp.sum(jax.lax.stop_gradient(logps[f"entropy_{s}"]) * mask) \
+                / jnp.maximum(jnp.sum(mask), 1)
         return terms, aux
 
     def count_fn(batch):
@@ -190,11 +196,14 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
             adv, zero = group_advantages(rewards, g)
             batch["advantages"] = np.asarray(adv)
             inputs = _global(batch, run.mesh)
-            old = log_probs(run.state["params"], run.rest, inputs)
             ref = log_probs(reference, run.rest, inputs)
+            # "Old" log-probs only when several updates share the rollout (mu > 1).
+            old = (log_probs(run.state["params"], run.rest, inputs)
+                   if cfg.grpo.updates_per_rollout > 1 else None)
             for s in STREAMS:
-                batch[f"old_{s}_logprobs"] = host_value(old[s])
                 batch[f"ref_{s}_logprobs"] = host_value(ref[s])
+                if old is not None:
+                    batch[f"old_{s}_logprobs"] = host_value(old[s])
             inputs = _global(batch, run.mesh)
             history = []  # metrics of the mu updates, averaged
             for _ in range(cfg.grpo.updates_per_rollout):
@@ -204,14 +213,8 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
             diag = {"reward_mean": float(np.mean(rewards)), "reward_std": float(np.std(rewards)),
                     "zero_spread_groups": float(np.mean(np.asarray(zero))),
                     "truncated_fraction": float(np.mean(~np.asarray(out.finished, bool)))}
-            for s in STREAMS:
-                mask = batch[f"{s}_mask"]
-                kl = k3_kl(jnp.asarray(batch[f"old_{s}_logprobs"]),
-                           jnp.asarray(batch[f"ref_{s}_logprobs"]))
-                diag[f"kl_{s}"] = float(np.sum(np.asarray(kl) * mask) / max(mask.sum(), 1))
-                diag[f"entropy_{s}"] = float(
-                    np.sum(host_value(old[f"entropy_{s}"]) * mask) / max(mask.sum(), 1))
-                diag[f"reply_length_{s}"] = float(mask.sum(axis=1).mean())
+            for s in STREAMS:  # KL and entropy per stream come from the updates' metrics
+                diag[f"reply_length_{s}"] = float(batch[f"{s}_mask"].sum(axis=1).mean())
             last = writer.train_step(step, {**metrics, **diag}, time.perf_counter() - t0)
             t0 = time.perf_counter()
             if jax.process_index() == 0:  # a plain per-step record next to TensorBoard
