@@ -94,12 +94,17 @@ def block(x: Any) -> Any:
 
 @dataclasses.dataclass
 class Timings:
-    """Seconds per call of each contender, all samples kept."""
+    """Seconds per call of each contender, all samples kept: wall clock, and this
+    process's CPU time (all its threads), which other users' load barely changes."""
 
     samples: dict[str, list[float]]
+    cpu: dict[str, list[float]]
 
     def median(self, name: str) -> float:
         return statistics.median(self.samples[name])
+
+    def median_cpu(self, name: str) -> float:
+        return statistics.median(self.cpu[name])
 
     def spread(self, name: str) -> float:
         """(max - min) / median: how noisy this contender's samples were."""
@@ -107,7 +112,8 @@ class Timings:
         return (max(s) - min(s)) / statistics.median(s)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
-        return {k: {"median_s": self.median(k), "spread": self.spread(k), "samples_s": v}
+        return {k: {"median_s": self.median(k), "spread": self.spread(k), "samples_s": v,
+                    "median_cpu_s": self.median_cpu(k), "cpu_samples_s": self.cpu[k]}
                 for k, v in self.samples.items()}
 
 
@@ -121,12 +127,14 @@ def interleaved(contenders: Mapping[str, Callable[[], Any]], repeats: int,
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {k: [] for k in contenders}
+    cpu: dict[str, list[float]] = {k: [] for k in contenders}
     for _ in range(repeats):
         for name, fn in contenders.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - t0)
-    return Timings(samples)
+            cpu[name].append(time.process_time() - c0)
+    return Timings(samples, cpu)
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> str:

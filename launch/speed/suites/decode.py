@@ -22,6 +22,7 @@ import gc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--layers", type=int, help="trunk layers (default: the shape's own)")
     parser.add_argument("--prompt", type=int, default=32, help="prompt tokens per row")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> dict:
     minute = args.size == "minute"
     prompt, steps = (8, 4) if minute else (args.prompt, args.new_tokens)
     batches = [int(b) for b in args.batches.split(",")]
-    cfg = trunk_config(args.size)
+    cfg = trunk_config(args.size, **({"num_layers": args.layers} if args.layers else {}))
     rng = np.random.default_rng(0)
     ids = {b: rng.integers(0, cfg.text_vocab_size - 512, (b, prompt)).astype(np.int32)
            for b in batches}
@@ -121,7 +122,8 @@ def run(args: argparse.Namespace) -> dict:
     del peer, contenders
     gc.collect()
 
-    dual = KimiAudio(dual_config(args.size, args.mimo_layers), rngs=nnx.Rngs(0))
+    dual = KimiAudio(dual_config(args.size, args.mimo_layers, num_layers=cfg.num_layers),
+                     rngs=nnx.Rngs(0))
     contenders = {}
     for b in batches:
         for n in (steps, 1):
