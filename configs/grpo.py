@@ -54,6 +54,8 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     # is logged as truncated_fraction.
     c.grpo.truncated = "penalise"
     c.grpo.truncated_reward = 1.0  # the lowest Likert score
+    c.grpo.forward_micro_batches = 1  # old/ref log-probs and RM scores: rows in this many parts
+    c.grpo.rollout_micro_batches = 1  # sampler calls per step (prompts split between them)
     # Policy adapters: rank 0 fine-tunes every weight (reference = a compute-dtype copy);
     # rank > 0 trains LoRA adapters on the frozen SFT base (reference = adapters off).
     c.grpo.lora = ml_collections.ConfigDict()
@@ -128,6 +130,12 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         # bf16 KV cache of 2.3 GB per GPU) and the old / reference log-probs run the
         # whole batch at once (forward only: no activations are kept).
         c.optimizer.accum_steps = 8
+        # The forward-only passes (old / reference log-probs, RM scores) take the 256 rows
+        # in 8 parts too: XLA's attention keeps [rows, heads, L, L] fp32 scores.
+        c.grpo.forward_micro_batches = 8
+        # The sampler takes the 32 prompts in 2 calls of 128 rows (16 rows per GPU): the
+        # 256-row call needs 84 GB per device in the CPU plan, mostly prefill temporaries.
+        c.grpo.rollout_micro_batches = 2
         c.train.total_steps = 3000  # ~1 epoch of 100k prompts at 32 per step
         c.train.save_every = 100  # checkpoint cadence
         c.reward.path = "/checkpoints/paras2s/reward_7b/reward_model"  # the Stage 2 output

@@ -28,6 +28,7 @@ from paras2s_jax.sampling import SamplingConfig, bucket_length, decode_program
 from paras2s_jax.train import plan, trainer
 from paras2s_jax.train.grpo import STREAMS
 from paras2s_jax.train.rollout import reply_logprobs, reward_forward
+from paras2s_jax.train.step import micro_batches, unmicro
 
 
 def policy_adapters(cfg: ml_collections.ConfigDict) -> LoRAConfig | None:
@@ -78,12 +79,20 @@ def share_reward_base(reward_model: KimiAudio, base: nnx.State) -> tuple[KimiAud
     return nnx.merge(graphdef, adapters, base), True
 
 
-def build_log_probs(run: trainer.Run, sampling: SamplingConfig) -> sharding.mesh_jit:
+def build_log_probs(run: trainer.Run, sampling: SamplingConfig,
+                    micro: int = 1) -> sharding.mesh_jit:
     """`(params, rest, batch) -> reply log-probs and entropies` of the policy's graph
-    (old log-probs with the policy's params, reference ones with `reference_params`)."""
-    def log_probs(params, rest, batch):
+    (old log-probs with the policy's params, reference ones with `reference_params`),
+    the rows in `micro` micro-batches one after another (each still split over the mesh)."""
+    def one(params, rest, batch):
         model = nnx.merge(run.graphdef, params, rest)
         return reply_logprobs(model, batch, sampling, with_entropy=True)
+
+    def log_probs(params, rest, batch):
+        if micro == 1:
+            return one(params, rest, batch)
+        out = jax.lax.map(lambda b: one(params, rest, b), micro_batches(batch, micro))
+        return jax.tree.map(unmicro, out)
 
     return sharding.mesh_jit(log_probs, run.mesh)
 
@@ -110,10 +119,11 @@ def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.S
         per_step.update({f"{name}_{s}_logprobs": ((rows, reply), np.float32) for s in STREAMS})
     batch = {**seq, **plan.abstract_batch(per_step, mesh),
              "advantages": plan.abstract((rows,), np.float32, mesh)}
-    prompts = plan.abstract_batch({"text": ((rows, prompt), np.int32),
-                                   "audio": ((rows, prompt), np.int32),
-                                   "mask": ((rows, prompt), np.bool_),
-                                   "continuous": ((rows, prompt), np.bool_)}, mesh)
+    sampled = rows // cfg.grpo.rollout_micro_batches  # rows of one sampler call
+    prompts = plan.abstract_batch({"text": ((sampled, prompt), np.int32),
+                                   "audio": ((sampled, prompt), np.int32),
+                                   "mask": ((sampled, prompt), np.bool_),
+                                   "continuous": ((sampled, prompt), np.bool_)}, mesh)
 
     rm_graph, rm_adapters, _ = nnx.split(
         trainer.abstract_model(cfg, mesh, LoRAConfig()), nnx.LoRAParam, ...)
@@ -123,13 +133,15 @@ def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.S
     scored = plan.abstract_batch({"text": ((rows, score_len), np.int32),
                                   "audio": ((rows, score_len), np.int32),
                                   "mask": ((rows, score_len), np.bool_)}, mesh)
-    log_probs = build_log_probs(run, sampling)
+    micro = cfg.grpo.forward_micro_batches
+    log_probs = build_log_probs(run, sampling, micro)
     kind = f"LoRA r{adapters.rank} policy" if adapters else "full policy"
     functions = [
-        plan.Planned(f"rollout {rows} rows, prompt {prompt} + {reply} steps", decode_program,
+        plan.Planned(f"rollout {sampled} rows, prompt {prompt} + {reply} steps",
+                     decode_program,
                      (policy_graph, policy_state, prompts["text"], prompts["audio"],
                       prompts["mask"], prompts["continuous"], None, plan.abstract_key(mesh)),
-                     rows * total, 2, mesh=mesh, unknown_trip=reply,
+                     sampled * total, 2, mesh=mesh, unknown_trip=reply,
                      static_kwargs={"config": sampling},
                      note="decode loop counted at max_new_tokens steps"),
         plan.Planned(f"old log-probs {rows}x{total}", log_probs,
@@ -142,7 +154,7 @@ def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.S
                      rows * total, 2),
         plan.Planned(f"reward scoring {rows}x{score_len}", reward_forward,
                      (reward_model, scored["text"], scored["audio"], scored["mask"],
-                      tuple(cfg.reward.digit_ids)), rows * score_len, 2, mesh=mesh),
+                      tuple(cfg.reward.digit_ids), micro), rows * score_len, 2, mesh=mesh),
         plan.Planned(f"GRPO update {rows}x{total}, accum {cfg.optimizer.accum_steps}, {kind}",
                      grpo_stage.build_step(cfg, run, sampling),
                      (run.state, batch, run.rest), rows * total, 6),

@@ -21,7 +21,7 @@ import numpy as np
 
 from paras2s_jax import layout, sharding
 from paras2s_jax.checkpoint.orbax_io import restore_model, save_model
-from paras2s_jax.sampling import SamplingConfig, generate, sampling_from_settings
+from paras2s_jax.sampling import SampleOutput, SamplingConfig, generate, sampling_from_settings
 from paras2s_jax.train import grpo_models, stages, trainer
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.grpo import STREAMS, GRPOLossConfig, group_advantages, stream_loss
@@ -124,6 +124,23 @@ def toy_prompts(cfg: ml_collections.ConfigDict) -> list[dict]:
     return records
 
 
+def sample_in_parts(model, prompts: dict, rng: jax.Array, sampling: SamplingConfig,
+                    parts: int) -> SampleOutput:
+    """`generate` on `parts` consecutive groups of prompts (rows stay prompt-major): the
+    sampler's memory (KV cache, prefill) scales with the rows of one call."""
+    if parts == 1:
+        return jax.tree.map(host_value, generate(model, prompts, rng, sampling))
+    n = len(prompts["text"])
+    if n % parts:
+        raise ValueError(f"config.grpo.rollout_micro_batches={parts} does not divide the "
+                         f"{n} prompts of a step (config.grpo.query_batch)")
+    size = n // parts
+    outs = [jax.tree.map(host_value, generate(
+        model, {k: v[i * size:(i + 1) * size] for k, v in prompts.items()},
+        jax.random.fold_in(rng, i), sampling)) for i in range(parts)]
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+
+
 def _global(batch: dict, mesh) -> dict:
     """The rollout batch (the same on every process) as global arrays split by rows."""
     return {k: sharding.replicated_batch_to_global(np.asarray(v), mesh)
@@ -170,7 +187,7 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
 
     step_fn = build_step(cfg, run, sampling)
 
-    log_probs = grpo_models.build_log_probs(run, sampling)
+    log_probs = grpo_models.build_log_probs(run, sampling, cfg.grpo.forward_micro_batches)
 
     ckpt = trainer.checkpointer(run)
     start = trainer.restore_latest(run, ckpt, None)
@@ -186,13 +203,13 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
             streams = [layout.record_prompt(r, mc) for r in picks]
             prompts = pad_prompts(streams, sampling.prompt_bucket, mc.special.pad)
             # Replies come back whole on every process (they may span processes).
-            out = jax.tree.map(host_value, generate(
-                run.model(), prompts, jax.random.fold_in(key, step), sampling))
+            out = sample_in_parts(run.model(), prompts, jax.random.fold_in(key, step),
+                                  sampling, cfg.grpo.rollout_micro_batches)
             batch = rollout_batch(prompts, out, g)
             rewards = apply_length_cap(
-                np.asarray(score_replies(reward_model, streams, out, g, suffix, digits),
-                           np.float32), out.finished, batch, cfg.grpo.truncated,
-                cfg.grpo.truncated_reward)
+                np.asarray(score_replies(reward_model, streams, out, g, suffix, digits,
+                                         micro=cfg.grpo.forward_micro_batches), np.float32),
+                out.finished, batch, cfg.grpo.truncated, cfg.grpo.truncated_reward)
             adv, zero = group_advantages(rewards, g)
             batch["advantages"] = np.asarray(adv)
             inputs = _global(batch, run.mesh)

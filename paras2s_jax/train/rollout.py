@@ -22,6 +22,7 @@ from paras2s_jax.model.heads import token_logprobs
 from paras2s_jax.sampling import SampleOutput, SamplingConfig, bucket_length
 from paras2s_jax.train.hosts import host_value
 from paras2s_jax.train.reward import digit_logits, expected_score, reward_input
+from paras2s_jax.train.step import micro_batches, unmicro
 
 STREAMS = ("text", "audio")
 
@@ -90,6 +91,7 @@ def score_replies(
     suffix_ids: Sequence[int],
     digit_ids: Sequence[int],
     bucket: int = 16,
+    micro: int = 1,
 ) -> np.ndarray:
     """Expected Likert score [N] of every sampled reply under the reward model.
 
@@ -111,12 +113,23 @@ def score_replies(
                  for k, v in batch.items()}
     with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
         scores = reward_forward(reward_model, batch["text"], batch["audio"],
-                                batch["attention_mask"], tuple(digit_ids))
+                                batch["attention_mask"], tuple(digit_ids), micro)
     return host_value(scores)
 
 
-@nnx.jit(static_argnums=4)
-def reward_forward(model: KimiAudio, text, audio, mask, digit_ids: tuple[int, ...]):
-    """float32[N]: the RM's expected score of each left-padded row (last position only)."""
-    logits = model(text, audio, attention_mask=mask, last_only=True).text_logits
-    return expected_score(digit_logits(logits, digit_ids))
+@nnx.jit(static_argnums=(4, 5))
+def reward_forward(model: KimiAudio, text, audio, mask, digit_ids: tuple[int, ...],
+                   micro: int = 1):
+    """float32[N]: the RM's expected score of each left-padded row (last position only),
+    the rows in `micro` micro-batches one after another."""
+    graphdef, state = nnx.split(model)
+
+    def one(rows):
+        logits = nnx.merge(graphdef, state)(
+            rows["text"], rows["audio"], attention_mask=rows["mask"], last_only=True).text_logits
+        return expected_score(digit_logits(logits, digit_ids))
+
+    rows = {"text": text, "audio": audio, "mask": mask}
+    if micro == 1:
+        return one(rows)
+    return unmicro(jax.lax.map(one, micro_batches(rows, micro)))

@@ -50,7 +50,7 @@ def state_shardings(params_shardings: nnx.State, abstract_state: dict,
             "rng": replicated}
 
 
-def _micro(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
+def micro_batches(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
     """[B, ...] -> [n, B/n, ...]; micro-batch i takes rows i, i+n, ... (stays sharded)."""
     def split(x: jax.Array) -> jax.Array:
         if x.shape[0] % n:
@@ -58,6 +58,11 @@ def _micro(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
                              f"{n} micro-batches (optimizer.accum_steps)")
         return jnp.swapaxes(x.reshape(x.shape[0] // n, n, *x.shape[1:]), 0, 1)
     return {k: split(v) for k, v in batch.items()}
+
+
+def unmicro(x: jax.Array) -> jax.Array:
+    """Inverse of `micro_batches` for one array: [n, B/n, ...] -> [B, ...], rows in order."""
+    return jnp.swapaxes(x, 0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
 
 
 def build_train_step(
@@ -99,12 +104,12 @@ def build_train_step(
                         jax.tree.map(add, s_acc, s)), None
 
             zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+            first = jax.tree.map(lambda x: x[0], micro_batches(batch, accum_steps))
             sums0 = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), jax.eval_shape(
-                lambda: grad_fn(params, jax.tree.map(lambda x: x[0], _micro(batch, accum_steps)),
-                                rng, counts, rest)[0][1]))
+                lambda: grad_fn(params, first, rng, counts, rest)[0][1]))
             (grads, total, sums), _ = jax.lax.scan(
                 body, (zeros, jnp.zeros((), jnp.float32), sums0),
-                (_micro(batch, accum_steps), jnp.arange(accum_steps)))
+                (micro_batches(batch, accum_steps), jnp.arange(accum_steps)))
             grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
 
         grad_norm = optax.tree.norm(grads)

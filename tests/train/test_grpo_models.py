@@ -11,6 +11,7 @@ from paras2s_jax.model import KimiAudio, tiny
 from paras2s_jax.model.layers import Dense
 from paras2s_jax.model.lora import LoRAConfig, attach_lora
 from paras2s_jax.train import grpo_models, grpo_stage, trainer
+from paras2s_jax.train.rollout import reward_forward
 
 ROWS, PROMPT, REPLY = 4, 6, 5
 
@@ -100,3 +101,12 @@ def test_reward_model_shares_the_reference_base_only_when_equal(same):
     assert shared == same
     kernel = shared_model.lm_head.kernel[...]
     assert (kernel is base["lm_head"]["kernel"][...]) == same
+
+
+def test_forward_micro_batches_give_the_same_scores_in_row_order():
+    model = KimiAudio(tiny(), rngs=nnx.Rngs(2))
+    b = _batch(model.config)
+    args = (model, b["text"], b["audio"], b["attention_mask"], (50, 51, 52, 53, 54))
+    whole = reward_forward(*args, 1)
+    np.testing.assert_allclose(reward_forward(*args, 2), whole, atol=1e-6)
+    assert len(set(np.round(np.asarray(whole), 5))) == ROWS  # a row swap would show
