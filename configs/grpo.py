@@ -111,8 +111,13 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.grpo.lora.rank = 64  # adapters on every attention and MLP projection
         c.grpo.lora.alpha = 128.0  # scale alpha / rank = 2
         c.model.remat = True  # keep only layer-boundary activations for the backward pass
-        c.mesh.data = 1  # all devices on the fsdp axis
-        c.mesh.fsdp = 8  # paper: 8x H100 with FSDP
+        # 2-way FSDP x 4-way tensor parallel (28 heads, 4 KV heads, the MLP and both
+        # vocabularies split 4 ways): the decode loop keeps its gathered weights for the
+        # whole loop, so with 8-way FSDP every GPU held the full model (80 GB in the plan);
+        # split 4 ways by tensor parallelism it needs 25 GB.
+        c.mesh.data = 1  # no pure data parallelism
+        c.mesh.fsdp = 2  # weights and optimizer state split 2 ways (x 4 by tensor)
+        c.mesh.tensor = 4  # heads, MLP width and vocabulary split 4 ways
         c.optimizer.lr = 5e-4  # as published (an adapter rate; see PAPER.md)
         c.optimizer.warmup_steps = 10  # short warm-up from the SFT model
         c.optimizer.decay_steps = 3000  # cosine over the run
@@ -133,8 +138,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         # The forward-only passes (old / reference log-probs, RM scores) take the 256 rows
         # in 8 parts too: XLA's attention keeps [rows, heads, L, L] fp32 scores.
         c.grpo.forward_micro_batches = 8
-        # The sampler takes the 32 prompts in 2 calls of 128 rows (16 rows per GPU): the
-        # 256-row call needs 84 GB per device in the CPU plan, mostly prefill temporaries.
+        # The sampler takes the 32 prompts in 2 calls of 128 rows (a smaller KV cache).
         c.grpo.rollout_micro_batches = 2
         c.train.total_steps = 3000  # ~1 epoch of 100k prompts at 32 per step
         c.train.save_every = 100  # checkpoint cadence
