@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -158,6 +159,55 @@ def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run,
         cfg.optimizer.accum_steps))
 
 
+ScoreFn = Callable[[list[layout.Streams], SampleOutput], np.ndarray]
+
+
+def rollout_step(cfg: ml_collections.ConfigDict, run: trainer.Run, picks: list[dict],
+                 key: jax.Array, sampling: SamplingConfig,
+                 score: ScoreFn) -> tuple[dict, dict[str, float]]:
+    """Sample G replies for each record of `picks`, score them with `score(prompt
+    streams, sampler output)` (one reward per reply row, rows grouped G per prompt) and
+    return the rollout batch with its group advantages, plus rollout diagnostics."""
+    mc = run.model_config
+    streams = [layout.record_prompt(r, mc) for r in picks]
+    prompts = pad_prompts(streams, sampling.prompt_bucket, mc.special.pad)
+    # Replies come back whole on every process (they may span processes).
+    out = sample_in_parts(run.model(), prompts, key, sampling, cfg.grpo.rollout_micro_batches)
+    batch = rollout_batch(prompts, out, cfg.grpo.group_size)
+    rewards = apply_length_cap(np.asarray(score(streams, out), np.float32), out.finished,
+                               batch, cfg.grpo.truncated, cfg.grpo.truncated_reward)
+    adv, zero = group_advantages(rewards, cfg.grpo.group_size)
+    batch["advantages"] = np.asarray(adv)
+    diag = {"reward_mean": float(np.mean(rewards)), "reward_std": float(np.std(rewards)),
+            "zero_spread_groups": float(np.mean(np.asarray(zero))),
+            "truncated_fraction": float(np.mean(~np.asarray(out.finished, bool)))}
+    for s in STREAMS:  # KL and entropy per stream come from the updates' metrics
+        diag[f"reply_length_{s}"] = float(batch[f"{s}_mask"].sum(axis=1).mean())
+    return batch, diag
+
+
+def update_step(cfg: ml_collections.ConfigDict, run: trainer.Run, batch: dict,
+                step_fn: sharding.mesh_jit, log_probs: sharding.mesh_jit,
+                reference) -> dict[str, float]:
+    """Reference (and, for mu > 1, old) log-probs of the rollout, then mu optimizer
+    updates on it; `batch` gains those fields; returns the updates' averaged metrics."""
+    inputs = _global(batch, run.mesh)
+    ref = log_probs(reference, run.rest, inputs)
+    # "Old" log-probs only when several updates share the rollout (mu > 1).
+    old = (log_probs(run.state["params"], run.rest, inputs)
+           if cfg.grpo.updates_per_rollout > 1 else None)
+    for s in STREAMS:
+        batch[f"ref_{s}_logprobs"] = host_value(ref[s])
+        if old is not None:
+            batch[f"old_{s}_logprobs"] = host_value(old[s])
+    inputs = _global(batch, run.mesh)
+    history = []  # metrics of the mu updates, averaged
+    for _ in range(cfg.grpo.updates_per_rollout):
+        run.state, metrics = step_fn(run.state, inputs, run.rest)
+        history.append(jax.device_get(metrics))
+    return {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+
+
 @stages.register("grpo")
 def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
     """Run GRPO from `cfg.init` (the SFT checkpoint); returns the last metrics."""
@@ -200,38 +250,11 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
         for step in range(start, cfg.train.total_steps):
             # Deterministic in (seed, step), so a resumed run samples the same rollouts.
             picks = [records[order[(step * b + i) % len(records)]] for i in range(b)]
-            streams = [layout.record_prompt(r, mc) for r in picks]
-            prompts = pad_prompts(streams, sampling.prompt_bucket, mc.special.pad)
-            # Replies come back whole on every process (they may span processes).
-            out = sample_in_parts(run.model(), prompts, jax.random.fold_in(key, step),
-                                  sampling, cfg.grpo.rollout_micro_batches)
-            batch = rollout_batch(prompts, out, g)
-            rewards = apply_length_cap(
-                np.asarray(score_replies(reward_model, streams, out, g, suffix, digits,
-                                         micro=cfg.grpo.forward_micro_batches), np.float32),
-                out.finished, batch, cfg.grpo.truncated, cfg.grpo.truncated_reward)
-            adv, zero = group_advantages(rewards, g)
-            batch["advantages"] = np.asarray(adv)
-            inputs = _global(batch, run.mesh)
-            ref = log_probs(reference, run.rest, inputs)
-            # "Old" log-probs only when several updates share the rollout (mu > 1).
-            old = (log_probs(run.state["params"], run.rest, inputs)
-                   if cfg.grpo.updates_per_rollout > 1 else None)
-            for s in STREAMS:
-                batch[f"ref_{s}_logprobs"] = host_value(ref[s])
-                if old is not None:
-                    batch[f"old_{s}_logprobs"] = host_value(old[s])
-            inputs = _global(batch, run.mesh)
-            history = []  # metrics of the mu updates, averaged
-            for _ in range(cfg.grpo.updates_per_rollout):
-                run.state, metrics = step_fn(run.state, inputs, run.rest)
-                history.append(jax.device_get(metrics))
-            metrics = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
-            diag = {"reward_mean": float(np.mean(rewards)), "reward_std": float(np.std(rewards)),
-                    "zero_spread_groups": float(np.mean(np.asarray(zero))),
-                    "truncated_fraction": float(np.mean(~np.asarray(out.finished, bool)))}
-            for s in STREAMS:  # KL and entropy per stream come from the updates' metrics
-                diag[f"reply_length_{s}"] = float(batch[f"{s}_mask"].sum(axis=1).mean())
+            batch, diag = rollout_step(
+                cfg, run, picks, jax.random.fold_in(key, step), sampling,
+                lambda streams, out: score_replies(reward_model, streams, out, g, suffix,
+                                                   digits, micro=cfg.grpo.forward_micro_batches))
+            metrics = update_step(cfg, run, batch, step_fn, log_probs, reference)
             last = writer.train_step(step, {**metrics, **diag}, time.perf_counter() - t0)
             t0 = time.perf_counter()
             if jax.process_index() == 0:  # a plain per-step record next to TensorBoard

@@ -32,7 +32,8 @@ def rollout_batch(prompts: dict[str, np.ndarray], out: SampleOutput, group: int)
 
     prompts: `layout.left_pad` dict padded to the sampler's bucket (see `pad_prompts`).
     Keys: text, audio, attention_mask (the sequence); text_mask, audio_mask,
-    old_text_logprobs, old_audio_logprobs ([N, T], the reply steps).
+    sampler_text_logprobs, sampler_audio_logprobs ([N, T], the reply steps, as the
+    sampler computed them; the loss takes "old" log-probs only from a forward pass).
     """
     rep = {k: np.repeat(np.asarray(prompts[k]), group, axis=0)
            for k in ("text", "audio", "attention_mask")}
@@ -43,8 +44,8 @@ def rollout_batch(prompts: dict[str, np.ndarray], out: SampleOutput, group: int)
         "attention_mask": np.concatenate([rep["attention_mask"], out.reply_mask()], 1),
         "text_mask": np.asarray(out.text_mask),
         "audio_mask": np.asarray(out.audio_mask),
-        "old_text_logprobs": np.asarray(out.text_logprobs, np.float32),
-        "old_audio_logprobs": np.asarray(out.audio_logprobs, np.float32),
+        "sampler_text_logprobs": np.asarray(out.text_logprobs, np.float32),
+        "sampler_audio_logprobs": np.asarray(out.audio_logprobs, np.float32),
     }
 
 

@@ -1,16 +1,18 @@
-"""Rollout batches line up with the sampler; reward scores are expected Likert values."""
+"""Rollout batches line up with the sampler; rewards are the RM's expected Likert score."""
 
 import jax
 import numpy as np
 from flax import nnx
 
+from paras2s_jax import layout
 from paras2s_jax.layout import Message, build_prompt
 from paras2s_jax.model import KimiAudio, tiny
 from paras2s_jax.sampling import SamplingConfig, generate
+from paras2s_jax.train.reward import reward_input
 from paras2s_jax.train.rollout import pad_prompts, reply_logprobs, rollout_batch, score_replies
 
 
-def test_rollout_logprobs_match_the_sampler_and_rewards_are_likert():
+def test_rollout_logprobs_match_the_sampler_and_rewards_are_expected_scores():
     cfg = tiny()
     model = KimiAudio(cfg, rngs=nnx.Rngs(0))
     streams = [build_prompt([Message("user", audio=tuple(range(n)))], cfg) for n in (3, 7)]
@@ -22,14 +24,27 @@ def test_rollout_logprobs_match_the_sampler_and_rewards_are_likert():
     assert batch["text"].shape == (6, prompts["text"].shape[1] + 12)
 
     lp = nnx.jit(lambda m, b: reply_logprobs(m, b, sampling, with_entropy=True))(model, batch)
-    for s in ("text", "audio"):
+    full = model(batch["text"], batch["audio"], attention_mask=batch["attention_mask"])
+    p = prompts["text"].shape[1]
+    for s, logits, temp in (("text", full.text_logits, 1.0), ("audio", full.audio_logits, 0.7)):
         mask = batch[f"{s}_mask"]
         assert mask.any()
-        np.testing.assert_allclose(np.asarray(lp[s])[mask], batch[f"old_{s}_logprobs"][mask],
-                                   atol=1e-5)
-        assert np.all(np.asarray(lp[f"entropy_{s}"]) > 0)
+        np.testing.assert_allclose(np.asarray(lp[s])[mask],
+                                   batch[f"sampler_{s}_logprobs"][mask], atol=1e-5)
+        # Entropy of softmax(logits / T) at the predicting columns, by hand.
+        z = np.asarray(logits[:, p - 1:p - 1 + 12], np.float64) / temp
+        logq = z - z.max(-1, keepdims=True)
+        logq -= np.log(np.exp(logq).sum(-1, keepdims=True))
+        np.testing.assert_allclose(np.asarray(lp[f"entropy_{s}"]),
+                                   -(np.exp(logq) * logq).sum(-1), rtol=1e-4)
 
-    scores = score_replies(model, streams, out, 3, suffix_ids=[40, 41],
-                           digit_ids=[50, 51, 52, 53, 54])
-    assert scores.shape == (6,) and np.all((scores >= 1) & (scores <= 5))
-    assert len(set(np.round(scores, 6))) > 1
+    digits = [50, 51, 52, 53, 54]
+    scores = score_replies(model, streams, out, 3, suffix_ids=[40, 41], digit_ids=digits)
+    # Each row's score by hand: its own prompt + its parsed reply + suffix, alone.
+    for row in range(6):
+        reply = layout.build_reply(*layout.parse_reply(out.text[row], out.audio[row], cfg), cfg)
+        seq = reward_input(streams[row // 3], reply, [40, 41], cfg)
+        z = np.asarray(model(seq.text[None], seq.audio[None]).text_logits[0, -1, digits],
+                       np.float64)
+        p_k = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        assert abs(scores[row] - np.dot(p_k, np.arange(1, 6))) < 1e-4
