@@ -7,8 +7,9 @@ Toy run (after the toy SFT and reward runs, 2 CPU cores, a few minutes)::
 starts from the SFT checkpoint (also the frozen KL reference), samples G replies per
 prompt, scores them with the distilled reward model and updates the policy; TensorBoard
 metrics in <workdir>/tb: reward mean/std, zero-spread groups, KL / entropy / clip
-fraction / reply length per stream. `python launch/demo.py` runs all stages and
-evaluates them; `python launch/ablate.py` runs the beta and G sweeps.
+fraction / reply length per stream (toy: also the toy judge's `judge_*` statistics of
+the same replies). `python launch/demo.py` runs all stages and evaluates them;
+`python launch/ablate.py` runs the beta, G and reward-model-view sweeps.
 
 Paper run (8x H100, FSDP)::
 
@@ -79,6 +80,9 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.reward.suffix_text = " Score:"  # with tokenizer_dir: the score prompt
     c.reward.suffix_ids = [600]  # without tokenizer_dir: toy suffix id
     c.reward.digit_ids = [595, 596, 597, 598, 599]  # toy ids of "1".."5"
+    # The reply channels the RM reads (configs/reward.py); must match the view recorded
+    # in <reward.path>/reward_input.json, else GRPO refuses to start.
+    c.reward.view = "audio"
 
     c.toy = ml_collections.ConfigDict()
     c.toy.enabled = False  # prompts from the toy world's training texts

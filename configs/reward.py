@@ -57,6 +57,10 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.reward.suffix_text = " Score:"  # appended to the text stream after the reply
     c.reward.suffix_ids = [600]  # toy: a reserved id of the tiny vocabulary
     c.reward.digit_ids = [595, 596, 597, 598, 599]  # toy ids standing for "1".."5"
+    # What of the reply the RM reads: "audio" (the speech codes: what the benchmark judge
+    # hears, through ASR and a style captioner), "text" (the text stream) or "both".
+    # Written to <workdir>/reward_model/reward_input.json; GRPO must use the same.
+    c.reward.view = "audio"
 
     c.distill = ml_collections.ConfigDict()  # toy: how the training pairs are made
     c.distill.samples_per_query = 8  # replies per query (paper: 32)

@@ -1,7 +1,8 @@
-"""Toy-world ablations of GRPO: the KL weight beta and the group size G.
+"""Toy-world ablations: GRPO's KL weight beta and group size G, the reward model's view.
 
     python launch/ablate.py beta [--workdir /tmp/paras2s/demo] [--steps 60] [--seeds 3]
     python launch/ablate.py group [--steps 40]
+    python launch/ablate.py rm-view [--seeds 3] [--steps 0]
 
 All start from the demo's SFT checkpoint and reward model (`launch/demo.py` makes them
 first if they are missing) and run GRPO once per setting and seed, in <workdir>/ablate/.
@@ -11,8 +12,15 @@ first if they are missing) and run GRPO once per setting and seed, in <workdir>/
   general-ability probe (style-independent requests from the SFT data that RL never
   sees: the toy VoiceBench) for base / SFT / GRPO(beta) with 95% confidence intervals
   (t over training seeds for GRPO; over evaluation sampling seeds for base and SFT).
-- `group`: G = 2, 4, 8 at a fixed number of replies per step: the fraction of groups
-  whose rewards had no spread (zero advantage, no learning signal) and the score.
+- `group`: G = 2, 4, 8 at a fixed number of replies per step. Per step, the reward
+  model's rewards (trained on) and the integer toy judge's scores of the same replies
+  (logged only): the fraction of groups with no spread (zero advantage, no learning
+  signal), the mean within-group std and mean |advantage|; then the held-out score.
+- `rm-view`: reward models reading the reply's audio only (what the judge hears), text
+  only, or both, trained on the same judged replies (the demo's distillation data) with
+  `--seeds` seeds each: held-out Pearson and exact-digit agreement with the toy judge
+  (95% CIs over seeds); with `--steps N > 0` also N GRPO steps with each view's seed-0
+  model and the judge's held-out score after them.
 """
 
 from __future__ import annotations
@@ -53,11 +61,13 @@ def ci95(values: list[float]) -> tuple[float, float]:
     return mean, float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
 
 
-def _run(configs: dict, name: str, steps: int, seed: int = 0,
+def _run(configs: dict, name: str, steps: int, seed: int = 0, reward: Path | None = None,
          **grpo_fields) -> tuple[list[dict], dict]:
-    """One GRPO run with `grpo_fields` changed; (per-step metrics, evaluation row, kept in
+    """One GRPO run with `grpo_fields` changed (and the reward model of the reward-stage
+    workdir `reward`, read under its view); (per-step metrics, evaluation row, kept in
     the run's eval.json)."""
     from paras2s_jax.train import stages
+    from paras2s_jax.train.reward_stage import VIEW_FILE
 
     cfg = configs["grpo"].copy_and_resolve_references()
     root = Path(configs["grpo"].workdir).parent / "ablate" / f"{name}_steps{steps}_seed{seed}"
@@ -65,6 +75,9 @@ def _run(configs: dict, name: str, steps: int, seed: int = 0,
     cfg.seed = cfg.data.shuffle_seed = seed
     cfg.train.total_steps, cfg.train.save_every = steps, steps
     cfg.optimizer.decay_steps = steps
+    if reward is not None:
+        cfg.reward.path = str(reward / "reward_model")
+        cfg.reward.view = json.loads((reward / "reward_model" / VIEW_FILE).read_text())["view"]
     for key, value in grpo_fields.items():
         setattr(cfg.grpo, key, value)
     if not (root / "results.json").exists():
@@ -112,33 +125,85 @@ def beta_sweep(configs: dict, steps: int, seeds: int) -> None:
               f"{_fmt([r['general'] for _, r in results])} |")
 
 
+SPREAD = ("zero_spread_groups", "reward_group_std", "advantage_abs_mean")
+
+
 def group_sweep(configs: dict, steps: int) -> None:
     replies = configs["grpo"].grpo.query_batch * configs["grpo"].grpo.group_size
-    rows = []
+    print(f"\nGroup size sweep: {replies} replies per step, {steps} GRPO steps, means over "
+          "steps. RM: the reward model's expected score (the reward trained on); judge: the "
+          "integer toy judge's score of the same replies (logged, not trained on)")
+    print("| G | prompts per step | reward | zero-spread groups | within-group std | "
+          "mean abs advantage | held-out score |")
+    print("|---|---|---|---|---|---|---|")
     for g in (2, 4, 8):
         history, row = _run(configs, f"group_{g}", steps, group_size=g,
                             query_batch=replies // g)
-        zero = sum(h["zero_spread_groups"] for h in history) / len(history)
-        rows.append((g, replies // g, zero, row["overall"]))
-    print(f"\nGroup size sweep: {replies} replies per step, {steps} GRPO steps")
-    print("| G | prompts per step | zero-spread groups (mean over steps) | held-out score |")
-    print("|---|---|---|---|")
-    for g, b, zero, score in rows:
-        print(f"| {g} | {b} | {zero:.3f} | {score:.3f} |")
+        for label, prefix in (("RM", ""), ("judge", "judge_")):
+            mean = [sum(h.get(prefix + k, math.nan) for h in history) / len(history)
+                    for k in SPREAD]
+            print(f"| {g} | {replies // g} | {label} | " + " | ".join(f"{v:.3f}" for v in mean)
+                  + f" | {row['overall']:.3f} |")
+
+
+def view_sweep(configs: dict, steps: int, seeds: int) -> None:
+    """Reward models of each view on the demo's judged replies, `seeds` training seeds
+    each (LoRA init and data order); with `steps`, GRPO with each seed-0 model."""
+    from paras2s_jax.train import stages
+    from paras2s_jax.train.reward import VIEWS
+
+    demo = configs["reward"]
+    rows = []
+    for view in VIEWS:
+        results, roots = [], []
+        for seed in range(seeds):
+            root = Path(demo.workdir)
+            if (view, seed) != (demo.reward.view, demo.seed):  # else the demo's own model
+                cfg = demo.copy_and_resolve_references()
+                root = root.parent / "ablate" / f"reward_view_{view}_seed{seed}"
+                cfg.workdir, cfg.reward.view = str(root), view
+                cfg.seed = cfg.data.shuffle_seed = seed
+                root.mkdir(parents=True, exist_ok=True)
+                if not (root / "distill").exists():  # the same judged replies for every run
+                    (root / "distill").symlink_to(Path(demo.workdir) / "distill")
+                if not (root / "results.json").exists():
+                    print(f"== reward model, view {view}, seed {seed}: {root}", flush=True)
+                    stages.get("reward")(cfg)
+            results.append(json.loads((root / "results.json").read_text()))
+            roots.append(root)
+        score = _run(configs, f"grpo_view_{view}", steps, reward=roots[0])[1]["overall"] \
+            if steps else math.nan
+        rows.append((view, [r["heldout/pearson"] for r in results],
+                     [r["heldout/accuracy"] for r in results], score))
+    print("\nReward-model view: what of the reply the RM reads; agreement with the toy judge "
+          f"(which hears the speech) on held-out pairs, mean ± 95% CI over {seeds} RM "
+          "training seeds" + (f"; GRPO {steps} steps with the seed-0 RM" if steps else ""))
+    print("| RM view | Pearson | exact digit | per seed (Pearson) |"
+          + (" held-out score after GRPO |" if steps else ""))
+    print("|---|---|---|---|" + ("---|" if steps else ""))
+    for view, pearson, accuracy, score in rows:
+        print(f"| {view} | {_fmt(pearson)} | {_fmt(accuracy)} | "
+              + ", ".join(f"{p:.3f}" for p in pearson) + " |"
+              + (f" {score:.3f} |" if steps else ""))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep", choices=("beta", "group"))
+    parser.add_argument("sweep", choices=("beta", "group", "rm-view"))
     parser.add_argument("--workdir", default="/tmp/paras2s/demo")
-    parser.add_argument("--steps", type=int, default=60, help="GRPO steps per setting")
-    parser.add_argument("--seeds", type=int, default=3, help="training seeds (beta sweep)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="GRPO steps per setting (default 60; rm-view: 0, no GRPO)")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="training seeds (beta: GRPO runs; rm-view: reward models)")
     args = parser.parse_args()
     configs = _ensure_prerequisites(Path(args.workdir))
+    steps = args.steps if args.steps is not None else (0 if args.sweep == "rm-view" else 60)
     if args.sweep == "beta":
-        beta_sweep(configs, args.steps, args.seeds)
+        beta_sweep(configs, steps, args.seeds)
+    elif args.sweep == "group":
+        group_sweep(configs, steps)
     else:
-        group_sweep(configs, args.steps)
+        view_sweep(configs, steps, args.seeds)
 
 
 if __name__ == "__main__":

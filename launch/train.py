@@ -49,11 +49,11 @@ def main(argv: list[str]) -> None:
     _init_distributed(cfg)
 
     from paras2s_jax.train import stages
-    from paras2s_jax.train.inputs import MissingInput
+    from paras2s_jax.train.inputs import InputMismatch, MissingInput
 
     try:
         results = stages.get(cfg.stage)(cfg)
-    except MissingInput as err:  # one line: the path and the command that creates it
+    except (MissingInput, InputMismatch) as err:  # one line: the path and the fix
         sys.exit(f"error: {err}")
     import jax
 

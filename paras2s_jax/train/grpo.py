@@ -73,6 +73,18 @@ def group_advantages(
     return adv.reshape(-1), zero_spread
 
 
+def group_spread(rewards: np.ndarray, group_size: int) -> dict[str, float]:
+    """How much learning signal a step's rewards carry: the fraction of groups with no
+    spread, the mean within-group reward std (ddof 1, as the advantages) and the mean
+    |advantage| over all rows."""
+    adv, zero = group_advantages(rewards, group_size)
+    r = np.asarray(rewards, np.float64).reshape(-1, group_size)
+    std = r.std(axis=1, ddof=1) if group_size > 1 else np.zeros(len(r))
+    return {"zero_spread_groups": float(np.mean(np.asarray(zero))),
+            "reward_group_std": float(np.mean(std)),
+            "advantage_abs_mean": float(np.mean(np.abs(np.asarray(adv))))}
+
+
 def k3_kl(logp: jax.Array, ref_logp: jax.Array) -> jax.Array:
     """Per-token k3 estimate of KL(policy || reference); >= 0, unbiased, low variance."""
     delta = jnp.clip(ref_logp.astype(jnp.float32) - logp.astype(jnp.float32),

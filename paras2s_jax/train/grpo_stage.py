@@ -6,6 +6,10 @@ rewards within each group, recompute the policy's ("old") and the frozen referen
 log-probabilities of the sampled tokens on the same mesh, then take
 `grpo.updates_per_rollout` optimizer steps on the clipped dual-stream objective with the
 k3 KL penalty (see `train/grpo.py`). The reference is the initial (SFT) policy.
+The reward model reads the replies under the view it was trained with
+(`reward.view`, checked against the record beside it). In the toy world every step also
+has the integer toy judge score the same replies: logged beside the reward model's
+statistics (`judge_*`), never trained on.
 """
 
 from __future__ import annotations
@@ -25,12 +29,24 @@ from paras2s_jax.checkpoint.orbax_io import restore_model, save_model
 from paras2s_jax.sampling import SampleOutput, SamplingConfig, generate, sampling_from_settings
 from paras2s_jax.train import grpo_models, stages, trainer
 from paras2s_jax.train import step as step_lib
-from paras2s_jax.train.grpo import STREAMS, GRPOLossConfig, group_advantages, stream_loss
+from paras2s_jax.train.grpo import (
+    STREAMS,
+    GRPOLossConfig,
+    group_advantages,
+    group_spread,
+    stream_loss,
+)
 from paras2s_jax.train.hosts import agreed, host_value
 from paras2s_jax.train.inputs import MissingInput, require
 from paras2s_jax.train.metrics import MetricWriter
-from paras2s_jax.train.reward_stage import score_token_ids
-from paras2s_jax.train.rollout import pad_prompts, reply_logprobs, rollout_batch, score_replies
+from paras2s_jax.train.reward_stage import read_view, score_token_ids
+from paras2s_jax.train.rollout import (
+    judge_replies,
+    pad_prompts,
+    reply_logprobs,
+    rollout_batch,
+    score_replies,
+)
 
 
 def loss_config(cfg: ml_collections.ConfigDict) -> GRPOLossConfig:
@@ -160,14 +176,17 @@ def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run,
 
 
 ScoreFn = Callable[[list[layout.Streams], SampleOutput], np.ndarray]
+JudgeFn = Callable[[list[dict], SampleOutput], np.ndarray]  # (prompt records, replies)
 
 
 def rollout_step(cfg: ml_collections.ConfigDict, run: trainer.Run, picks: list[dict],
-                 key: jax.Array, sampling: SamplingConfig,
-                 score: ScoreFn) -> tuple[dict, dict[str, float]]:
+                 key: jax.Array, sampling: SamplingConfig, score: ScoreFn,
+                 judge: JudgeFn | None = None) -> tuple[dict, dict[str, float]]:
     """Sample G replies for each record of `picks`, score them with `score(prompt
     streams, sampler output)` (one reward per reply row, rows grouped G per prompt) and
-    return the rollout batch with its group advantages, plus rollout diagnostics."""
+    return the rollout batch with its group advantages, plus rollout diagnostics. With
+    `judge(picks, sampler output)` the same replies are also judged, under the same
+    length-cap policy, and its group statistics are logged as `judge_*` (not trained on)."""
     mc = run.model_config
     streams = [layout.record_prompt(r, mc) for r in picks]
     prompts = pad_prompts(streams, sampling.prompt_bucket, mc.special.pad)
@@ -176,11 +195,17 @@ def rollout_step(cfg: ml_collections.ConfigDict, run: trainer.Run, picks: list[d
     batch = rollout_batch(prompts, out, cfg.grpo.group_size)
     rewards = apply_length_cap(np.asarray(score(streams, out), np.float32), out.finished,
                                batch, cfg.grpo.truncated, cfg.grpo.truncated_reward)
-    adv, zero = group_advantages(rewards, cfg.grpo.group_size)
+    adv, _ = group_advantages(rewards, cfg.grpo.group_size)
     batch["advantages"] = np.asarray(adv)
     diag = {"reward_mean": float(np.mean(rewards)), "reward_std": float(np.std(rewards)),
-            "zero_spread_groups": float(np.mean(np.asarray(zero))),
+            **group_spread(rewards, cfg.grpo.group_size),
             "truncated_fraction": float(np.mean(~np.asarray(out.finished, bool)))}
+    if judge is not None:
+        judged = apply_length_cap(np.asarray(judge(picks, out), np.float32), out.finished,
+                                  batch, cfg.grpo.truncated, cfg.grpo.truncated_reward)
+        diag["judge_reward_mean"] = float(np.mean(judged))
+        diag.update({f"judge_{k}": v for k, v in group_spread(judged, cfg.grpo.group_size)
+                     .items()})
     for s in STREAMS:  # KL and entropy per stream come from the updates' metrics
         diag[f"reply_length_{s}"] = float(batch[f"{s}_mask"].sum(axis=1).mean())
     return batch, diag
@@ -212,6 +237,8 @@ def update_step(cfg: ml_collections.ConfigDict, run: trainer.Run, batch: dict,
 def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
     """Run GRPO from `cfg.init` (the SFT checkpoint); returns the last metrics."""
     workdir = Path(cfg.workdir)
+    if cfg.reward.path and Path(cfg.reward.path).exists():  # before anything is built
+        read_view(cfg.reward.path, cfg.reward.view)  # scored as it was trained, or refused
     records = toy_prompts(cfg) if cfg.toy.enabled else [
         json.loads(line) for f in cfg.data.train_files for line in Path(f).read_text().splitlines()]
     if len(records) < cfg.grpo.query_batch:
@@ -223,10 +250,10 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
     mc = run.model_config
     # The frozen SFT policy and the reward model share one base (see grpo_models).
     reference = grpo_models.reference_params(run, adapters is not None)
+    rm_path = require(cfg.reward.path, "config.reward.path (the reward model)",
+                      cfg.reward.get("made_by", "") or "python launch/demo.py")
     reward_model, shared = grpo_models.share_reward_base(
-        restore_model(str(require(cfg.reward.path, "config.reward.path (the reward model)",
-                                  cfg.reward.get("made_by", "") or "python launch/demo.py")),
-                      run.mesh),
+        restore_model(str(rm_path), run.mesh),
         grpo_models.base_weights(run, reference, adapters is not None))
     if not shared and jax.process_index() == 0:
         print(f"{cfg.reward.path}: trained on other base weights; it keeps its own copy",
@@ -234,6 +261,12 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
     suffix, digits = score_token_ids(cfg.reward)
     sampling = sampling_config(cfg)
     g, b = cfg.grpo.group_size, cfg.grpo.query_batch
+    judge = None
+    if cfg.toy.enabled:  # the toy world's integer judge, logged beside the RM's rewards
+        from paras2s_jax.train.distill import toy_judge
+
+        def judge(recs, out):
+            return judge_replies(recs, out, g, mc, toy_judge)
 
     step_fn = build_step(cfg, run, sampling)
 
@@ -253,7 +286,9 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
             batch, diag = rollout_step(
                 cfg, run, picks, jax.random.fold_in(key, step), sampling,
                 lambda streams, out: score_replies(reward_model, streams, out, g, suffix,
-                                                   digits, micro=cfg.grpo.forward_micro_batches))
+                                                   digits, cfg.reward.view,
+                                                   micro=cfg.grpo.forward_micro_batches),
+                judge)
             metrics = update_step(cfg, run, batch, step_fn, log_probs, reference)
             last = writer.train_step(step, {**metrics, **diag}, time.perf_counter() - t0)
             t0 = time.perf_counter()

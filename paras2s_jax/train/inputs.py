@@ -20,3 +20,7 @@ def require(path: str | Path, what: str, made_by: str) -> Path:
         raise MissingInput(f"{what} {str(path) or '(not set)'} does not exist; "
                            f"create it with: {made_by}")
     return Path(path)
+
+
+class InputMismatch(ValueError):
+    """A stage input disagrees with the config; the message names the field and file."""

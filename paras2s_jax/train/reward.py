@@ -3,6 +3,11 @@
 The reward model is the policy architecture with LoRA adapters. It reads the prompt
 streams, the reply columns and a short text suffix (e.g. "Score:"), and its text head
 at the last position predicts the judge's Likert score as one character "1".."5".
+Which reply channels it reads is its *view* (`reward.view`): "audio" (the speech codes
+only, the default: the benchmark judge hears only the reply's speech, so an RM that
+reads the text stream can be pleased by text the speech never says), "text" (the text
+stream only) or "both". The view is recorded beside the RM checkpoint
+(`reward_stage.VIEW_FILE`) and GRPO refuses to score under another one.
 Training: cross-entropy over the full vocabulary on that digit token. Use: the
 expected score sum_k k * p_k with p the softmax over the five digit tokens only.
 """
@@ -15,10 +20,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from paras2s_jax.layout import Streams, concat
+from paras2s_jax.layout import Streams, build_reply, concat
 from paras2s_jax.model.config import KimiAudioConfig
 
 LIKERT = np.arange(1, 6, dtype=np.float32)
+VIEWS = ("audio", "text", "both")
+
+
+def check_view(view: str) -> str:
+    """`view` if it is one of `VIEWS`, else a ValueError naming the config field."""
+    if view not in VIEWS:
+        raise ValueError(f"config.reward.view must be one of {VIEWS}, got {view!r}")
+    return view
+
+
+def reward_reply(
+    text: Sequence[int], audio: Sequence[int], config: KimiAudioConfig, view: str
+) -> Streams:
+    """The reply columns the reward model reads under `view`: the unseen channel is
+    left empty (a text EOS alone, or no speech codes before the audio end token)."""
+    check_view(view)
+    return build_reply(text if view != "audio" else (), audio if view != "text" else (), config)
 
 
 def reward_input(

@@ -5,9 +5,10 @@ of (prompt, reply) as one digit token. Data: distillation shards (`train/distill
 with `toy.enabled` they are sampled from the SFT checkpoint and judged by the toy rule
 judge first (resumable). The final model (base + adapters) is saved as an Orbax model
 checkpoint in `<workdir>/reward_model`; held-out Pearson(RM expected score, judge) is
-reported. The training step directories in `<workdir>/checkpoints` hold only the
-adapters (and the optimizer): they resume this stage; GRPO and sampling read
-`<workdir>/reward_model`.
+reported, and what of the reply it reads (`reward.view`) is written beside it in
+`reward_model/reward_input.json`. The training step directories in
+`<workdir>/checkpoints` hold only the adapters (and the optimizer): they resume this
+stage; GRPO and sampling read `<workdir>/reward_model`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,18 @@ from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.data import bucket_for
 from paras2s_jax.train.distill import distill, read_scored, toy_judge
 from paras2s_jax.train.hosts import agreed, host_value, process_rows
-from paras2s_jax.train.reward import digit_logits, expected_score, pearson, reward_input, score_loss
+from paras2s_jax.train.inputs import InputMismatch
+from paras2s_jax.train.reward import (
+    check_view,
+    digit_logits,
+    expected_score,
+    pearson,
+    reward_input,
+    reward_reply,
+    score_loss,
+)
+
+VIEW_FILE = "reward_input.json"  # inside the reward model directory: what the RM reads
 
 
 def lora_config(cfg: ml_collections.ConfigDict) -> LoRAConfig:
@@ -54,15 +66,36 @@ def score_token_ids(rcfg: ml_collections.ConfigDict) -> tuple[list[int], tuple[i
     return list(rcfg.suffix_ids), tuple(rcfg.digit_ids)
 
 
-def reward_sequence(record: dict, config, suffix_ids) -> layout.Streams:
-    """The reward model's input for one scored reply."""
-    reply = layout.build_reply(record["reply_text"], record["reply_audio"], config)
+def write_view(directory: str | Path, view: str) -> None:
+    """Record the reward model's view beside its checkpoint."""
+    (Path(directory) / VIEW_FILE).write_text(json.dumps({"view": check_view(view)}) + "\n")
+
+
+def read_view(directory: str | Path, view: str) -> str:
+    """The view recorded beside the reward model in `directory`; `InputMismatch` (one
+    line naming the field and the file) when it is not `view` or was never recorded."""
+    path = Path(directory) / VIEW_FILE
+    if not path.exists():
+        raise InputMismatch(f"{path} does not exist: the view the reward model was trained "
+                            f"with is unknown (config.reward.view={view!r}); retrain it, or "
+                            'write {"view": "both"} there for one trained on both streams')
+    recorded = json.loads(path.read_text()).get("view")
+    if recorded != check_view(view):
+        raise InputMismatch(f"config.reward.view={view!r} but {path} says the reward model "
+                            f"was trained with view {recorded!r}")
+    return recorded
+
+
+def reward_sequence(record: dict, config, suffix_ids, view: str) -> layout.Streams:
+    """The reward model's input for one scored reply, read under `view`."""
+    reply = reward_reply(record["reply_text"], record["reply_audio"], config, view)
     return reward_input(layout.record_prompt(record, config), reply, suffix_ids, config)
 
 
-def collate_left(records: list[dict], config, suffix_ids, buckets, rows: int) -> dict:
+def collate_left(records: list[dict], config, suffix_ids, buckets, rows: int,
+                 view: str) -> dict:
     """Left-padded [rows, bucket] inputs + int32 scores [rows, 1] (0 on padding rows)."""
-    seqs = [reward_sequence(r, config, suffix_ids) for r in records]
+    seqs = [reward_sequence(r, config, suffix_ids, view) for r in records]
     length = bucket_for(max(len(s) for s in seqs), buckets)
     seqs += [seqs[0]] * (rows - len(seqs))
     out = layout.left_pad(seqs, length, config.special.pad)
@@ -70,6 +103,18 @@ def collate_left(records: list[dict], config, suffix_ids, buckets, rows: int) ->
     scores[: len(records), 0] = [int(r["score"]) for r in records]
     return {"text": out["text"], "audio": out["audio"],
             "attention_mask": out["attention_mask"], "score": scores}
+
+
+def training_batches(records: list[dict], config, cfg: ml_collections.ConfigDict):
+    """The endless shuffled iterator of this process's rows of each global training
+    batch (`collate_left` under `cfg.reward.view`), with a checkpointable state."""
+    rows = cfg.data.global_batch
+    suffix, _ = score_token_ids(cfg.reward)
+    ds = grain.MapDataset.source(records).shuffle(seed=cfg.data.shuffle_seed).repeat(None)
+    # Each process keeps its rows of the global batch, padded to the global batch's bucket.
+    ds = ds.batch(rows, drop_remainder=True, batch_fn=lambda rs: process_rows(collate_left(
+        list(rs), config, suffix, cfg.data.buckets, rows, cfg.reward.view)))
+    return iter(ds.to_iter_dataset())
 
 
 def _loss_fns(digit_ids: tuple[int, ...]):
@@ -132,17 +177,23 @@ def _bench_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path
         cfg.data.eval_files = sorted(str(p) for p in (workdir / "distill/heldout").glob("*.jsonl"))
 
 
+@nnx.jit
+def _last_logits(model, text, audio, mask):
+    return model(text, audio, attention_mask=mask, last_only=True).text_logits
+
+
 def evaluate_rm(model, records: list[dict], cfg) -> dict[str, float]:
-    """Pearson and exact-digit accuracy of the RM against the judge on `records`."""
+    """Pearson and exact-digit accuracy of the RM against the judge on `records`, the
+    replies read under `cfg.reward.view`."""
     suffix, digits = score_token_ids(cfg.reward)
     mc = model.config
     rows = cfg.data.global_batch
-    forward = nnx.jit(lambda m, t, a, k: m(t, a, attention_mask=k, last_only=True).text_logits)
     predicted, argmax = [], []
     for i in range(0, len(records), rows):
         chunk = records[i:i + rows]
-        b = collate_left(chunk, mc, suffix, cfg.data.buckets, rows)
-        d = digit_logits(forward(model, b["text"], b["audio"], b["attention_mask"]), digits)
+        b = collate_left(chunk, mc, suffix, cfg.data.buckets, rows, cfg.reward.view)
+        d = digit_logits(_last_logits(model, b["text"], b["audio"], b["attention_mask"]),
+                         digits)
         predicted += host_value(expected_score(d))[: len(chunk)].tolist()
         argmax += (host_value(jnp.argmax(d, -1))[: len(chunk)] + 1).tolist()
     judge = np.asarray([r["score"] for r in records], np.float64)
@@ -164,6 +215,7 @@ def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.S
     """The RM train step and the scoring forward GRPO runs, abstract, for the plan."""
     from paras2s_jax.train.rollout import reward_forward
 
+    check_view(cfg.reward.view)
     run = trainer.setup(cfg, abstract=True, adapters=lora_config(cfg.lora))
     length = length or max(cfg.data.buckets)
     rows, accum = cfg.data.global_batch, cfg.optimizer.accum_steps
@@ -188,6 +240,10 @@ def run_reward(cfg: ml_collections.ConfigDict) -> dict:
     """Train the LoRA reward model; returns RM–judge agreement on held-out pairs."""
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    out = workdir / "reward_model"
+    check_view(cfg.reward.view)
+    if out.exists():  # a finished model of this workdir: only under the same view
+        read_view(out, cfg.reward.view)
     mesh = sharding.make_mesh(sharding.MeshConfig(**cfg.mesh.to_dict()))
     model = trainer.init_model(cfg, mesh)
     if cfg.distill.scorer == "bench":
@@ -196,14 +252,8 @@ def run_reward(cfg: ml_collections.ConfigDict) -> dict:
         _toy_distillation(cfg, model, workdir)
     run = trainer.setup(cfg, adapters=lora_config(cfg.lora), model=model)
     mc = run.model_config
-    records = read_scored(cfg.data.train_files)
-    rows = cfg.data.global_batch
-    ds = grain.MapDataset.source(records).shuffle(seed=cfg.data.shuffle_seed).repeat(None)
-    suffix, digits = score_token_ids(cfg.reward)
-    # Each process keeps its rows of the global batch, padded to the global batch's bucket.
-    ds = ds.batch(rows, drop_remainder=True, batch_fn=lambda rs: process_rows(collate_left(
-        list(rs), mc, suffix, cfg.data.buckets, rows)))
-    data_iter = iter(ds.to_iter_dataset())
+    _, digits = score_token_ids(cfg.reward)
+    data_iter = training_batches(read_scored(cfg.data.train_files), mc, cfg)
     heldout = read_scored(cfg.data.eval_files) if cfg.data.eval_files else []
 
     step_fn = build_step(cfg, run, digits)
@@ -218,10 +268,10 @@ def run_reward(cfg: ml_collections.ConfigDict) -> dict:
     results = {f"train/{k}": v for k, v in last.items()}
     if heldout:
         results.update({f"heldout/{k}": v for k, v in evaluate_rm(final, heldout, cfg).items()})
-    out = workdir / "reward_model"
     if not agreed(out.exists()):  # every process writes its shards: the save is collective
         save_model(out, final, lora=lora_config(cfg.lora))
     if jax.process_index() == 0:
+        write_view(out, cfg.reward.view)
         print("reward model vs judge (held-out pairs): " + ", ".join(
             f"{k}={v:.3f}" for k, v in results.items() if k.startswith("heldout/")), flush=True)
         (workdir / "results.json").write_text(json.dumps(

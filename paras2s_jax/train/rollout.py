@@ -21,7 +21,7 @@ from paras2s_jax.model import KimiAudio
 from paras2s_jax.model.heads import token_logprobs
 from paras2s_jax.sampling import SampleOutput, SamplingConfig, bucket_length
 from paras2s_jax.train.hosts import host_value
-from paras2s_jax.train.reward import digit_logits, expected_score, reward_input
+from paras2s_jax.train.reward import digit_logits, expected_score, reward_input, reward_reply
 from paras2s_jax.train.step import micro_batches, unmicro
 
 STREAMS = ("text", "audio")
@@ -91,20 +91,22 @@ def score_replies(
     group: int,
     suffix_ids: Sequence[int],
     digit_ids: Sequence[int],
+    view: str,
     bucket: int = 16,
     micro: int = 1,
 ) -> np.ndarray:
     """Expected Likert score [N] of every sampled reply under the reward model.
 
     Replies are re-laid out as the reward model saw them in training (parsed, then
-    `build_reply`), so the sampler's exact column timing does not leak into the reward.
+    `reward_reply` under its `view`), so the sampler's exact column timing does not leak
+    into the reward and a channel outside the view cannot change it.
     """
     mc = reward_model.config
     out = jax.device_get(out)
     seqs = []
     for row in range(out.text.shape[0]):
         text, audio = layout.parse_reply(out.text[row], out.audio[row], mc)
-        reply = layout.build_reply(text, audio, mc)
+        reply = reward_reply(text, audio, mc, view)
         seqs.append(reward_input(prompt_streams[row // group], reply, suffix_ids, mc))
     batch = layout.left_pad(seqs, bucket_length(max(len(s) for s in seqs), bucket),
                             mc.special.pad)
@@ -116,6 +118,16 @@ def score_replies(
         scores = reward_forward(reward_model, batch["text"], batch["audio"],
                                 batch["attention_mask"], tuple(digit_ids), micro)
     return host_value(scores)
+
+
+def judge_replies(records: Sequence[dict], out: SampleOutput, group: int, config,
+                  judge_fn) -> np.ndarray:
+    """float32[N]: `judge_fn(record, text, audio)`'s score of every sampled reply, row r
+    judged against its own prompt record r // G (see `train.distill.Judge`)."""
+    out = jax.device_get(out)
+    return np.asarray([judge_fn(records[row // group],
+                                *layout.parse_reply(out.text[row], out.audio[row], config))[0]
+                       for row in range(out.text.shape[0])], np.float32)
 
 
 @nnx.jit(static_argnums=(4, 5))

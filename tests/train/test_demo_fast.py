@@ -31,7 +31,8 @@ def test_demo_fast_runs_every_stage(tmp_path):
                .splitlines()]
     assert len(history) == 4
     for key in ("reward_mean", "zero_spread_groups", "kl_text", "kl_audio", "entropy_audio",
-                "clip_fraction_text", "reply_length_audio"):
+                "clip_fraction_text", "reply_length_audio", "reward_group_std",
+                "judge_zero_spread_groups", "judge_reward_group_std", "judge_reward_mean"):
         assert key in history[-1]
     # Re-running resumes every finished stage instead of training again.
     again = subprocess.run(

@@ -13,6 +13,7 @@ from paras2s_jax.train.grpo import (
     clipped_objective,
     dual_stream_loss,
     group_advantages,
+    group_spread,
     k3_kl,
 )
 
@@ -28,6 +29,20 @@ def test_group_advantages_and_zero_spread_groups():
     assert zero2.tolist() == [True, False]
     np.testing.assert_allclose(adv2[2:], [-2 / (math.sqrt(8) + 1e-6), 2 / (math.sqrt(8) + 1e-6)],
                                rtol=1e-5)
+
+
+def test_group_spread_by_hand():
+    # Integer scores, G = 2: (3, 3) carries no signal, (1, 5) does.
+    stats = group_spread([3.0, 3.0, 1.0, 5.0], group_size=2)
+    assert stats["zero_spread_groups"] == 0.5
+    assert stats["reward_group_std"] == pytest.approx((0 + math.sqrt(8)) / 2)
+    assert stats["advantage_abs_mean"] == pytest.approx(2 * (2 / math.sqrt(8)) / 4, rel=1e-5)
+    stats = group_spread([1.0, 2.0, 3.0, 4.0], group_size=4)
+    std = math.sqrt(5 / 3)
+    assert stats["zero_spread_groups"] == 0.0
+    assert stats["reward_group_std"] == pytest.approx(std)
+    assert stats["advantage_abs_mean"] == pytest.approx((1.5 + 0.5 + 0.5 + 1.5) / 4 / std,
+                                                        rel=1e-5)
 
 
 def test_k3_kl_by_hand():

@@ -82,7 +82,13 @@ def step_result(tmp_path_factory):
                 rewards[r] = 5.0
         return rewards
 
-    batch, diag = rollout_step(cfg, run, records, jax.random.key(3), sampling, planted)
+    def judge(recs, out):
+        """Integer scores of the same replies: 4 for prompt 0's, 2 then 3s for prompt 1's."""
+        captured["judged"] = [r["id"] for r in recs]
+        return np.asarray([4] * G + [2] + [3] * (G - 1), np.float32)
+
+    batch, diag = rollout_step(cfg, run, records, jax.random.key(3), sampling, planted,
+                               judge)
     out = captured["out"]
     before = nnx.merge(run.graphdef, jax.tree.map(jnp.copy, run.state["params"]), run.rest)
     lp_before = [_own_logprob(before, records[r // G], out, r, sampling) for r in range(2 * G)]
@@ -92,6 +98,7 @@ def step_result(tmp_path_factory):
     lp_after = [_own_logprob(run.model(), records[r // G], out, r, sampling)
                 for r in range(2 * G)]
     return dict(cfg=cfg, run=run, batch=batch, diag=diag, out=out, metrics=metrics,
+                judged=captured["judged"],
                 records=records, before=np.asarray(lp_before), after=np.asarray(lp_after))
 
 
@@ -100,6 +107,12 @@ def test_planted_reward_reaches_its_row_and_pushes_its_reply_up(step_result):
     adv = r["batch"]["advantages"]
     assert np.all(adv[:G] == 0.0)  # prompt 0: all rewards equal
     assert r["diag"]["zero_spread_groups"] == 0.5
+    assert r["diag"]["reward_group_std"] == pytest.approx(np.std([1, 1, 1, 5], ddof=1) / 2)
+    # The judge's scores of the same replies give their own statistics, not the reward.
+    assert r["judged"] == ["p0", "p1"]
+    assert r["diag"]["judge_zero_spread_groups"] == 0.5
+    assert r["diag"]["judge_reward_mean"] == pytest.approx((4 * G + 2 + 3 * (G - 1)) / (2 * G))
+    assert r["diag"]["judge_reward_group_std"] == pytest.approx(np.std([2, 3, 3, 3], ddof=1) / 2)
     mates = [i for i in range(G, 2 * G) if i != PLANTED]
     std = np.std([1, 1, 1, 5], ddof=1)
     assert adv[PLANTED] == pytest.approx(3 / std, rel=1e-5)

@@ -39,7 +39,8 @@ def test_rollout_logprobs_match_the_sampler_and_rewards_are_expected_scores():
                                    -(np.exp(logq) * logq).sum(-1), rtol=1e-4)
 
     digits = [50, 51, 52, 53, 54]
-    scores = score_replies(model, streams, out, 3, suffix_ids=[40, 41], digit_ids=digits)
+    scores = score_replies(model, streams, out, 3, suffix_ids=[40, 41], digit_ids=digits,
+                           view="both")
     # Each row's score by hand: its own prompt + its parsed reply + suffix, alone.
     for row in range(6):
         reply = layout.build_reply(*layout.parse_reply(out.text[row], out.audio[row], cfg), cfg)
