@@ -46,13 +46,26 @@ def test_decode(tmp_path):
     results = _run("decode", tmp_path)
     assert results["greedy_agreement"] == 1.0  # same greedy tokens as transformers
     assert results["bandwidth_bytes_per_s"] > 0
+    assert set(results["matmul_peak_flops_per_s"]) == {"fp32", "bf16"}
     assert results["ours trunk b1"]["roofline_ms"] > 0 and "audio branch b8" in results
+    for name in ("ours trunk", "ours trunk bf16", "transformers generate"):
+        row = results[f"{name} b8"]
+        floor = max(row["roofline_ms"], row["matmul_peak_ms"])
+        assert row["floor_fraction"] == pytest.approx(floor / row["step_ms"])
+    # bf16 weights read half the bytes of fp32 ones.
+    assert results["ours trunk bf16 b1"]["roofline_ms"] < results["ours trunk b1"]["roofline_ms"]
+    assert 0.0 <= results["bf16_greedy_agreement_with_fp32"] <= 1.0
 
 
 def test_train_step(tmp_path):
     results = _run("train-step", tmp_path)
     assert results["step_flops"] > 0 and results["SFT step"]["peak_flops_per_s"] > 0
-    assert set(results) >= {"SFT step", "SFT step, remat", "mfu"}
+    variants = {"SFT step", "SFT step, remat", "SFT step, full logits",
+                "SFT step, full logits, remat"}
+    assert set(results) >= variants | {"mfu"}
+    # The chunked loss and the one over full logits agree at the same weights and batch.
+    assert results["first_loss_spread"] < 1e-4
+    assert all(results[v]["first_loss"] > 0 for v in variants)
     assert results["profile"]["matmul"] > 0  # the jax.profiler breakdown found the dots
 
 

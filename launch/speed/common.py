@@ -137,6 +137,18 @@ def interleaved(contenders: Mapping[str, Callable[[], Any]], repeats: int,
     return Timings(samples, cpu)
 
 
+def matmul_peak(size: int, dtype: str) -> tuple[Callable[[], Any], float]:
+    """(callable, FLOPs per call) of a jitted square matmul: the attainable peak. 16-bit
+    inputs accumulate in float32, as the model's own products do."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((size, size), dtype)
+    b = jnp.ones((size, size), dtype)
+    mm = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+    return (lambda: block(mm(a, b))), 2.0 * size**3
+
+
 def table(headers: list[str], rows: list[list[Any]]) -> str:
     """A Markdown table (the README pastes it as printed)."""
     def fmt(x: Any) -> str:

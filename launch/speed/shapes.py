@@ -72,6 +72,13 @@ def decode_bytes(c: KimiAudioConfig, batch: int, context: int, bytes_per: int) -
     return (matmul_params(c) + kv) * bytes_per
 
 
+def decode_flops(c: KimiAudioConfig, batch: int, context: int) -> float:
+    """FLOPs of one decode step: every matmul weight once per row, and attention of one
+    query per row over `context` cached keys."""
+    attention = 4 * (c.num_layers + c.mimo_layers) * c.hidden_size * context * batch
+    return 2.0 * matmul_params(c) * batch + attention
+
+
 def forward_flops(c: KimiAudioConfig, batch: int, length: int) -> float:
     """Model FLOPs of one forward pass (matmuls; attention scores at full S², the usual
     MFU convention)."""

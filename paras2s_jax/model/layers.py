@@ -31,6 +31,26 @@ def _normal(rngs: nnx.Rngs, shape: Sequence[int], dtype: jnp.dtype) -> jax.Array
     return (_INIT_STD * jax.random.normal(rngs.params(), tuple(shape), jnp.float32)).astype(dtype)
 
 
+def _cpu_dot(x: jax.Array, kernel: jax.Array, num_in: int,
+             out_dtype: jnp.dtype | None) -> jax.Array:
+    """`tensordot(x, kernel, num_in)`, steering 16-bit products on XLA's CPU backend to
+    its fast kernels: they accumulate in float32 and round once (a 16-bit result type
+    selects a kernel 2-6x slower), and a single row is padded to two (one row selects
+    a slow matrix-vector path; padding cannot change the real row's result). Other
+    backends and dtypes take the plain product."""
+    half = x.dtype in (jnp.bfloat16, jnp.float16)
+    if not half or jax.default_backend() != "cpu":
+        return jnp.tensordot(x, kernel, axes=num_in, preferred_element_type=out_dtype)
+    lead, tail = x.shape[: x.ndim - num_in], x.shape[x.ndim - num_in:]
+    one_row = all(n == 1 for n in lead)
+    if one_row:
+        x = jnp.pad(x.reshape((1, *tail)), [(0, 1)] + [(0, 0)] * num_in)
+    y = jnp.tensordot(x, kernel, axes=num_in, preferred_element_type=jnp.float32)
+    if one_row:
+        y = y[:1].reshape(lead + y.shape[1:])
+    return y.astype(out_dtype or x.dtype)
+
+
 class Dense(nnx.Module):
     """`y = x · kernel (+ bias)`, contracting the trailing `len(in_dims)` axes of x.
 
@@ -62,7 +82,7 @@ class Dense(nnx.Module):
 
     def __call__(self, x: jax.Array, out_dtype: jnp.dtype | None = None) -> jax.Array:
         kernel = self.kernel[...].astype(x.dtype)
-        y = jnp.tensordot(x, kernel, axes=self.num_in, preferred_element_type=out_dtype)
+        y = _cpu_dot(x, kernel, self.num_in, out_dtype)
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)
         if self.lora is not None:
