@@ -89,6 +89,7 @@ def forward_flops(c: KimiAudioConfig, batch: int, length: int) -> float:
 
 def hf_peer(model, attn: str = "eager", dtype: str = "float32"):
     """transformers' `Qwen2ForCausalLM` holding exactly `model`'s weights (a trunk)."""
+    import numpy as np
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -105,6 +106,14 @@ def hf_peer(model, attn: str = "eager", dtype: str = "float32"):
         tie_word_embeddings=False, attn_implementation=attn, pad_token_id=0,
         bos_token_id=None, eos_token_id=None)
     peer = Qwen2ForCausalLM(config)
-    state = {k: torch.from_numpy(v.copy()) for k, v in iter_hf_tensors(model)}
-    peer.load_state_dict(state, strict=True)
+    # One tensor at a time: a second full copy of a 0.5B model would not fit next to
+    # the suites' other contenders.
+    params = dict(peer.named_parameters())
+    copied = set()
+    with torch.no_grad():
+        for key, value in iter_hf_tensors(model):
+            params[key].copy_(torch.from_numpy(np.array(value)))
+            copied.add(key)
+    if copied != set(params):
+        raise ValueError(f"hf_peer: weights not set from the model: {sorted(set(params) - copied)}")
     return peer.to(getattr(torch, dtype)).eval()

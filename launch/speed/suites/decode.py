@@ -2,12 +2,13 @@
 
     python -m launch.speed decode [--prompt 32 --new-tokens 64 --batches 1,8]
 
-Greedy, Qwen2-0.5B shape. Contenders: our sampler on the text-only trunk
-(`sampling.generate`, prefill + `lax.while_loop` in one jit) in fp32, transformers'
-`generate` with the same weights, and (second phase, after the peer is freed, so both
-phases fit in ~8 GiB) our dual-stream sampler with Kimi-Audio's audio branch (6 layers
-+ audio head), whose extra cost per step is shown on its own, and our trunk with bf16
-weights (float32 accumulation). A step's time is
+Greedy, Qwen2-0.5B shape. Three phases, so that at most ~6 GiB of weights are alive
+at a time: (1) our sampler on the text-only trunk (`sampling.generate`, prefill +
+`lax.while_loop` in one jit) in fp32 against transformers' `generate` with the same
+weights; (2) the peer freed, our trunk with bf16 weights (float32 accumulation)
+against fp32; (3) the trunk freed, our dual-stream sampler with Kimi-Audio's audio
+branch (`--mimo-layers`, 6 layers + audio head; 0 skips the phase), whose extra cost
+per step is shown on its own. A step's time is
 (time(N new tokens) - time(1 new token)) / (N - 1), so prefill is not counted.
 
 The floor of a step is the larger of two measured terms: reading every matmul weight
@@ -138,8 +139,7 @@ def run(args: argparse.Namespace) -> dict:
     del peer, contenders
     gc.collect()
 
-    dual = KimiAudio(dual_config(args.size, args.mimo_layers, num_layers=cfg.num_layers),
-                     rngs=nnx.Rngs(0))
+    # 2nd phase: bf16 weights against fp32, in the same rounds.
     # The same seed gives the same weights, rounded to bf16.
     trunk16 = KimiAudio(cfg.replace(dtype="bfloat16", param_dtype="bfloat16"), rngs=nnx.Rngs(0))
     out16 = np.asarray(_ours(trunk16, ids[batches[0]], steps, "text")().text)
@@ -150,8 +150,22 @@ def run(args: argparse.Namespace) -> dict:
         for n in (steps, 1):
             contenders[f"ours trunk b{b} n{n}"] = _ours(trunk, ids[b], n, "text")
             contenders[f"ours trunk bf16 b{b} n{n}"] = _ours(trunk16, ids[b], n, "text")
-            contenders[f"ours dual-stream b{b} n{n}"] = _ours(dual, ids[b], n, "both")
     t2 = interleaved(contenders, args.repeats)
+    del trunk16, contenders
+    gc.collect()
+
+    # 3rd phase, the fp32 trunk freed too (memory): the dual-stream sampler alone; the
+    # audio branch's cost is its step minus the trunk's step of the 2nd phase.
+    t3, dual_cfg = None, None
+    if args.mimo_layers:
+        del trunk
+        gc.collect()
+        dual = KimiAudio(dual_config(args.size, args.mimo_layers, num_layers=cfg.num_layers),
+                         rngs=nnx.Rngs(0))
+        dual_cfg = dual.config
+        t3 = interleaved({f"ours dual-stream b{b} n{n}": _ours(dual, ids[b], n, "both")
+                          for b in batches for n in (steps, 1)}, args.repeats)
+        del dual
 
     def step_ms(t, name, b):
         return (t.median(f"{name} b{b} n{steps}") - t.median(f"{name} b{b} n1")) / (steps - 1) * 1e3
@@ -160,13 +174,16 @@ def run(args: argparse.Namespace) -> dict:
     rows, results = [], {"bandwidth_bytes_per_s": bandwidth, "matmul_peak_flops_per_s": peak,
                          "steps": steps, "prompt": prompt, "greedy_agreement": agree,
                          "bf16_greedy_agreement_with_fp32": agree16,
-                         "phase1": t1.as_dict(), "phase2": t2.as_dict()}
+                         "phase1": t1.as_dict(), "phase2": t2.as_dict(),
+                         "phase3": t3 and t3.as_dict()}
     for b in batches:
-        for label, t, name, model_cfg, kind in (
-                ("ours trunk", t1, "ours trunk", cfg, "fp32"),
-                ("transformers generate", t1, "transformers generate", cfg, "fp32"),
-                ("ours trunk bf16 (2nd phase)", t2, "ours trunk bf16", cfg, "bf16"),
-                ("ours dual-stream (2nd phase)", t2, "ours dual-stream", dual.config, "fp32")):
+        contenders = [("ours trunk", t1, "ours trunk", cfg, "fp32"),
+                      ("transformers generate", t1, "transformers generate", cfg, "fp32"),
+                      ("ours trunk bf16 (2nd phase)", t2, "ours trunk bf16", cfg, "bf16")]
+        if t3:
+            contenders.append(("ours dual-stream (3rd phase)", t3, "ours dual-stream",
+                               dual_cfg, "fp32"))
+        for label, t, name, model_cfg, kind in contenders:
             ms = step_ms(t, name, b)
             read, compute = _floor(model_cfg, b, context, 2 if kind == "bf16" else 4,
                                    bandwidth, peak[kind])
@@ -175,9 +192,11 @@ def run(args: argparse.Namespace) -> dict:
                          b * steps / t.median(f"{name} b{b} n{steps}")])
             results[f"{name} b{b}"] = {"step_ms": ms, "roofline_ms": read,
                                        "matmul_peak_ms": compute, "floor_fraction": floor / ms}
-        branch = step_ms(t2, "ours dual-stream", b) - step_ms(t2, "ours trunk", b)
-        results[f"audio branch b{b}"] = {"step_ms": branch}
-        rows.append(["audio branch alone (2nd phase)", b, branch, "", "", "", "", ""])
+        if t3:
+            branch = step_ms(t3, "ours dual-stream", b) - step_ms(t2, "ours trunk", b)
+            results[f"audio branch b{b}"] = {"step_ms": branch}
+            rows.append(["audio branch alone (3rd - 2nd phase)", b, branch, "", "", "", "",
+                         ""])
     print(f"decode, greedy, prompt {prompt}, {steps} new tokens, hidden {cfg.hidden_size}, "
           f"{cfg.num_layers} layers, vocab {cfg.vocab_size}; weight-read bandwidth "
           f"{bandwidth / 1e9:.1f} GB/s, matmul peak {peak['fp32'] / 1e9:.0f} GFLOP/s fp32, "
