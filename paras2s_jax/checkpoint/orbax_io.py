@@ -4,6 +4,7 @@ Layout of a model checkpoint directory (a composite Orbax checkpoint)::
 
     DIR/params/        the parameter tree (StandardSave), one array per parameter
     DIR/model_config/  KimiAudioConfig as JSON
+    DIR/meta/          optional JSON record of how it was trained (`read_meta`)
 
 Training checkpoints store the same two items next to the optimizer and data state,
 so `restore_model` also reads a training step directory.
@@ -27,6 +28,7 @@ from paras2s_jax.sharding import PARAM_RULES, Rules, state_shardings
 
 PARAMS_ITEM = "params"
 CONFIG_ITEM = "model_config"
+META_ITEM = "meta"  # a small JSON record (stage, what the model was trained to hear)
 _EXTRAS = ("lora",)  # structure beyond KimiAudioConfig, stored beside it
 
 
@@ -57,11 +59,25 @@ def model_save_args(model: KimiAudio, lora: LoRAConfig | None = None) -> dict[st
     }
 
 
-def save_model(directory: str | Path, model: KimiAudio, lora: LoRAConfig | None = None) -> None:
-    """Write `model` as an Orbax checkpoint at `directory` (which must not exist)."""
+def save_model(directory: str | Path, model: KimiAudio, lora: LoRAConfig | None = None,
+               meta: dict[str, Any] | None = None) -> None:
+    """Write `model` as an Orbax checkpoint at `directory` (which must not exist), with
+    `meta` as its JSON record when given."""
+    args = model_save_args(model, lora)
+    if meta is not None:
+        args[META_ITEM] = ocp.args.JsonSave(dict(meta))
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-        args = ocp.args.Composite(**model_save_args(model, lora))
-        checkpointer.save(Path(directory).absolute(), args)
+        checkpointer.save(Path(directory).absolute(), ocp.args.Composite(**args))
+
+
+def read_meta(directory: str | Path) -> dict[str, Any]:
+    """The JSON record of a model checkpoint or training step directory ({} if none)."""
+    path = Path(directory).absolute()
+    if not (path / META_ITEM).exists():
+        return {}
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+        args = ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()})
+        return dict(checkpointer.restore(path, args)[META_ITEM])
 
 
 def _read_json(directory: str | Path) -> dict[str, Any]:

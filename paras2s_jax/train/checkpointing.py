@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers as cm
 
-from paras2s_jax.checkpoint.orbax_io import CONFIG_ITEM, PARAMS_ITEM, config_to_json
+from paras2s_jax.checkpoint.orbax_io import CONFIG_ITEM, META_ITEM, PARAMS_ITEM, config_to_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Checkpointer:
                 CONFIG_ITEM: ocp.JsonCheckpointHandler(),
                 "train_state": ocp.StandardCheckpointHandler(),
                 "data": grain.checkpoint.CheckpointHandler(),
-                "meta": ocp.JsonCheckpointHandler(),
+                META_ITEM: ocp.JsonCheckpointHandler(),
             },
         )
 
@@ -103,7 +103,7 @@ class Checkpointer:
         rest = {k: v for k, v in state.items() if k != "params"}
         args = {PARAMS_ITEM: ocp.args.StandardSave(_pure(state["params"])),
                 "train_state": ocp.args.StandardSave(rest),
-                "meta": ocp.args.JsonSave(dict(meta or {}, step=step))}
+                META_ITEM: ocp.args.JsonSave(dict(meta or {}, step=step))}
         if model_config is not None:
             args[CONFIG_ITEM] = ocp.args.JsonSave(config_to_json(model_config))
         if data_iter is not None:
@@ -119,13 +119,13 @@ class Checkpointer:
         rest = {k: v for k, v in abstract_state.items() if k != "params"}
         args = {PARAMS_ITEM: ocp.args.StandardRestore(_pure(abstract_state["params"])),
                 "train_state": ocp.args.StandardRestore(rest),
-                "meta": ocp.args.JsonRestore()}
+                META_ITEM: ocp.args.JsonRestore()}
         if data_iter is not None:
             args["data"] = grain.checkpoint.CheckpointRestore(data_iter)
         out = self.manager.restore(step, args=ocp.args.Composite(**args))
         state = dict(out["train_state"])
         state["params"] = _unpure(abstract_state["params"], out[PARAMS_ITEM])
-        return state, out["meta"]
+        return state, out[META_ITEM]
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

@@ -8,11 +8,15 @@ and the result does not depend on where it was interrupted. In a multi-process j
 processes sample every chunk together (the model spans them) and process k mod P
 judges and writes chunk k, so the judge calls are split between the processes.
 
-Queries may carry "whisper_features" (float[len(prompt_audio), D]), placed at the prompt's
-audio codes. Record (one per reply)::
+With `whisper_features` (`config.data.whisper_features`: an SFT model trained hearing
+them) the model reads each query's Whisper features while it samples, placed at the
+prompt's audio codes as in SFT. A query names them as SFT records do ("prompt_features",
+a .npy path) or carries them ("whisper_features", float[len(prompt_audio), D]; written
+to `features/` beside the shards), and every record names the file for the reward
+model. Record (one per reply)::
 
     {"query_id", "prompt_text", "prompt_audio", "scenario", "sample", "reply_text",
-     "reply_audio", "score", "rationale", "judge"}
+     "reply_audio", "score", "rationale", "judge"(, "prompt_features")}
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ import jax
 import numpy as np
 
 from paras2s_jax import layout
-from paras2s_jax.audio.features import place_features
 from paras2s_jax.model import KimiAudio
 from paras2s_jax.sampling import SamplingConfig, generate
+from paras2s_jax.train import prompt_features
 from paras2s_jax.train.hosts import agreed, host_value
 
 # (query record, reply text ids, reply audio codes) -> (score 1..5, rationale)
@@ -56,6 +60,7 @@ def distill(
     seed: int = 0,
     chunk_queries: int = 16,
     progress: Callable[[int, int], None] | None = None,
+    whisper_features: bool = False,
 ) -> dict[str, int]:
     """Write (query, reply, score) shards; returns counts of chunks done and skipped."""
     out = Path(out_dir)
@@ -73,12 +78,12 @@ def distill(
         streams = [layout.record_prompt(q, mc) for q in chunk]
         # Pad to a fixed number of prompts: one compilation for every chunk.
         streams += [streams[0]] * (chunk_queries - len(streams))
-        prompts = layout.left_pad(streams, max(len(s) for s in streams), mc.special.pad)
-        if "whisper_features" in chunk[0]:  # float[len(prompt_audio), D] per query
-            feats = [q["whisper_features"] for q in chunk]
-            feats += [feats[0]] * (chunk_queries - len(feats))
-            prompts["whisper_features"] = np.stack([place_features(f, c) for f, c in zip(
-                feats, prompts["continuous"], strict=True)])
+        length = max(len(s) for s in streams)
+        prompts = layout.left_pad(streams, length, mc.special.pad)
+        if whisper_features:
+            feats = [prompt_features.load(q) for q in chunk]
+            prompts["whisper_features"] = prompt_features.left_padded(
+                streams, feats + feats[:1] * (chunk_queries - len(feats)), length)
         out_s = jax.tree.map(host_value, generate(model, prompts, jax.random.fold_in(
             jax.random.key(seed), k), sampling))
         done += 1
@@ -98,6 +103,8 @@ def distill(
                     "sample": s, "reply_text": text, "reply_audio": audio,
                     "score": int(score), "rationale": why, "judge": judge_name,
                 })
+                if whisper_features:
+                    records[-1]["prompt_features"] = _feature_file(out, k, qi, q, feats[qi])
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
         tmp.replace(path)
@@ -110,8 +117,23 @@ def distill(
     return {"chunks_written": done, "chunks_skipped": skipped, "chunks": len(chunks)}
 
 
+def _feature_file(out: Path, chunk: int, index: int, query: dict, feats: np.ndarray) -> str:
+    """The query's feature file: its own, else `features/` beside the shards (written once)."""
+    if "prompt_features" in query:
+        return str(Path(query["prompt_features"]).resolve())
+    name = f"features/{chunk:05d}-{index:04d}.npy"
+    if not (out / name).exists():
+        (out / "features").mkdir(exist_ok=True)
+        tmp = (out / name).with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(feats, np.float32))
+        tmp.replace(out / name)
+    return name  # relative to the shard, as in SFT records
+
+
 def read_scored(paths: Sequence[str | Path]) -> list[dict]:
-    """Every record of distillation shards, checked for the fields training needs."""
+    """Every record of distillation shards, checked for the fields training needs;
+    "prompt_features" paths are resolved against their shard."""
     records = []
     for path in paths:
         with open(path) as f:
@@ -122,5 +144,5 @@ def read_scored(paths: Sequence[str | Path]) -> list[dict]:
                         raise ValueError(f"{path}:{i}: missing field {field!r}")
                 if not 1 <= int(rec["score"]) <= 5:
                     raise ValueError(f"{path}:{i}: score {rec['score']} is not in 1..5")
-                records.append(rec)
+                records.append(prompt_features.resolve(rec, path))
     return records

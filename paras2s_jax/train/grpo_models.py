@@ -114,6 +114,11 @@ def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.S
     policy_graph, policy_state = nnx.split(run.model())
     seq = plan.abstract_batch({k: ((rows, total), np.int32 if k in ("text", "audio") else
                                    np.bool_) for k in ("text", "audio", "attention_mask")}, mesh)
+    heard = cfg.data.whisper_features  # prompt features [rows, prompt, D], as in SFT
+    dim = mc.adaptor_input_dim
+    if heard:
+        seq |= plan.abstract_batch({"continuous": ((rows, total), np.bool_),
+                                    "whisper_features": ((rows, prompt, dim), np.float32)}, mesh)
     per_step = {k: ((rows, reply), np.bool_) for k in ("text_mask", "audio_mask")}
     for name in ("old", "ref"):
         per_step.update({f"{name}_{s}_logprobs": ((rows, reply), np.float32) for s in STREAMS})
@@ -123,7 +128,8 @@ def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.S
     prompts = plan.abstract_batch({"text": ((sampled, prompt), np.int32),
                                    "audio": ((sampled, prompt), np.int32),
                                    "mask": ((sampled, prompt), np.bool_),
-                                   "continuous": ((sampled, prompt), np.bool_)}, mesh)
+                                   "continuous": ((sampled, prompt), np.bool_),
+                                   "features": ((sampled, prompt, dim), np.float32)}, mesh)
 
     rm_graph, rm_adapters, _ = nnx.split(
         trainer.abstract_model(cfg, mesh, LoRAConfig()), nnx.LoRAParam, ...)
@@ -132,7 +138,9 @@ def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.S
     score_len = bucket_length(total + len(cfg.reward.suffix_ids), 16)
     scored = plan.abstract_batch({"text": ((rows, score_len), np.int32),
                                   "audio": ((rows, score_len), np.int32),
-                                  "mask": ((rows, score_len), np.bool_)}, mesh)
+                                  "mask": ((rows, score_len), np.bool_),
+                                  "continuous": ((rows, score_len), np.bool_),
+                                  "features": ((rows, score_len, dim), np.float32)}, mesh)
     micro = cfg.grpo.forward_micro_batches
     log_probs = build_log_probs(run, sampling, micro)
     kind = f"LoRA r{adapters.rank} policy" if adapters else "full policy"
@@ -140,7 +148,8 @@ def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.S
         plan.Planned(f"rollout {sampled} rows, prompt {prompt} + {reply} steps",
                      decode_program,
                      (policy_graph, policy_state, prompts["text"], prompts["audio"],
-                      prompts["mask"], prompts["continuous"], None, plan.abstract_key(mesh)),
+                      prompts["mask"], prompts["continuous"],
+                      prompts["features"] if heard else None, plan.abstract_key(mesh)),
                      sampled * total, 2, mesh=mesh, unknown_trip=reply,
                      static_kwargs={"config": sampling},
                      note="decode loop counted at max_new_tokens steps"),
@@ -154,7 +163,9 @@ def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.S
                      rows * total, 2),
         plan.Planned(f"reward scoring {rows}x{score_len}", reward_forward,
                      (reward_model, scored["text"], scored["audio"], scored["mask"],
-                      tuple(cfg.reward.digit_ids), micro), rows * score_len, 2, mesh=mesh),
+                      tuple(cfg.reward.digit_ids), micro,
+                      *((scored["features"], scored["continuous"]) if heard else ())),
+                     rows * score_len, 2, mesh=mesh),
         plan.Planned(f"GRPO update {rows}x{total}, accum {cfg.optimizer.accum_steps}, {kind}",
                      grpo_stage.build_step(cfg, run, sampling),
                      (run.state, batch, run.rest), rows * total, 6),

@@ -10,6 +10,8 @@ The reward model reads the replies under the view it was trained with
 (`reward.view`, checked against the record beside it). In the toy world every step also
 has the integer toy judge score the same replies: logged beside the reward model's
 statistics (`judge_*`), never trained on.
+With `data.whisper_features` (which must match what the SFT checkpoint and the reward
+model were trained with) every forward reads the prompts' Whisper features, as SFT did.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from paras2s_jax import layout, sharding
 from paras2s_jax.checkpoint.orbax_io import restore_model, save_model
 from paras2s_jax.sampling import SampleOutput, SamplingConfig, generate, sampling_from_settings
-from paras2s_jax.train import grpo_models, stages, trainer
+from paras2s_jax.train import grpo_models, prompt_features, stages, trainer
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.grpo import (
     STREAMS,
@@ -175,7 +177,8 @@ def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run,
         cfg.optimizer.accum_steps))
 
 
-ScoreFn = Callable[[list[layout.Streams], SampleOutput], np.ndarray]
+# (prompt streams, sampler output, prompt features or None) -> one reward per reply row
+ScoreFn = Callable[[list[layout.Streams], SampleOutput, list[np.ndarray] | None], np.ndarray]
 JudgeFn = Callable[[list[dict], SampleOutput], np.ndarray]  # (prompt records, replies)
 
 
@@ -183,17 +186,20 @@ def rollout_step(cfg: ml_collections.ConfigDict, run: trainer.Run, picks: list[d
                  key: jax.Array, sampling: SamplingConfig, score: ScoreFn,
                  judge: JudgeFn | None = None) -> tuple[dict, dict[str, float]]:
     """Sample G replies for each record of `picks`, score them with `score(prompt
-    streams, sampler output)` (one reward per reply row, rows grouped G per prompt) and
-    return the rollout batch with its group advantages, plus rollout diagnostics. With
+    streams, sampler output, prompt features)` (one reward per reply row, rows grouped
+    G per prompt) and return the rollout batch with its group advantages, plus rollout
+    diagnostics. With `data.whisper_features` the records' features go everywhere. With
     `judge(picks, sampler output)` the same replies are also judged, under the same
     length-cap policy, and its group statistics are logged as `judge_*` (not trained on)."""
     mc = run.model_config
     streams = [layout.record_prompt(r, mc) for r in picks]
-    prompts = pad_prompts(streams, sampling.prompt_bucket, mc.special.pad)
+    feats = ([prompt_features.load(r) for r in picks] if cfg.data.whisper_features
+             else None)
+    prompts = pad_prompts(streams, sampling.prompt_bucket, mc.special.pad, feats)
     # Replies come back whole on every process (they may span processes).
     out = sample_in_parts(run.model(), prompts, key, sampling, cfg.grpo.rollout_micro_batches)
     batch = rollout_batch(prompts, out, cfg.grpo.group_size)
-    rewards = apply_length_cap(np.asarray(score(streams, out), np.float32), out.finished,
+    rewards = apply_length_cap(np.asarray(score(streams, out, feats), np.float32), out.finished,
                                batch, cfg.grpo.truncated, cfg.grpo.truncated_reward)
     adv, _ = group_advantages(rewards, cfg.grpo.group_size)
     batch["advantages"] = np.asarray(adv)
@@ -240,13 +246,18 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
     if cfg.reward.path and Path(cfg.reward.path).exists():  # before anything is built
         read_view(cfg.reward.path, cfg.reward.view)  # scored as it was trained, or refused
     records = toy_prompts(cfg) if cfg.toy.enabled else [
-        json.loads(line) for f in cfg.data.train_files for line in Path(f).read_text().splitlines()]
+        prompt_features.resolve(json.loads(line), f)
+        for f in cfg.data.train_files for line in Path(f).read_text().splitlines()]
     if len(records) < cfg.grpo.query_batch:
         raise ValueError(f"config.grpo.query_batch={cfg.grpo.query_batch} exceeds the "
                          f"{len(records)} prompts")
     adapters = grpo_models.policy_adapters(cfg)
     sampling_config(cfg)  # refuse greedy rollouts before building anything
+    prompt_features.check_init(cfg)
     run = trainer.setup(per_update_schedule(cfg), adapters=adapters)
+    rm_path = require(cfg.reward.path, "config.reward.path (the reward model)",
+                      cfg.reward.get("made_by", "") or "python launch/demo.py")
+    prompt_features.check_trained_with(cfg, rm_path, "the reward model")
     mc = run.model_config
     # The frozen SFT policy and the reward model share one base (see grpo_models).
     reference = grpo_models.reference_params(run, adapters is not None)
@@ -285,9 +296,9 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
             picks = [records[order[(step * b + i) % len(records)]] for i in range(b)]
             batch, diag = rollout_step(
                 cfg, run, picks, jax.random.fold_in(key, step), sampling,
-                lambda streams, out: score_replies(reward_model, streams, out, g, suffix,
-                                                   digits, cfg.reward.view,
-                                                   micro=cfg.grpo.forward_micro_batches),
+                lambda streams, out, feats: score_replies(
+                    reward_model, streams, out, g, suffix, digits, cfg.reward.view,
+                    micro=cfg.grpo.forward_micro_batches, features=feats),
                 judge)
             metrics = update_step(cfg, run, batch, step_fn, log_probs, reference)
             last = writer.train_step(step, {**metrics, **diag}, time.perf_counter() - t0)
@@ -296,8 +307,8 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
                 with open(workdir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps({"step": step + 1, **last}) + "\n")
             if (step + 1) % cfg.train.save_every == 0 or step + 1 == cfg.train.total_steps:
-                ckpt.save(step + 1, run.state, None, meta={"stage": "grpo"},
-                          model_config=mc)
+                ckpt.save(step + 1, run.state, None, model_config=mc,
+                          meta={"stage": "grpo", **prompt_features.meta(cfg)})
     finally:
         ckpt.wait()
         ckpt.close()
@@ -305,7 +316,8 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
     # Training checkpoints hold the adapters; this one is the whole policy. Every
     # process writes its shards: the save is collective.
     if adapters is not None and not agreed((workdir / "policy_model").exists()):
-        save_model(workdir / "policy_model", run.model(), lora=adapters)
+        save_model(workdir / "policy_model", run.model(), lora=adapters,
+                   meta={"stage": "grpo", **prompt_features.meta(cfg)})
     if jax.process_index() == 0:
         (workdir / "results.json").write_text(json.dumps(last, indent=2))
     return last

@@ -8,7 +8,10 @@ checkpoint in `<workdir>/reward_model`; held-out Pearson(RM expected score, judg
 reported, and what of the reply it reads (`reward.view`) is written beside it in
 `reward_model/reward_input.json`. The training step directories in
 `<workdir>/checkpoints` hold only the adapters (and the optimizer): they resume this
-stage; GRPO and sampling read `<workdir>/reward_model`.
+stage; GRPO and sampling read `<workdir>/reward_model`. With `data.whisper_features`
+(as the SFT checkpoint was trained; a mismatch is refused) the sampled prompts and the
+RM read the prompts' Whisper features, which the distillation records name
+("prompt_features").
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from paras2s_jax import layout, sharding
 from paras2s_jax.checkpoint.orbax_io import save_model
 from paras2s_jax.model.lora import LoRAConfig
 from paras2s_jax.sampling import sampling_from_settings
-from paras2s_jax.train import plan, stages, trainer
+from paras2s_jax.train import plan, prompt_features, stages, trainer
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.data import bucket_for
 from paras2s_jax.train.distill import distill, read_scored, toy_judge
@@ -93,16 +96,24 @@ def reward_sequence(record: dict, config, suffix_ids, view: str) -> layout.Strea
 
 
 def collate_left(records: list[dict], config, suffix_ids, buckets, rows: int,
-                 view: str) -> dict:
-    """Left-padded [rows, bucket] inputs + int32 scores [rows, 1] (0 on padding rows)."""
+                 view: str, whisper_features: bool = False) -> dict:
+    """Left-padded [rows, bucket] inputs + int32 scores [rows, 1] (0 on padding rows);
+    with `whisper_features` also "continuous" and the prompts' "whisper_features"."""
     seqs = [reward_sequence(r, config, suffix_ids, view) for r in records]
     length = bucket_for(max(len(s) for s in seqs), buckets)
-    seqs += [seqs[0]] * (rows - len(seqs))
+    filler = rows - len(seqs)
+    seqs += [seqs[0]] * filler
     out = layout.left_pad(seqs, length, config.special.pad)
     scores = np.zeros((rows, 1), np.int32)  # 2-D: every batch field shards on its rows
     scores[: len(records), 0] = [int(r["score"]) for r in records]
-    return {"text": out["text"], "audio": out["audio"],
-            "attention_mask": out["attention_mask"], "score": scores}
+    batch = {"text": out["text"], "audio": out["audio"],
+             "attention_mask": out["attention_mask"], "score": scores}
+    if whisper_features:
+        feats = [prompt_features.load(r) for r in records]
+        batch["continuous"] = out["continuous"]
+        batch["whisper_features"] = prompt_features.left_padded(
+            seqs, feats + feats[:1] * filler, length)
+    return batch
 
 
 def training_batches(records: list[dict], config, cfg: ml_collections.ConfigDict):
@@ -113,15 +124,16 @@ def training_batches(records: list[dict], config, cfg: ml_collections.ConfigDict
     ds = grain.MapDataset.source(records).shuffle(seed=cfg.data.shuffle_seed).repeat(None)
     # Each process keeps its rows of the global batch, padded to the global batch's bucket.
     ds = ds.batch(rows, drop_remainder=True, batch_fn=lambda rs: process_rows(collate_left(
-        list(rs), config, suffix, cfg.data.buckets, rows, cfg.reward.view)))
+        list(rs), config, suffix, cfg.data.buckets, rows, cfg.reward.view,
+        cfg.data.whisper_features)))
     return iter(ds.to_iter_dataset())
 
 
 def _loss_fns(digit_ids: tuple[int, ...]):
     def loss_fn(model, batch, rng):
         del rng
-        logits = model(batch["text"], batch["audio"],
-                       attention_mask=batch["attention_mask"], last_only=True).text_logits
+        logits = model(batch["text"], batch["audio"], attention_mask=batch["attention_mask"],
+                       last_only=True, **prompt_features.model_inputs(batch)).text_logits
         return {"score": score_loss(logits, batch["score"][:, 0], digit_ids)}
 
     def count_fn(batch):
@@ -149,7 +161,8 @@ def _toy_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path) 
     for name, queries in (("train", train_queries), ("heldout", held)):
         distill(run_model, queries, toy_judge, workdir / "distill" / name, sampling,
                 "toy-rule-judge", seed=cfg.seed + (name == "heldout"),
-                chunk_queries=cfg.distill.chunk_queries)
+                chunk_queries=cfg.distill.chunk_queries,
+                whisper_features=cfg.data.whisper_features)
     with cfg.unlocked():
         cfg.data.train_files = sorted(str(p) for p in (workdir / "distill/train").glob("*.jsonl"))
         cfg.data.eval_files = sorted(str(p) for p in (workdir / "distill/heldout").glob("*.jsonl"))
@@ -165,21 +178,23 @@ def _bench_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path
 
     bcfg = cfg.distill.bench
     judge = BenchJudge(shlex.split(bcfg.args), Speech.load(bcfg.speech_dir), seed=cfg.seed)
-    queries = judge.query_records(run_model.config.use_whisper_feature)
+    queries = judge.query_records(cfg.data.whisper_features)
     held = queries[bcfg.heldout_every - 1::bcfg.heldout_every]
     train = [q for i, q in enumerate(queries) if (i + 1) % bcfg.heldout_every]
     sampling = sampling_from_settings(cfg.distill.sampling, cfg.distill.samples_per_query)
     for name, part in (("train", train), ("heldout", held)):
         distill(run_model, part, judge, workdir / "distill" / name, sampling, judge.name,
-                seed=cfg.seed + (name == "heldout"), chunk_queries=cfg.distill.chunk_queries)
+                seed=cfg.seed + (name == "heldout"), chunk_queries=cfg.distill.chunk_queries,
+                whisper_features=cfg.data.whisper_features)
     with cfg.unlocked():
         cfg.data.train_files = sorted(str(p) for p in (workdir / "distill/train").glob("*.jsonl"))
         cfg.data.eval_files = sorted(str(p) for p in (workdir / "distill/heldout").glob("*.jsonl"))
 
 
 @nnx.jit
-def _last_logits(model, text, audio, mask):
-    return model(text, audio, attention_mask=mask, last_only=True).text_logits
+def _last_logits(model, batch):
+    return model(batch["text"], batch["audio"], attention_mask=batch["attention_mask"],
+                 last_only=True, **prompt_features.model_inputs(batch)).text_logits
 
 
 def evaluate_rm(model, records: list[dict], cfg) -> dict[str, float]:
@@ -191,8 +206,9 @@ def evaluate_rm(model, records: list[dict], cfg) -> dict[str, float]:
     predicted, argmax = [], []
     for i in range(0, len(records), rows):
         chunk = records[i:i + rows]
-        b = collate_left(chunk, mc, suffix, cfg.data.buckets, rows, cfg.reward.view)
-        d = digit_logits(_last_logits(model, b["text"], b["audio"], b["attention_mask"]),
+        b = collate_left(chunk, mc, suffix, cfg.data.buckets, rows, cfg.reward.view,
+                         cfg.data.whisper_features)
+        d = digit_logits(_last_logits(model, {k: v for k, v in b.items() if k != "score"}),
                          digits)
         predicted += host_value(expected_score(d))[: len(chunk)].tolist()
         argmax += (host_value(jnp.argmax(d, -1))[: len(chunk)] + 1).tolist()
@@ -220,17 +236,20 @@ def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.S
     length = length or max(cfg.data.buckets)
     rows, accum = cfg.data.global_batch, cfg.optimizer.accum_steps
     digits = tuple(cfg.reward.digit_ids)  # shapes are what matter: no tokenizer needed
-    batch = plan.abstract_batch({"text": ((rows, length), np.int32),
-                                 "audio": ((rows, length), np.int32),
-                                 "attention_mask": ((rows, length), np.bool_),
-                                 "score": ((rows, 1), np.int32)}, run.mesh)
+    fields = {"text": ((rows, length), np.int32), "audio": ((rows, length), np.int32),
+              "attention_mask": ((rows, length), np.bool_), "score": ((rows, 1), np.int32)}
+    if cfg.data.whisper_features:  # the prompts' features, as the RM reads them
+        fields.update(continuous=((rows, length), np.bool_), whisper_features=(
+            (rows, length, run.model_config.adaptor_input_dim), np.float32))
+    batch = plan.abstract_batch(fields, run.mesh)
     step = plan.Planned(f"RM step {rows}x{length}, accum {accum}",
                         build_step(cfg, run, digits), (run.state, batch, run.rest),
                         rows * length, 6)
     model = run.model()
     score = plan.Planned(f"RM scoring {rows}x{length}", reward_forward,
                          (model, batch["text"], batch["audio"], batch["attention_mask"],
-                          digits), rows * length, 2, mesh=run.mesh)
+                          digits, 1, batch.get("whisper_features"), batch.get("continuous")),
+                         rows * length, 2, mesh=run.mesh)
     n = plan.matmul_params(nnx.state(model, nnx.Param)) - plan.matmul_params(run.state["params"])
     return plan.StagePlan([step, score], n, run.mesh, run.model_config)
 
@@ -244,6 +263,7 @@ def run_reward(cfg: ml_collections.ConfigDict) -> dict:
     check_view(cfg.reward.view)
     if out.exists():  # a finished model of this workdir: only under the same view
         read_view(out, cfg.reward.view)
+    prompt_features.check_init(cfg)
     mesh = sharding.make_mesh(sharding.MeshConfig(**cfg.mesh.to_dict()))
     model = trainer.init_model(cfg, mesh)
     if cfg.distill.scorer == "bench":
@@ -269,7 +289,8 @@ def run_reward(cfg: ml_collections.ConfigDict) -> dict:
     if heldout:
         results.update({f"heldout/{k}": v for k, v in evaluate_rm(final, heldout, cfg).items()})
     if not agreed(out.exists()):  # every process writes its shards: the save is collective
-        save_model(out, final, lora=lora_config(cfg.lora))
+        save_model(out, final, lora=lora_config(cfg.lora),
+                   meta={"stage": "reward", **prompt_features.meta(cfg)})
     if jax.process_index() == 0:
         write_view(out, cfg.reward.view)
         print("reward model vs judge (held-out pairs): " + ", ".join(

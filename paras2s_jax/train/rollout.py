@@ -4,6 +4,9 @@ A rollout batch is the left-padded prompts repeated G times followed by the samp
 reply columns. Column `P - 1 + i` (P = prompt length) predicts reply step i, so the
 per-token log-probabilities of a full forward over the batch line up with the
 sampler's (`token_logprobs`), which is what the clipped ratio and the KL need.
+With prompt Whisper features (`config.data.whisper_features`, as in SFT) the sampler,
+every log-probability forward and the reward model read them at the prompt's
+user-audio positions (see `train/prompt_features.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from paras2s_jax import layout, sharding
 from paras2s_jax.model import KimiAudio
 from paras2s_jax.model.heads import token_logprobs
 from paras2s_jax.sampling import SampleOutput, SamplingConfig, bucket_length
+from paras2s_jax.train import prompt_features
 from paras2s_jax.train.hosts import host_value
 from paras2s_jax.train.reward import digit_logits, expected_score, reward_input, reward_reply
 from paras2s_jax.train.step import micro_batches, unmicro
@@ -34,11 +38,13 @@ def rollout_batch(prompts: dict[str, np.ndarray], out: SampleOutput, group: int)
     Keys: text, audio, attention_mask (the sequence); text_mask, audio_mask,
     sampler_text_logprobs, sampler_audio_logprobs ([N, T], the reply steps, as the
     sampler computed them; the loss takes "old" log-probs only from a forward pass).
+    With prompt features: "continuous" [N, P + T] and "whisper_features" [N, P, D].
     """
-    rep = {k: np.repeat(np.asarray(prompts[k]), group, axis=0)
-           for k in ("text", "audio", "attention_mask")}
+    keys = ("text", "audio", "attention_mask") + (
+        ("continuous", "whisper_features") if "whisper_features" in prompts else ())
+    rep = {k: np.repeat(np.asarray(prompts[k]), group, axis=0) for k in keys}
     out = jax.device_get(out)
-    return {
+    batch = {
         "text": np.concatenate([rep["text"], out.text], 1).astype(np.int32),
         "audio": np.concatenate([rep["audio"], out.audio], 1).astype(np.int32),
         "attention_mask": np.concatenate([rep["attention_mask"], out.reply_mask()], 1),
@@ -47,11 +53,21 @@ def rollout_batch(prompts: dict[str, np.ndarray], out: SampleOutput, group: int)
         "sampler_text_logprobs": np.asarray(out.text_logprobs, np.float32),
         "sampler_audio_logprobs": np.asarray(out.audio_logprobs, np.float32),
     }
+    if "whisper_features" in rep:  # reply columns carry none
+        batch["continuous"] = np.pad(rep["continuous"], ((0, 0), (0, out.text.shape[1])))
+        batch["whisper_features"] = rep["whisper_features"]
+    return batch
 
 
-def pad_prompts(streams: Sequence[layout.Streams], bucket: int, pad_id: int) -> dict:
-    """Left-pad prompt streams to the sampler's bucket length (so shapes line up)."""
-    return layout.left_pad(streams, bucket_length(max(len(s) for s in streams), bucket), pad_id)
+def pad_prompts(streams: Sequence[layout.Streams], bucket: int, pad_id: int,
+                features: Sequence[np.ndarray] | None = None) -> dict:
+    """Left-pad prompt streams to the sampler's bucket length (so shapes line up); with
+    `features` (float[T, D] per prompt) also "whisper_features" [B, P, D]."""
+    length = bucket_length(max(len(s) for s in streams), bucket)
+    prompts = layout.left_pad(streams, length, pad_id)
+    if features is not None:
+        prompts["whisper_features"] = prompt_features.left_padded(streams, features, length)
+    return prompts
 
 
 def reply_logprobs(
@@ -60,11 +76,17 @@ def reply_logprobs(
     """Per-step log-probabilities [N, T] of the reply tokens under `model` (and entropies).
 
     The heads run on the reply positions only, in chunks (`paras2s_jax.model.heads`).
+    Prompt features ([N, P, D]) are zero-extended over the reply columns.
     """
-    audio = batch["audio"] if model.config.mimo_layers else None  # text-only: Qwen2 alone
-    hidden = model.hidden_states(batch["text"], audio, attention_mask=batch["attention_mask"])
     steps = batch["text_mask"].shape[1]
     start = batch["text"].shape[1] - steps - 1
+    features = prompt_features.model_inputs(batch)
+    if features:
+        features["whisper_features"] = jnp.pad(features["whisper_features"],
+                                               ((0, 0), (0, steps), (0, 0)))
+    audio = batch["audio"] if model.config.mimo_layers else None  # text-only: Qwen2 alone
+    hidden = model.hidden_states(batch["text"], audio, attention_mask=batch["attention_mask"],
+                                 **features)
     result = {}
     for stream, h, temp in (
         ("text", hidden.text, sampling.text_temperature),
@@ -94,12 +116,14 @@ def score_replies(
     view: str,
     bucket: int = 16,
     micro: int = 1,
+    features: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Expected Likert score [N] of every sampled reply under the reward model.
 
     Replies are re-laid out as the reward model saw them in training (parsed, then
     `reward_reply` under its `view`), so the sampler's exact column timing does not leak
     into the reward and a channel outside the view cannot change it.
+    `features`: float[T, D] per prompt (row r reads prompt r // group's), as in training.
     """
     mc = reward_model.config
     out = jax.device_get(out)
@@ -108,15 +132,19 @@ def score_replies(
         text, audio = layout.parse_reply(out.text[row], out.audio[row], mc)
         reply = reward_reply(text, audio, mc, view)
         seqs.append(reward_input(prompt_streams[row // group], reply, suffix_ids, mc))
-    batch = layout.left_pad(seqs, bucket_length(max(len(s) for s in seqs), bucket),
-                            mc.special.pad)
+    length = bucket_length(max(len(s) for s in seqs), bucket)
+    batch = layout.left_pad(seqs, length, mc.special.pad)
+    if features is not None:
+        batch["whisper_features"] = prompt_features.left_padded(
+            seqs, [features[row // group] for row in range(len(seqs))], length)
     mesh = sharding.mesh_of(nnx.state(reward_model))
     if mesh is not None:  # global arrays split over the batch, traced in the mesh
         batch = {k: sharding.replicated_batch_to_global(np.asarray(v), mesh)
                  for k, v in batch.items()}
     with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
         scores = reward_forward(reward_model, batch["text"], batch["audio"],
-                                batch["attention_mask"], tuple(digit_ids), micro)
+                                batch["attention_mask"], tuple(digit_ids), micro,
+                                batch.get("whisper_features"), batch["continuous"])
     return host_value(scores)
 
 
@@ -132,17 +160,21 @@ def judge_replies(records: Sequence[dict], out: SampleOutput, group: int, config
 
 @nnx.jit(static_argnums=(4, 5))
 def reward_forward(model: KimiAudio, text, audio, mask, digit_ids: tuple[int, ...],
-                   micro: int = 1):
+                   micro: int = 1, features=None, continuous=None):
     """float32[N]: the RM's expected score of each left-padded row (last position only),
-    the rows in `micro` micro-batches one after another."""
+    the rows in `micro` micro-batches one after another; `features` float[N, L, D] are
+    read at the `continuous` positions (the prompts' user audio)."""
     graphdef, state = nnx.split(model)
 
     def one(rows):
         logits = nnx.merge(graphdef, state)(
-            rows["text"], rows["audio"], attention_mask=rows["mask"], last_only=True).text_logits
+            rows["text"], rows["audio"], attention_mask=rows["mask"], last_only=True,
+            **prompt_features.model_inputs(rows)).text_logits
         return expected_score(digit_logits(logits, digit_ids))
 
     rows = {"text": text, "audio": audio, "mask": mask}
+    if features is not None:
+        rows.update(whisper_features=features, continuous=continuous)
     if micro == 1:
         return one(rows)
     return unmicro(jax.lax.map(one, micro_batches(rows, micro)))

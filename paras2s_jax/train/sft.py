@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from paras2s_jax.model.heads import token_logprobs
+from paras2s_jax.train import prompt_features
 
 STREAMS = ("text", "audio")
 
@@ -43,12 +44,9 @@ def sft_loss(model: nnx.Module, batch: Mapping[str, jax.Array],
     (see `paras2s_jax.train.data`).
     """
     del rng  # SFT is deterministic (no dropout in Kimi-Audio)
-    features = {}
-    if "whisper_features" in batch:  # float[B, L, D] at the prompt's audio positions
-        features = dict(whisper_features=batch["whisper_features"],
-                        continuous_mask=batch["continuous"])
     hidden = model.hidden_states(batch["text"], batch["audio"],
-                                 attention_mask=batch["attention_mask"], **features)
+                                 attention_mask=batch["attention_mask"],
+                                 **prompt_features.model_inputs(batch))
     terms = {}
     for stream, h in (("text", hidden.text), ("audio", hidden.audio)):
         targets, mask = shifted_targets(batch, stream)

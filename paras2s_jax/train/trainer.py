@@ -24,6 +24,7 @@ from paras2s_jax.model import KimiAudio, KimiAudioConfig, kimi_audio_7b, tiny
 from paras2s_jax.model.lora import LoRAConfig, attach_lora
 from paras2s_jax.train import data as data_lib
 from paras2s_jax.train import step as step_lib
+from paras2s_jax.train import prompt_features
 from paras2s_jax.train.checkpointing import CheckpointConfig, Checkpointer, abstract_like
 from paras2s_jax.train.metrics import MetricWriter, Preemption, ProfileWindow, StepTimer
 from paras2s_jax.train.optim import OptimizerConfig, make_optimizer, schedule
@@ -243,7 +244,8 @@ def train_loop(
                 if eval_metrics is not None:
                     metrics_for_best = {f"eval/{k}": v for k, v in eval_metrics.items()}
                 ckpt.save(done, run.state, data_state, metrics=metrics_for_best,
-                          meta={"stage": run.cfg.stage}, model_config=run.model_config)
+                          meta={"stage": run.cfg.stage, **prompt_features.meta(run.cfg)},
+                          model_config=run.model_config)
             if stop:
                 flush()
                 writer.text(f"preempted: saved step {done}; rerun the same command to resume")

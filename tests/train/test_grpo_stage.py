@@ -72,7 +72,7 @@ def step_result(tmp_path_factory):
     records = _records()
     captured = {}
 
-    def planted(streams, out):
+    def planted(streams, out, features):
         """5 for one reply of prompt 1 (found by its prompt stream), 1 elsewhere."""
         captured["out"], captured["streams"] = out, streams
         own = layout.record_prompt(records[1], run.model_config).audio
