@@ -23,8 +23,8 @@ from paras2s_jax import sharding
 from paras2s_jax.model import KimiAudio, KimiAudioConfig, kimi_audio_7b, tiny
 from paras2s_jax.model.lora import LoRAConfig, attach_lora
 from paras2s_jax.train import data as data_lib
-from paras2s_jax.train import step as step_lib
 from paras2s_jax.train import prompt_features
+from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.checkpointing import CheckpointConfig, Checkpointer, abstract_like
 from paras2s_jax.train.metrics import MetricWriter, Preemption, ProfileWindow, StepTimer
 from paras2s_jax.train.optim import OptimizerConfig, make_optimizer, schedule

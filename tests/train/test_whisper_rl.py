@@ -183,7 +183,8 @@ def test_rm_training_batches_carry_the_features_of_their_rows(tmp_path):
     rng = np.random.default_rng(1)
     scored = []
     for i, s in enumerate((2, 5, 3)):  # one prompt length: one compilation by hand
-        np.save(tmp_path / f"{i}.npy", rng.normal(0, 3, (5, mc.adaptor_input_dim)).astype(np.float32))
+        feats = rng.normal(0, 3, (5, mc.adaptor_input_dim)).astype(np.float32)
+        np.save(tmp_path / f"{i}.npy", feats)
         scored.append({"prompt_audio": rng.integers(0, 256, 5).tolist(), "score": s,
                        "prompt_features": str(tmp_path / f"{i}.npy"),
                        "reply_text": [5, 6], "reply_audio": [7, 8, 9]})
