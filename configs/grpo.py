@@ -148,6 +148,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.train.save_every = 100  # checkpoint cadence
         c.reward.path = "/checkpoints/paras2s/reward_7b/reward_model"  # the Stage 2 output
         c.reward.tokenizer_dir = "/checkpoints/kimi-audio-7b-orbax/tokenizer"  # from convert.py
+        c.data.whisper_features = True  # as SFT and the reward model (a mismatch is refused)
     else:
         raise ValueError(f"configs/grpo.py: unknown preset {preset!r}; use {PRESETS}")
     return c

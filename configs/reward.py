@@ -126,6 +126,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.checkpoint.best_mode = "max"  # higher Pearson is better
         # Digits and suffix from the tokenizer that `launch/convert.py import` copies.
         c.reward.tokenizer_dir = "/checkpoints/kimi-audio-7b-orbax/tokenizer"  # from convert.py
+        c.data.whisper_features = True  # as SFT: the RM hears prompts as the policy does
     else:
         raise ValueError(f"configs/reward.py: unknown preset {preset!r}; use {PRESETS}")
     return c
