@@ -130,20 +130,22 @@ SPREAD = ("zero_spread_groups", "reward_group_std", "advantage_abs_mean")
 
 def group_sweep(configs: dict, steps: int) -> None:
     replies = configs["grpo"].grpo.query_batch * configs["grpo"].grpo.group_size
-    print(f"\nGroup size sweep: {replies} replies per step, {steps} GRPO steps, means over "
-          "steps. RM: the reward model's expected score (the reward trained on); judge: the "
-          "integer toy judge's score of the same replies (logged, not trained on)")
-    print("| G | prompts per step | reward | zero-spread groups | within-group std | "
-          "mean abs advantage | held-out score |")
-    print("|---|---|---|---|---|---|---|")
+    rows = []
     for g in (2, 4, 8):
         history, row = _run(configs, f"group_{g}", steps, group_size=g,
                             query_batch=replies // g)
         for label, prefix in (("RM", ""), ("judge", "judge_")):
             mean = [sum(h.get(prefix + k, math.nan) for h in history) / len(history)
                     for k in SPREAD]
-            print(f"| {g} | {replies // g} | {label} | " + " | ".join(f"{v:.3f}" for v in mean)
-                  + f" | {row['overall']:.3f} |")
+            rows.append(f"| {g} | {replies // g} | {label} | "
+                        + " | ".join(f"{v:.3f}" for v in mean) + f" | {row['overall']:.3f} |")
+    print(f"\nGroup size sweep: {replies} replies per step, {steps} GRPO steps, means over "
+          "steps. RM: the reward model's expected score (the reward trained on); judge: the "
+          "integer toy judge's score of the same replies (logged, not trained on)")
+    print("| G | prompts per step | reward | zero-spread groups | within-group std | "
+          "mean abs advantage | held-out score |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
 
 
 def view_sweep(configs: dict, steps: int, seeds: int) -> None:
