@@ -38,6 +38,8 @@ def test_prefill(tmp_path, capsys):
     results = _run("prefill", tmp_path, "--no-compile")
     assert results["ratio_fp32"] > 0 and results["flops"] > 0
     assert "transformers eager fp32" in results["timings"]
+    assert set(results["timings_bf16_phase"]) == {"ours fp32 (jit)", "ours bf16 (jit)"}
+    assert results["ratio_bf16"] > 0
     diff = float(capsys.readouterr().out.split("max |logit ours - transformers| = ")[1].split()[0])
     assert diff < 1e-4  # both sides compute the same logits
 

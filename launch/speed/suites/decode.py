@@ -134,10 +134,10 @@ def run(args: argparse.Namespace) -> dict:
     t1 = interleaved(contenders, args.repeats)
     busy = {b: profile(_ours(trunk, ids[b], steps, "text"),
                        args.profile and f"{args.profile}/decode_b{b}") for b in batches}
-    bandwidth = weight_bandwidth(args.size, args.repeats)
     peak = {k: flops / t1.median(f"matmul peak {k}") for k, (_, flops) in peaks.items()}
     del peer, contenders
     gc.collect()
+    bandwidth = weight_bandwidth(args.size, args.repeats)  # its 512 MiB after the peer's
 
     # 2nd phase: bf16 weights against fp32, in the same rounds.
     # The same seed gives the same weights, rounded to bf16.
