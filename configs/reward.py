@@ -82,7 +82,11 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.toy = ml_collections.ConfigDict()
     c.toy.enabled = False  # distil from the SFT model on the toy world first
     c.toy.data_dir = "/tmp/paras2s/demo/sft/toy_data"  # the SFT run's toy data
-    c.toy.num_train_queries = 192  # training prompts to sample replies for
+    # Training prompts to sample replies for. The toy data's first 432 cover each of the
+    # 216 training scenarios twice; 192 covered only 96, and some seeds' reward models
+    # fitted those with a rule that missed the unseen held-out scenarios (held-out
+    # Pearson 0.46-0.74 over seeds). Distilling is ~1 s per 32 prompts.
+    c.toy.num_train_queries = 432
 
     if preset == "toy":
         c.workdir = "/tmp/paras2s/reward_toy"  # distill/, checkpoints/, reward_model/, tb/
@@ -98,8 +102,9 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.train.total_steps = 300  # ~30 s on 2 CPU cores
         c.train.eval_every = 100  # held-out Pearson cadence
         c.train.save_every = 100  # checkpoint cadence
-        c.checkpoint.best_metric = "eval/pearson"  # rank by agreement with the judge
-        c.checkpoint.best_mode = "max"  # higher Pearson is better
+        # The eval pairs are the reported held-out set: ranking checkpoints by them would
+        # select on it. The reward model is the last step; keep only the latest steps.
+        c.checkpoint.keep_best = 0
     elif preset == "kimi_audio_7b":
         c.workdir = "/checkpoints/paras2s/reward_7b"  # shared storage on a cluster
         c.model.preset = "kimi_audio_7b"  # the published sizes
@@ -122,8 +127,9 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.train.total_steps = 10_000  # one epoch of 320k pairs at batch 32
         c.train.eval_every = 500  # held-out Pearson cadence
         c.train.save_every = 500  # checkpoint cadence
-        c.checkpoint.best_metric = "eval/pearson"  # rank by agreement with the judge
-        c.checkpoint.best_mode = "max"  # higher Pearson is better
+        # The eval pairs are the reported held-out set: ranking checkpoints by them would
+        # select on it. The reward model is the last step; keep only the latest steps.
+        c.checkpoint.keep_best = 0
         # Digits and suffix from the tokenizer that `launch/convert.py import` copies.
         c.reward.tokenizer_dir = "/checkpoints/kimi-audio-7b-orbax/tokenizer"  # from convert.py
         c.data.whisper_features = True  # as SFT: the RM hears prompts as the policy does
