@@ -85,8 +85,7 @@ def ours_iteration(model, prompt_ids, group: int, steps: int):
         old, ref = log_probs(state["params"], batch), log_probs(reference, batch)
         for s in ("text", "audio"):
             batch[f"old_{s}_logprobs"], batch[f"ref_{s}_logprobs"] = old[s], ref[s]
-        holder["state"], metrics = step(state, batch, rest)
-        block(metrics["loss"])
+        holder["state"], _ = block(step(state, batch, rest))  # the update too
         holder["length"] = float(batch["text_mask"].sum(1).mean())
     return run, holder
 

@@ -8,8 +8,10 @@ heads, global-norm clipping, AdamW, the NaN guard) on Qwen2-0.5B-shaped layers w
 16k vocabulary (the full 152k vocabulary's optimizer state does not fit this machine's
 shared memory). Model FLOPs = 3 x forward (matmuls + attention at full S²;
 rematerialised recomputation does not count). The peak is a jitted square fp32 matmul
-timed in the same rounds. Variants (one after the other, so one optimizer state is in
-memory at a time): the library's loss, whose heads run in sequence chunks
+timed in back-to-back calls before and after the variants, the faster of the two kept
+(right after a multi-second step, single calls ran 1.5-4x slower on a quiet machine).
+Variants (one after the other, so one optimizer state is in memory at a time): the
+library's loss, whose heads run in sequence chunks
 (`paras2s_jax.model.heads`, `head_chunk` positions at a time, so the [B, L, V] logits
 never exist), and the plain loss over full float32 logits (`sft.token_ce`), each with
 and without per-layer remat. Target: >= 50% of the peak (the library's loss, no remat).
@@ -73,8 +75,10 @@ def _train_step(cfg, batch, length: int, loss, seed: int = 0):
     holder = {"state": step_lib.init_state(params, tx, seed)}
 
     def run():
-        holder["state"], metrics = step(holder["state"], data, rest)
-        holder.setdefault("first_loss", float(block(metrics["loss"])))
+        # Wait for the whole new state, not the loss alone: the optimizer update would
+        # otherwise finish inside the next contender's timing (the matmul peak's).
+        holder["state"], metrics = block(step(holder["state"], data, rest))
+        holder.setdefault("first_loss", float(metrics["loss"]))
     return run, holder
 
 
@@ -98,26 +102,34 @@ def run(args: argparse.Namespace) -> dict:
     cfg = cfg.replace(dtype=dtype)
     peak_fn, peak_flops = matmul_peak(peak_size * (4 if args.size == "device" else 1), dtype)
     flops = 3 * forward_flops(cfg, batch, length)
-    # One train state alive at a time (memory); each variant shares its rounds with the
-    # matmul peak, and MFU is taken against the peak of the same rounds.
+    # One train state alive at a time (memory); MFU is taken against the faster of two
+    # peak measurements that bracket the variants.
+    peak_before = interleaved({"matmul peak": peak_fn}, 10)
     rows, results, busy = [], {"step_flops": flops}, {}
+    timings = {}
     variants = (("SFT step", cfg, sft_loss),
                 ("SFT step, remat", cfg.replace(remat=True), sft_loss),
                 ("SFT step, full logits", cfg, full_logits_loss),
                 ("SFT step, full logits, remat", cfg.replace(remat=True), full_logits_loss))
     for name, variant, loss in variants:
         step_fn, holder = _train_step(variant, batch, length, loss)
-        t = interleaved({"matmul peak": peak_fn, name: step_fn}, args.repeats)
+        timings[name] = interleaved({name: step_fn}, args.repeats)
         if not busy:
             busy = profile(step_fn, args.profile)
-        first_loss = holder["first_loss"]
+        results[name] = {"first_loss": holder["first_loss"]}
         del step_fn, holder  # the train state goes with them
         gc.collect()
-        s, peak = t.median(name), peak_flops / t.median("matmul peak")
-        # Both MFUs are reported: on a busy machine a short peak call and a long step see
-        # other users' load differently in wall time, and in CPU time the thread pools'
-        # waiting differs; figures above 1 mean the load made the run unreliable.
-        cpu_mfu = (flops / t.median_cpu(name)) / (peak_flops / t.median_cpu("matmul peak"))
+    peak_after = interleaved({"matmul peak": peak_fn}, 10)
+    peak_s = min(t.median("matmul peak") for t in (peak_before, peak_after))
+    peak_cpu_s = min(t.median_cpu("matmul peak") for t in (peak_before, peak_after))
+    results["matmul_peak"] = {"before": peak_before.as_dict(), "after": peak_after.as_dict()}
+    for name, *_ in variants:
+        t, first_loss = timings[name], results[name]["first_loss"]
+        s, peak = t.median(name), peak_flops / peak_s
+        # Both MFUs are reported: on a busy machine other users' load shows in wall time,
+        # and in CPU time the thread pools' waiting differs; figures above 1 mean the
+        # load made the run unreliable.
+        cpu_mfu = (flops / t.median_cpu(name)) / (peak_flops / peak_cpu_s)
         mfu = flops / s / peak
         results[name] = {"step_s": s, "mfu": mfu, "mfu_cpu_time": cpu_mfu,
                          "tokens_per_s": batch * length / s, "peak_flops_per_s": peak,
