@@ -3,15 +3,16 @@
     python -m launch.speed grpo-step [--prompts 8 --group 8 --completion 32]
 
 An iteration: sample G completions for each of P prompts, score them, group-normalise
-the advantages, compute the reference (and, in ours, the old) log-probabilities, one
-AdamW update of the clipped objective with the k3 KL term (β 0.2). Ours is the
-library's GRPO path (`sampling.generate`, `train.rollout`, `train.grpo`, the shared
-jitted step); TRL's is `GRPOTrainer.train` with the same text-only Qwen2 shape and
-weights, G, completion length, temperature, top-k, β, optimizer and clipping. The
-reward (distinct tokens / length of the completion) costs the same on both sides.
-TRL runs its steps; after each one a callback times one of ours, so the two alternate.
-TRL comes with the `bench` extra (`pip install -e ".[bench]"`), not the default
-install. Target: ours >= 2x TRL's completions/s.
+the advantages, compute the reference log-probabilities, one AdamW update of the clipped
+objective with the k3 KL term (β 0.2; "old" is the stop-gradient of the update's own
+log-probabilities, one update per rollout on both sides). Ours is the library's GRPO
+path (`sampling.generate`, `train.rollout`, `train.grpo`, the shared jitted step); TRL's
+is `GRPOTrainer.train` with the same text-only Qwen2 shape and weights, G, completion
+length, temperature, top-k, β, optimizer and clipping. The reward (distinct tokens /
+length of the completion) costs the same on both sides. TRL runs its steps; after each
+one a callback times one of ours, so the two alternate. TRL comes with the `bench` extra
+(`pip install -e ".[bench]"`), not the default install. Target: ours >= 2x TRL's
+completions/s.
 """
 
 from __future__ import annotations
@@ -82,9 +83,11 @@ def ours_iteration(model, prompt_ids, group: int, steps: int):
         rewards = [diversity(row[m].tolist()) for row, m in
                    zip(batch["text"][:, -steps:], batch["text_mask"], strict=True)]
         batch["advantages"] = np.asarray(group_advantages(np.asarray(rewards), group)[0])
-        old, ref = log_probs(state["params"], batch), log_probs(reference, batch)
+        # One update per rollout, as the GRPO stage runs it: "old" is the stop-gradient of
+        # the update's own log-probs, so only the reference needs a forward.
+        ref = log_probs(reference, batch)
         for s in ("text", "audio"):
-            batch[f"old_{s}_logprobs"], batch[f"ref_{s}_logprobs"] = old[s], ref[s]
+            batch[f"ref_{s}_logprobs"] = ref[s]
         holder["state"], _ = block(step(state, batch, rest))  # the update too
         holder["length"] = float(batch["text_mask"].sum(1).mean())
     return run, holder
