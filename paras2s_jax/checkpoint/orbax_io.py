@@ -23,7 +23,7 @@ from jax.sharding import Mesh, SingleDeviceSharding
 
 from paras2s_jax.model.config import KimiAudioConfig, SpecialTokens
 from paras2s_jax.model.kimi_audio import KimiAudio
-from paras2s_jax.model.lora import LoRAConfig, attach_lora
+from paras2s_jax.model.lora import LoRAConfig, abstract_kimi_audio
 from paras2s_jax.sharding import PARAM_RULES, Rules, state_shardings
 
 PARAMS_ITEM = "params"
@@ -109,14 +109,7 @@ def restore_model(
     config = config_from_json(stored, **config_overrides)
     lora = LoRAConfig(**{**stored["lora"], "targets": tuple(stored["lora"]["targets"])}) \
         if "lora" in stored else None
-
-    def build() -> KimiAudio:
-        model = KimiAudio(config, rngs=nnx.Rngs(0))
-        if lora is not None:
-            attach_lora(model, lora, rngs=nnx.Rngs(0))
-        return model
-
-    abstract = nnx.eval_shape(build)
+    abstract = abstract_kimi_audio(config, lora)
     graphdef, state = nnx.split(abstract)
     if mesh is not None:
         shardings = state_shardings(state, mesh, rules)

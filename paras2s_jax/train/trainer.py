@@ -21,7 +21,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from paras2s_jax import sharding
 from paras2s_jax.model import KimiAudio, KimiAudioConfig, kimi_audio_7b, tiny
-from paras2s_jax.model.lora import LoRAConfig, attach_lora
+from paras2s_jax.model.lora import LoRAConfig, abstract_kimi_audio, attach_lora
 from paras2s_jax.train import data as data_lib
 from paras2s_jax.train import prompt_features
 from paras2s_jax.train import step as step_lib
@@ -106,19 +106,9 @@ def abstract_model(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
     """The model of `cfg.model` (with `adapters` attached) with ShapeDtypeStructs
     carrying their shardings for arrays: what `launch/plan.py` compiles against,
     without allocating a parameter."""
-    mc = model_config(cfg.model)
-
-    def build() -> KimiAudio:
-        model = KimiAudio(mc, rngs=nnx.Rngs(0))
-        if adapters is not None:
-            attach_lora(model, adapters, rngs=nnx.Rngs(0))
-        return model
-
-    model = nnx.eval_shape(build)
+    model = abstract_kimi_audio(model_config(cfg.model), adapters)
     state = nnx.state(model)
-    placed = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                          state, sharding.state_shardings(state, mesh))
-    nnx.update(model, placed)
+    nnx.update(model, abstract_like(state, sharding.state_shardings(state, mesh)))
     return model
 
 
