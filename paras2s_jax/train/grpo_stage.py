@@ -252,7 +252,7 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
         raise ValueError(f"config.grpo.query_batch={cfg.grpo.query_batch} exceeds the "
                          f"{len(records)} prompts")
     adapters = grpo_models.policy_adapters(cfg)
-    sampling_config(cfg)  # refuse greedy rollouts before building anything
+    sampling = sampling_config(cfg)  # refuses greedy rollouts before anything is built
     prompt_features.check_init(cfg)
     run = trainer.setup(per_update_schedule(cfg), adapters=adapters)
     rm_path = require(cfg.reward.path, "config.reward.path (the reward model)",
@@ -261,8 +261,6 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
     mc = run.model_config
     # The frozen SFT policy and the reward model share one base (see grpo_models).
     reference = grpo_models.reference_params(run, adapters is not None)
-    rm_path = require(cfg.reward.path, "config.reward.path (the reward model)",
-                      cfg.reward.get("made_by", "") or "python launch/demo.py")
     reward_model, shared = grpo_models.share_reward_base(
         restore_model(str(rm_path), run.mesh),
         grpo_models.base_weights(run, reference, adapters is not None))
@@ -270,7 +268,6 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
         print(f"{cfg.reward.path}: trained on other base weights; it keeps its own copy",
               flush=True)
     suffix, digits = score_token_ids(cfg.reward)
-    sampling = sampling_config(cfg)
     g, b = cfg.grpo.group_size, cfg.grpo.query_batch
     judge = None
     if cfg.toy.enabled:  # the toy world's integer judge, logged beside the RM's rewards
