@@ -31,6 +31,8 @@ from flax import nnx, struct
 from paras2s_jax import sharding
 from paras2s_jax.model.config import KimiAudioConfig
 from paras2s_jax.model.kimi_audio import KimiAudio, KVCache
+from paras2s_jax.model.layers import CACHE_AXES
+from paras2s_jax.sharding import constrain
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,21 +138,28 @@ def decode_program(
     *,
     config: SamplingConfig,
 ) -> SampleOutput:
-    """The jitted sampler (prefill + decode loop) on prepared [N, P] prompts; see
-    `generate`, which prepares them. Compiled once per (N, P, config)."""
+    """The jitted sampler (prefill + decode loop) on prepared [N, P] prompts, each prompt
+    repeated `config.num_samples` times in a row; see `generate`, which prepares them.
+    Compiled once per (N, P, config)."""
     model: KimiAudio = nnx.merge(graphdef, state)
     mc = model.config
     sp, steps = mc.special, config.max_new_tokens
-    n = text.shape[0]
-    cache = KVCache.init(mc, n, text.shape[1] + steps)
+    n, g = text.shape[0], config.num_samples
     # A text-only model (no audio branch) is a plain Qwen2: it reads the text stream alone.
     two_streams = mc.mimo_layers > 0
+    # Rows come G at a time per prompt (prompt-major): prefill each prompt once and give
+    # its G replies copies of its cache and last logits.
+    first = lambda x: None if x is None else x[::g]  # noqa: E731
     out = model(
-        text, audio if two_streams else None, attention_mask=attention_mask,
-        whisper_features=whisper_features,
-        continuous_mask=continuous if whisper_features is not None else None, cache=cache,
-        last_only=True,
+        first(text), first(audio) if two_streams else None,
+        attention_mask=first(attention_mask), whisper_features=first(whisper_features),
+        continuous_mask=first(continuous) if whisper_features is not None else None,
+        cache=KVCache.init(mc, n // g, text.shape[1] + steps), last_only=True,
     )
+    copies = lambda x: jnp.repeat(x, g, axis=0) if x.ndim else x  # noqa: E731
+    cache = jax.tree.map(copies, out.cache)
+    cache = cache.replace(keys=tuple(constrain(k, CACHE_AXES) for k in cache.keys),
+                          values=tuple(constrain(v, CACHE_AXES) for v in cache.values))
     # Columns after a row's stop (and after the loop ends early) hold the forced blank,
     # never id 0: 0 is a real text token and would enter the parsed reply.
     blanks = jnp.full((n, steps), sp.text_blank, jnp.int32)
@@ -159,7 +168,7 @@ def decode_program(
     audio_stops = jnp.asarray([sp.msg_end, sp.media_end], jnp.int32)
 
     def audio_last(o):  # a text-only model carries a dummy audio logit row
-        return o.audio_logits[:, -1] if two_streams else jnp.zeros((n, 1))
+        return o.audio_logits[:, -1] if two_streams else jnp.zeros((o.text_logits.shape[0], 1))
 
     def cond(carry):
         i, _, _, _, _, done, *_ = carry
@@ -204,7 +213,7 @@ def decode_program(
                 text_done, done, lengths, finished, bufs, rng)
 
     init = (
-        jnp.zeros((), jnp.int32), out.text_logits[:, -1], audio_last(out), out.cache,
+        jnp.zeros((), jnp.int32), copies(out.text_logits[:, -1]), copies(audio_last(out)), cache,
         jnp.zeros((n,), bool), jnp.zeros((n,), bool), jnp.zeros((n,), jnp.int32),
         jnp.zeros((n,), bool), (blanks, blanks, zeros_b, zeros_b, zeros_f, zeros_f), rng,
     )

@@ -11,6 +11,7 @@ heads, K kv heads, D head dim, F MLP width, V vocabulary.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -33,22 +34,35 @@ def _normal(rngs: nnx.Rngs, shape: Sequence[int], dtype: jnp.dtype) -> jax.Array
 
 def _cpu_dot(x: jax.Array, kernel: jax.Array, num_in: int,
              out_dtype: jnp.dtype | None) -> jax.Array:
-    """`tensordot(x, kernel, num_in)`, steering 16-bit products on XLA's CPU backend to
-    its fast kernels: they accumulate in float32 and round once (a 16-bit result type
-    selects a kernel 2-6x slower), and a single row is padded to two (one row selects
-    a slow matrix-vector path; padding cannot change the real row's result). Other
-    backends and dtypes take the plain product."""
-    half = x.dtype in (jnp.bfloat16, jnp.float16)
-    if not half or jax.default_backend() != "cpu":
+    """`tensordot(x, kernel, num_in)`, steered to XLA's fast CPU kernels.
+
+    On the CPU backend without a mesh, the product runs as one 2-D matmul [rows, in] x
+    [in, out]: contracting the batch and length axes of a 3-D activation in the weight
+    gradient makes XLA transpose that gradient inside its elementwise producer, with
+    strided reads (~30% of a training step at small widths). 16-bit products accumulate
+    in float32 and round once (a 16-bit result type selects a kernel 2-6x slower), and a
+    single 16-bit row is padded to two (one row selects a slow matrix-vector path;
+    padding cannot change the real row's result). Other backends, and products under a
+    mesh (whose sharded axes should not be merged), take the plain product."""
+    if jax.default_backend() != "cpu":
         return jnp.tensordot(x, kernel, axes=num_in, preferred_element_type=out_dtype)
+    half = x.dtype in (jnp.bfloat16, jnp.float16)
     lead, tail = x.shape[: x.ndim - num_in], x.shape[x.ndim - num_in:]
-    one_row = all(n == 1 for n in lead)
+    out = kernel.shape[num_in:]
+    if not jax.sharding.get_abstract_mesh().empty:
+        if not half:
+            return jnp.tensordot(x, kernel, axes=num_in, preferred_element_type=out_dtype)
+    else:
+        x = x.reshape(-1, math.prod(tail))
+        kernel = kernel.reshape(math.prod(tail), math.prod(out))
+        num_in = 1
+    one_row = half and all(n == 1 for n in lead)
     if one_row:
-        x = jnp.pad(x.reshape((1, *tail)), [(0, 1)] + [(0, 0)] * num_in)
-    y = jnp.tensordot(x, kernel, axes=num_in, preferred_element_type=jnp.float32)
-    if one_row:
-        y = y[:1].reshape(lead + y.shape[1:])
-    return y.astype(out_dtype or x.dtype)
+        x = jnp.pad(x.reshape((1, *x.shape[x.ndim - num_in:])), [(0, 1)] + [(0, 0)] * num_in)
+    y = jnp.tensordot(x, kernel, axes=num_in,
+                      preferred_element_type=jnp.float32 if half else out_dtype)
+    y = y[:1] if one_row else y
+    return y.reshape(lead + out).astype(out_dtype or x.dtype)
 
 
 class Dense(nnx.Module):

@@ -27,6 +27,17 @@ TINY = dict(vocab_size=4096, hidden_size=256, intermediate_size=768, num_layers=
             num_heads=8, num_kv_heads=2)
 
 
+PHASES = ("sampling ms", "reward + reference ms", "update ms")
+
+
+def phase_ms(phases: list[tuple[float, float, float]]) -> list[float]:
+    """Median milliseconds of each phase of an iteration (sampling, reward + reference,
+    update); their sum need not equal the median iteration."""
+    import statistics
+
+    return [statistics.median(p[i] for p in phases) * 1e3 for i in range(len(PHASES))]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", type=int, default=8, help="prompts per iteration (P)")
     parser.add_argument("--group", type=int, default=8, help="completions per prompt (G)")
@@ -40,7 +51,8 @@ def diversity(ids) -> float:
 
 
 def ours_iteration(model, prompt_ids, group: int, steps: int):
-    """A zero-argument callable running one GRPO iteration of the library's path."""
+    """A zero-argument callable running one GRPO iteration of the library's path, and a
+    dict holding its state and each call's (sampling, reward + reference, update) seconds."""
     import jax
     import numpy as np
     from flax import nnx
@@ -68,7 +80,7 @@ def ours_iteration(model, prompt_ids, group: int, steps: int):
     # Copies: the step donates its state, and `model` stays usable (TRL's peer reads it).
     reference = jax.tree.map(lambda x: x.copy(), params)
     holder = {"state": step_lib.init_state(jax.tree.map(lambda x: x.copy(), params), tx, 0),
-              "i": 0}
+              "i": 0, "phases": []}
     sp = model.config.special
     prompts = {"text": prompt_ids, "audio": np.full_like(prompt_ids, sp.pad),
                "attention_mask": np.ones(prompt_ids.shape, bool)}
@@ -77,18 +89,22 @@ def ours_iteration(model, prompt_ids, group: int, steps: int):
     def run():
         state = holder["state"]
         holder["i"] += 1
-        out = generate(nnx.merge(graphdef, state["params"], rest), prompts,
-                       jax.random.fold_in(key, holder["i"]), sampling)
+        t0 = time.perf_counter()
+        out = block(generate(nnx.merge(graphdef, state["params"], rest), prompts,
+                             jax.random.fold_in(key, holder["i"]), sampling))
+        t1 = time.perf_counter()
         batch = rollout_batch(prompts, out, group)
         rewards = [diversity(row[m].tolist()) for row, m in
                    zip(batch["text"][:, -steps:], batch["text_mask"], strict=True)]
         batch["advantages"] = np.asarray(group_advantages(np.asarray(rewards), group)[0])
         # One update per rollout, as the GRPO stage runs it: "old" is the stop-gradient of
         # the update's own log-probs, so only the reference needs a forward.
-        ref = log_probs(reference, batch)
+        ref = block(log_probs(reference, batch))
         for s in ("text", "audio"):
             batch[f"ref_{s}_logprobs"] = ref[s]
+        t2 = time.perf_counter()
         holder["state"], _ = block(step(state, batch, rest))  # the update too
+        holder["phases"].append((t1 - t0, t2 - t1, time.perf_counter() - t2))
         holder["length"] = float(batch["text_mask"].sum(1).mean())
     return run, holder
 
@@ -106,7 +122,8 @@ def _tokenizer(vocab: int, eos: int):
 
 
 def trl_run(model, prompt_ids, group: int, steps: int, iterations: int, between):
-    """Train TRL's GRPOTrainer for `iterations` steps; returns (seconds per step, lengths).
+    """Train TRL's GRPOTrainer for `iterations` steps; returns the seconds of each step,
+    its (sampling, reward + reference, update) seconds, and the mean completion lengths.
 
     `between()` runs after every TRL step (the interleaved measurement of ours)."""
     import torch
@@ -123,7 +140,22 @@ def trl_run(model, prompt_ids, group: int, steps: int, iterations: int, between)
     peer.generation_config.pad_token_id = 0
     prompts = [" ".join(f"t{i}" for i in row) for row in prompt_ids]
     data = Dataset.from_dict({"prompt": prompts * (iterations + 1)})
-    times, lengths = [], []
+    times, lengths, generating, rolling_out = [], [], [], []
+
+    class TimedGRPOTrainer(GRPOTrainer):
+        """Times TRL's sampling and its whole rollout (sampling, reward, reference)."""
+
+        def _generate(self, prompts):
+            t0 = time.perf_counter()
+            out = super()._generate(prompts)
+            generating.append(time.perf_counter() - t0)
+            return out
+
+        def _generate_and_score_completions(self, inputs):
+            t0 = time.perf_counter()
+            out = super()._generate_and_score_completions(inputs)
+            rolling_out.append(time.perf_counter() - t0)
+            return out
 
     def reward(completion_ids, **_):
         lengths.append(sum(map(len, completion_ids)) / len(completion_ids))
@@ -151,10 +183,11 @@ def trl_run(model, prompt_ids, group: int, steps: int, iterations: int, between)
             save_strategy="no", logging_steps=10**9, shuffle_dataset=False, seed=0,
             max_grad_norm=1.0, weight_decay=0.0, adam_beta2=0.95, log_completions=False,
             disable_tqdm=True)
-        trainer = GRPOTrainer(model=out, reward_funcs=reward, args=args, train_dataset=data,
+        trainer = TimedGRPOTrainer(model=out, reward_funcs=reward, args=args, train_dataset=data,
                               processing_class=tokenizer, callbacks=[Clock()])
         trainer.train()
-    return times, lengths
+    phases = [(g, r - g, t - r) for g, r, t in zip(generating, rolling_out, times, strict=True)]
+    return times, phases, lengths
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -188,31 +221,36 @@ def run(args: argparse.Namespace) -> dict:
     have_trl = importlib.util.find_spec("trl") is not None
     if have_trl:
         # The first TRL step and our iteration after it are warm-up, not timed.
-        trl_times, lengths = trl_run(model, prompt_ids, g, steps, args.repeats + 1, timed_ours)
-        trl_times, ours_times, lengths = trl_times[1:], ours_times[1:], lengths[1:]
+        trl_times, trl_phases, lengths = trl_run(model, prompt_ids, g, steps, args.repeats + 1,
+                                                 timed_ours)
+        trl_times, trl_phases, lengths = trl_times[1:], trl_phases[1:], lengths[1:]
+        ours_times = ours_times[1:]
     else:
         print("TRL is not installed: the peer is NOT measured (install the bench extra: "
               "pip install -e \".[bench]\"); timing ours alone")
         for _ in range(args.repeats):
             timed_ours()
+    ours_phases = info["phases"][-len(ours_times):]
     busy = profile(ours, args.profile)
     n = p * g
     ours_s = statistics.median(ours_times)
-    rows = [["ours (jit)", ours_s * 1e3, n / ours_s, info["length"]]]
+    rows = [["ours (jit)", ours_s * 1e3, n / ours_s, *phase_ms(ours_phases), info["length"]]]
     results["ours"] = {"iteration_s": ours_s, "samples_s": ours_times,
-                       "completions_per_s": n / ours_s}
+                       "completions_per_s": n / ours_s, "phases_s": ours_phases}
     if have_trl:
         trl_s = statistics.median(trl_times)
-        rows.append(["TRL GRPOTrainer", trl_s * 1e3, n / trl_s, float(np.mean(lengths))])
+        rows.append(["TRL GRPOTrainer", trl_s * 1e3, n / trl_s, *phase_ms(trl_phases),
+                     float(np.mean(lengths))])
         results["trl"] = {"iteration_s": trl_s, "samples_s": trl_times,
-                          "completions_per_s": n / trl_s}
+                          "completions_per_s": n / trl_s, "phases_s": trl_phases}
         results["ratio"] = trl_s / ours_s
     else:
         results["trl"] = None
     print(f"GRPO iteration, {p} prompts x G {g}, prompt {plen}, up to {steps} new tokens, "
           f"hidden {cfg.hidden_size}, {cfg.num_layers} layers, vocab {cfg.vocab_size}, fp32, "
           f"β {BETA}; medians of {len(ours_times)} alternating iterations")
-    print(table(["", "ms / iteration", "completions/s", "mean completion tokens"], rows))
+    print(table(["", "ms / iteration", "completions/s", *PHASES, "mean completion tokens"],
+                rows))
     results["profile_ours"] = busy
     print(f"where our iteration's XLA time goes (jax.profiler): {profile_line(busy)}")
     if have_trl:
