@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -9,7 +10,8 @@ from flax import nnx
 from transformers import Qwen2ForCausalLM
 
 from paras2s_jax.checkpoint.hf_io import load_hf_checkpoint
-from paras2s_jax.model import tiny
+from paras2s_jax.checkpoint.hf_keys import iter_hf_tensors
+from paras2s_jax.model import KimiAudio, tiny
 from tests.model.conftest import padded_batch, positions_from_mask
 from tests.model.kimi_reference import randomize_, reference_config
 
@@ -47,6 +49,38 @@ def test_trunk_matches_transformers_qwen2_on_padded_batch(tmp_path):
     diff = np.abs(np.asarray(out.text_logits) - expected)[mask].max()
     print(f"trunk vs transformers Qwen2ForCausalLM: max |diff| = {diff:.2e}")
     assert diff <= TOL
+
+
+@pytest.mark.parametrize("scan_layers,remat", [(True, False), (True, True), (False, False)])
+def test_trunk_gradients_match_transformers_qwen2(tmp_path, scan_layers, remat):
+    """Every parameter's gradient equals PyTorch autograd's, whatever each layer keeps
+    for the backward pass (matmul outputs, or nothing with remat; scanned or not)."""
+    cfg = tiny(mimo_layers=0, use_whisper_feature=False)
+    torch_model = Qwen2ForCausalLM(reference_config(cfg))
+    randomize_(torch_model, seed=2)
+    torch_model.save_pretrained(tmp_path)
+    model = load_hf_checkpoint(tmp_path)
+    model = nnx.merge(nnx.graphdef(KimiAudio(model.config.replace(
+        scan_layers=scan_layers, remat=remat), rngs=nnx.Rngs(0))), nnx.state(model))
+
+    rng = np.random.default_rng(4)
+    ids, mask = padded_batch(rng, [11, 8], 11, cfg.vocab_size, left=True)
+    weights = rng.normal(size=(*ids.shape, cfg.vocab_size)).astype(np.float32) * mask[..., None]
+    out = torch_model(input_ids=torch.tensor(ids),
+                      attention_mask=torch.tensor(mask.astype(np.int64)),
+                      position_ids=torch.tensor(positions_from_mask(mask))).logits
+    (out * torch.tensor(weights)).sum().backward()
+    expected = {k: v.grad.numpy() for k, v in torch_model.named_parameters()}
+
+    @nnx.jit
+    def grads(m):
+        return nnx.grad(lambda m: jnp.sum(m(ids, attention_mask=mask).text_logits * weights))(m)
+
+    got = dict(iter_hf_tensors(nnx.merge(nnx.graphdef(model), grads(model))))
+    assert set(got) == set(expected)
+    for key, value in got.items():
+        scale = max(np.abs(expected[key]).max(), 1e-6)
+        assert np.abs(value - expected[key]).max() <= 1e-4 * scale, key
 
 
 @pytest.mark.parametrize("with_whisper", [False, True])
