@@ -100,7 +100,7 @@ class KimiAudioConfig(Numerics):
     special: SpecialTokens = dataclasses.field(default_factory=SpecialTokens)
     dtype: str = "float32"  # compute dtype: "float32" or "bfloat16"
     param_dtype: str = "float32"  # storage dtype of parameters
-    remat: bool = False  # recompute each layer in the backward pass (else it keeps its matmul outputs)
+    remat: bool = False  # recompute each layer in the backward (else keep its matmul outputs)
     attention: str = "auto"  # "auto" (cuDNN flash on GPU in bf16, else XLA), "xla", "cudnn"
     scan_layers: bool = True  # run each layer stack as one lax.scan (no cache): fast compiles
     head_chunk: int = 512  # positions per chunk of the chunked heads (losses, log-probs)

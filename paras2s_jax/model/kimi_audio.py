@@ -271,42 +271,39 @@ class KimiAudio(nnx.Module):
                                cache=hidden.cache)
 
 
-def _layer_forward(layer, h, cos, sin, mask, kv, cache_index):
-    return layer(h, cos, sin, mask, kv, cache_index)
-
-
 def _run_layers(layers: list[DecoderLayer], h: jax.Array, kv: list, first: int, *,
                 cos, sin, mask, policy, scan: bool, dtype, cache_index) -> jax.Array:
     """Run `layers` (global indices first, first + 1, ...) on h; kv[i] is updated in place.
 
-    `policy` (a `jax.checkpoint_policies` entry, or None for no checkpoint) says what
-    each layer saves for the backward pass.
-
+    Without a cache each layer is a pure function of (its parameters, h), checkpointed
+    with `policy` (a `jax.checkpoint_policies` entry: what it saves for the backward).
     With `scan`, one `lax.scan` runs the stack: its parameters are stacked (cast to the
     compute dtype first, as every layer casts them anyway), so the program holds one
     layer body whatever the depth (compile time and program size independent of it).
     """
     if not layers:
         return h
-    if scan:
-        graphdef, first_state = nnx.split(layers[0])
-        states = [first_state] + [nnx.split(layer)[1] for layer in layers[1:]]
-        if all(nnx.graphdef(layer) == graphdef for layer in layers[1:]):
-            cast = lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
-            stacked = jax.tree.map(lambda *xs: jnp.stack([cast(x) for x in xs]), *states)
 
-            def body(h, state):
-                out, _ = nnx.merge(graphdef, state)(h, cos, sin, mask, None, None)
-                return out, None
+    def pure(graphdef):  # (parameters, h) -> h of one layer without a cache
+        def apply(state, h):
+            return nnx.merge(graphdef, state)(h, cos, sin, mask, None, None)[0]
+        return apply if policy is None else jax.checkpoint(apply, policy=policy)
 
-            with jax.named_scope(f"layers_{first}_{first + len(layers) - 1}"):
-                body = body if policy is None else jax.checkpoint(body, policy=policy)
-                return jax.lax.scan(body, h, stacked)[0]
+    graphdef = nnx.graphdef(layers[0])
+    if scan and all(nnx.graphdef(layer) == graphdef for layer in layers[1:]):
+        cast = lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
+        stacked = jax.tree.map(lambda *xs: jnp.stack([cast(x) for x in xs]),
+                               *[nnx.state(layer) for layer in layers])
+        apply = pure(graphdef)
+        with jax.named_scope(f"layers_{first}_{first + len(layers) - 1}"):
+            return jax.lax.scan(lambda h, state: (apply(state, h), None), h, stacked)[0]
     for j, layer in enumerate(layers):
         i = first + j
         with jax.named_scope(f"layer_{i}"):
-            fn = _layer_forward if policy is None else nnx.remat(_layer_forward, policy=policy)
-            h, kv[i] = fn(layer, h, cos, sin, mask, kv[i], cache_index)
+            if kv[i] is None:
+                h = pure(nnx.graphdef(layer))(nnx.state(layer), h)
+            else:
+                h, kv[i] = layer(h, cos, sin, mask, kv[i], cache_index)
     return h
 
 
