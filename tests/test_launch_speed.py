@@ -30,7 +30,7 @@ def _run(suite, tmp_path, *extra):
     assert record["suite"] == suite
     machine = record["machine"]
     assert machine["cores"] >= 1 and machine["cpu_model"] and machine["versions"]["jax"]
-    assert machine["jax_devices"]
+    assert machine["jax_devices"] and machine["allocator"] in ("tcmalloc", "system")
     return record["results"]
 
 
