@@ -156,10 +156,9 @@ def decode_program(
         continuous_mask=first(continuous) if whisper_features is not None else None,
         cache=KVCache.init(mc, n // g, text.shape[1] + steps), last_only=True,
     )
-    copies = lambda x: jnp.repeat(x, g, axis=0) if x.ndim else x  # noqa: E731
-    cache = jax.tree.map(copies, out.cache)
-    cache = cache.replace(keys=tuple(constrain(k, CACHE_AXES) for k in cache.keys),
-                          values=tuple(constrain(v, CACHE_AXES) for v in cache.values))
+    out = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0) if x.ndim else x, out)
+    cache = out.cache.replace(keys=tuple(constrain(k, CACHE_AXES) for k in out.cache.keys),
+                              values=tuple(constrain(v, CACHE_AXES) for v in out.cache.values))
     # Columns after a row's stop (and after the loop ends early) hold the forced blank,
     # never id 0: 0 is a real text token and would enter the parsed reply.
     blanks = jnp.full((n, steps), sp.text_blank, jnp.int32)
@@ -168,7 +167,7 @@ def decode_program(
     audio_stops = jnp.asarray([sp.msg_end, sp.media_end], jnp.int32)
 
     def audio_last(o):  # a text-only model carries a dummy audio logit row
-        return o.audio_logits[:, -1] if two_streams else jnp.zeros((o.text_logits.shape[0], 1))
+        return o.audio_logits[:, -1] if two_streams else jnp.zeros((n, 1))
 
     def cond(carry):
         i, _, _, _, _, done, *_ = carry
@@ -213,7 +212,7 @@ def decode_program(
                 text_done, done, lengths, finished, bufs, rng)
 
     init = (
-        jnp.zeros((), jnp.int32), copies(out.text_logits[:, -1]), copies(audio_last(out)), cache,
+        jnp.zeros((), jnp.int32), out.text_logits[:, -1], audio_last(out), cache,
         jnp.zeros((n,), bool), jnp.zeros((n,), bool), jnp.zeros((n,), jnp.int32),
         jnp.zeros((n,), bool), (blanks, blanks, zeros_b, zeros_b, zeros_f, zeros_f), rng,
     )

@@ -44,15 +44,13 @@ def _cpu_dot(x: jax.Array, kernel: jax.Array, num_in: int,
     single 16-bit row is padded to two (one row selects a slow matrix-vector path;
     padding cannot change the real row's result). Other backends, and products under a
     mesh (whose sharded axes should not be merged), take the plain product."""
-    if jax.default_backend() != "cpu":
-        return jnp.tensordot(x, kernel, axes=num_in, preferred_element_type=out_dtype)
     half = x.dtype in (jnp.bfloat16, jnp.float16)
+    meshed = not jax.sharding.get_abstract_mesh().empty
+    if jax.default_backend() != "cpu" or (meshed and not half):
+        return jnp.tensordot(x, kernel, axes=num_in, preferred_element_type=out_dtype)
     lead, tail = x.shape[: x.ndim - num_in], x.shape[x.ndim - num_in:]
     out = kernel.shape[num_in:]
-    if not jax.sharding.get_abstract_mesh().empty:
-        if not half:
-            return jnp.tensordot(x, kernel, axes=num_in, preferred_element_type=out_dtype)
-    else:
+    if not meshed:
         x = x.reshape(-1, math.prod(tail))
         kernel = kernel.reshape(math.prod(tail), math.prod(out))
         num_in = 1
