@@ -196,16 +196,18 @@ class KimiAudio(nnx.Module):
         # Per-layer (keys, values), trunk first then the audio branch, as the cache stores them.
         kv = [None] * (c.num_layers + c.mimo_layers) if cache is None else [
             (k, v) for k, v in zip(cache.keys, cache.values, strict=True)]
-        # What each layer keeps for a backward pass (decoding, with a cache, never takes one):
-        # with `remat` nothing; otherwise its matmul outputs only, the elementwise work
-        # between them (norms, SiLU, RoPE, softmax) being recomputed. That holds less
-        # memory than keeping every intermediate and, on CPU, is faster too (fewer
-        # per-layer buffers to fill and read back: ~11% of a small model's GRPO update).
-        policy = None if cache is not None else (
-            jax.checkpoint_policies.nothing_saveable if c.remat
-            else jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
+        # What each layer keeps for a backward pass: with `remat` nothing; otherwise its
+        # matmul outputs only, the elementwise work between them (norms, SiLU, RoPE,
+        # softmax) being recomputed. That holds less memory than keeping every
+        # intermediate and, on CPU, is faster too (fewer per-layer buffers to fill and read
+        # back: ~11% of a small model's GRPO update). Without a backward pass (decoding)
+        # the checkpoint changes nothing.
+        policy = (jax.checkpoint_policies.nothing_saveable if c.remat
+                  else jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
         run = functools.partial(_run_layers, cos=cos, sin=sin, mask=mask, policy=policy,
-                                scan=c.scan_layers and cache is None,
+                                # One-token decode steps stay unrolled: stacking the
+                                # cache for a scan would cost more than the step.
+                                scan=c.scan_layers and length > 1,
                                 dtype=c.compute_dtype, cache_index=cache_index)
         split = c.mimo_from_layer + 1 if c.mimo_layers else c.num_layers
         layers = list(self.layers)
@@ -275,19 +277,20 @@ def _run_layers(layers: list[DecoderLayer], h: jax.Array, kv: list, first: int, 
                 cos, sin, mask, policy, scan: bool, dtype, cache_index) -> jax.Array:
     """Run `layers` (global indices first, first + 1, ...) on h; kv[i] is updated in place.
 
-    Without a cache each layer is a pure function of (its parameters, h), checkpointed
+    Each layer is a pure function of (its parameters, h, its cache entry), checkpointed
     with `policy` (a `jax.checkpoint_policies` entry: what it saves for the backward).
-    With `scan`, one `lax.scan` runs the stack: its parameters are stacked (cast to the
-    compute dtype first, as every layer casts them anyway), so the program holds one
-    layer body whatever the depth (compile time and program size independent of it).
+    With `scan`, one `lax.scan` runs the stack: its parameters (cast to the compute
+    dtype first, as every layer casts them anyway) and cache entries are stacked, so the
+    program holds one layer body whatever the depth (compile time and program size
+    independent of it).
     """
     if not layers:
         return h
 
-    def pure(graphdef):  # (parameters, h) -> h of one layer without a cache
-        def apply(state, h):
-            return nnx.merge(graphdef, state)(h, cos, sin, mask, None, None)[0]
-        return apply if policy is None else jax.checkpoint(apply, policy=policy)
+    def pure(graphdef):  # (parameters, h, kv) -> (h, kv) of one layer
+        def apply(state, h, kv):
+            return nnx.merge(graphdef, state)(h, cos, sin, mask, kv, cache_index)
+        return jax.checkpoint(apply, policy=policy)
 
     graphdef = nnx.graphdef(layers[0])
     if scan and all(nnx.graphdef(layer) == graphdef for layer in layers[1:]):
@@ -295,15 +298,22 @@ def _run_layers(layers: list[DecoderLayer], h: jax.Array, kv: list, first: int, 
         stacked = jax.tree.map(lambda *xs: jnp.stack([cast(x) for x in xs]),
                                *[nnx.state(layer) for layer in layers])
         apply = pure(graphdef)
-        with jax.named_scope(f"layers_{first}_{first + len(layers) - 1}"):
-            return jax.lax.scan(lambda h, state: (apply(state, h), None), h, stacked)[0]
+        last = first + len(layers)
+        with jax.named_scope(f"layers_{first}_{last - 1}"):
+            if kv[first] is None:
+                return jax.lax.scan(lambda h, state: (apply(state, h, None)[0], None), h,
+                                    stacked)[0]
+            # The cache entries travel through the scan stacked, and come back unstacked.
+            keys, values = (jnp.stack([kv[i][n] for i in range(first, last)]) for n in (0, 1))
+            h, (keys, values) = jax.lax.scan(lambda h, xs: apply(xs[0], h, xs[1:]), h,
+                                             (stacked, keys, values))
+        for i in range(first, last):
+            kv[i] = (keys[i - first], values[i - first])
+        return h
     for j, layer in enumerate(layers):
         i = first + j
         with jax.named_scope(f"layer_{i}"):
-            if kv[i] is None:
-                h = pure(nnx.graphdef(layer))(nnx.state(layer), h)
-            else:
-                h, kv[i] = layer(h, cos, sin, mask, kv[i], cache_index)
+            h, kv[i] = pure(nnx.graphdef(layer))(nnx.state(layer), h, kv[i])
     return h
 
 

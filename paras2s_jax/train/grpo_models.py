@@ -80,19 +80,20 @@ def share_reward_base(reward_model: KimiAudio, base: nnx.State) -> tuple[KimiAud
 
 
 def build_log_probs(run: trainer.Run, sampling: SamplingConfig,
-                    micro: int = 1) -> sharding.mesh_jit:
+                    micro: int = 1, group: int = 1) -> sharding.mesh_jit:
     """`(params, rest, batch) -> reply log-probs and entropies` of the policy's graph
     (old log-probs with the policy's params, reference ones with `reference_params`),
-    the rows in `micro` micro-batches one after another (each still split over the mesh)."""
+    the rows in `micro` micro-batches one after another (each still split over the mesh);
+    `group`: consecutive rows sharing a prompt, kept whole (`grpo_stage.prompt_rows`)."""
     def one(params, rest, batch):
         model = nnx.merge(run.graphdef, params, rest)
-        return reply_logprobs(model, batch, sampling, with_entropy=True)
+        return reply_logprobs(model, batch, sampling, with_entropy=True, group=group)
 
     def log_probs(params, rest, batch):
         if micro == 1:
             return one(params, rest, batch)
-        out = jax.lax.map(lambda b: one(params, rest, b), micro_batches(batch, micro))
-        return jax.tree.map(unmicro, out)
+        out = jax.lax.map(lambda b: one(params, rest, b), micro_batches(batch, micro, group))
+        return jax.tree.map(lambda x: unmicro(x, group), out)
 
     return sharding.mesh_jit(log_probs, run.mesh)
 
@@ -142,7 +143,7 @@ def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.S
                                   "continuous": ((rows, score_len), np.bool_),
                                   "features": ((rows, score_len, dim), np.float32)}, mesh)
     micro = cfg.grpo.forward_micro_batches
-    log_probs = build_log_probs(run, sampling, micro)
+    log_probs = build_log_probs(run, sampling, micro, grpo_stage.prompt_rows(cfg, micro))
     kind = f"LoRA r{adapters.rank} policy" if adapters else "full policy"
     functions = [
         plan.Planned(f"rollout {sampled} rows, prompt {prompt} + {reply} steps",

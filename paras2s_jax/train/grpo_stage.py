@@ -99,10 +99,17 @@ def per_update_schedule(cfg: ml_collections.ConfigDict) -> ml_collections.Config
     return out
 
 
-def _loss_fns(lcfg: GRPOLossConfig, sampling: SamplingConfig):
+def prompt_rows(cfg: ml_collections.ConfigDict, parts: int) -> int:
+    """Consecutive rows sharing one prompt in each of `parts` micro-batches of a rollout
+    batch: the whole group (G) when the prompts split evenly between the parts (each
+    prompt's columns then run once for its G replies: `rollout.reply_hidden`), else 1."""
+    return cfg.grpo.group_size if cfg.grpo.query_batch % parts == 0 else 1
+
+
+def _loss_fns(lcfg: GRPOLossConfig, sampling: SamplingConfig, group: int = 1):
     def loss_fn(model, batch, rng):
         del rng
-        logps = reply_logprobs(model, batch, sampling, with_entropy=True)
+        logps = reply_logprobs(model, batch, sampling, with_entropy=True, group=group)
         terms, aux = {}, {}
         for s in STREAMS:
             # No "old" log-probs in the batch (one update per rollout): the rollout policy
@@ -170,11 +177,13 @@ def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run,
                sampling: SamplingConfig) -> sharding.mesh_jit:
     """The jitted GRPO update `(state, batch, rest) -> (state, metrics)`."""
     lcfg = loss_config(cfg)
-    loss_fn, count_fn = _loss_fns(lcfg, sampling)
+    accum = cfg.optimizer.accum_steps
+    group = prompt_rows(cfg, accum)
+    loss_fn, count_fn = _loss_fns(lcfg, sampling, group)
     return trainer.jit_step(run, step_lib.build_train_step(
         run.graphdef, loss_fn, count_fn,
         {"text": lcfg.weight_text, "audio": lcfg.weight_audio}, run.tx, run.schedule,
-        cfg.optimizer.accum_steps))
+        accum, group))
 
 
 # (prompt streams, sampler output, prompt features or None) -> one reward per reply row
@@ -278,7 +287,8 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
 
     step_fn = build_step(cfg, run, sampling)
 
-    log_probs = grpo_models.build_log_probs(run, sampling, cfg.grpo.forward_micro_batches)
+    log_probs = grpo_models.build_log_probs(run, sampling, cfg.grpo.forward_micro_batches,
+                                            prompt_rows(cfg, cfg.grpo.forward_micro_batches))
 
     ckpt = trainer.checkpointer(run)
     start = trainer.restore_latest(run, ckpt, None)

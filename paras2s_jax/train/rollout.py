@@ -4,6 +4,9 @@ A rollout batch is the left-padded prompts repeated G times followed by the samp
 reply columns. Column `P - 1 + i` (P = prompt length) predicts reply step i, so the
 per-token log-probabilities of a full forward over the batch line up with the
 sampler's (`token_logprobs`), which is what the clipped ratio and the KL need.
+The G rows of a prompt share its columns: the log-probability forwards (reference, old,
+the update's) run them once per prompt and continue each reply from a copy of its KV
+cache (`reply_hidden`).
 With prompt Whisper features (`config.data.whisper_features`, as in SFT) the sampler,
 every log-probability forward and the reward model read them at the prompt's
 user-audio positions (see `train/prompt_features.py`).
@@ -22,7 +25,10 @@ from flax import nnx
 from paras2s_jax import layout, sharding
 from paras2s_jax.model import KimiAudio
 from paras2s_jax.model.heads import token_logprobs
+from paras2s_jax.model.kimi_audio import KVCache
+from paras2s_jax.model.layers import CACHE_AXES
 from paras2s_jax.sampling import SampleOutput, SamplingConfig, bucket_length
+from paras2s_jax.sharding import constrain
 from paras2s_jax.train import prompt_features
 from paras2s_jax.train.hosts import host_value
 from paras2s_jax.train.reward import digit_logits, expected_score, reward_input, reward_reply
@@ -70,35 +76,71 @@ def pad_prompts(streams: Sequence[layout.Streams], bucket: int, pad_id: int,
     return prompts
 
 
+def reply_hidden(model: KimiAudio, batch: dict, steps: int,
+                 group: int = 1) -> tuple[jax.Array, jax.Array | None]:
+    """Normalised hidden states [N, T, E] of the text and audio heads (audio None for a
+    text-only model) at the positions that predict the T reply steps: columns P - 1 ..
+    P + T - 2 of a rollout batch.
+
+    group > 1: rows come `group` at a time per prompt, as `rollout_batch` lays them out.
+    Each prompt's columns then run once, and its rows continue from copies of its KV
+    cache: the same values as a forward over every row, with 1/group of the prompt's
+    cost (forward and backward).
+    """
+    text, mask = batch["text"], batch["attention_mask"]
+    audio = batch["audio"] if model.config.mimo_layers else None  # text-only: Qwen2 alone
+    features = prompt_features.model_inputs(batch)
+    total = text.shape[1]
+    prompt = total - steps
+    if group == 1:
+        if features:  # prompt features [N, P, D], zero over the reply columns
+            features["whisper_features"] = jnp.pad(features["whisper_features"],
+                                                   ((0, 0), (0, steps), (0, 0)))
+        hidden = model.hidden_states(text, audio, attention_mask=mask, **features)
+        pick = lambda h: None if h is None else h[:, prompt - 1:total - 1]  # noqa: E731
+        return pick(hidden.text), pick(hidden.audio)
+    if text.shape[0] % group:
+        raise ValueError(f"reply_hidden: {text.shape[0]} rows are not groups of {group}")
+    first = lambda x: None if x is None else x[::group, :prompt]  # noqa: E731
+    if features:
+        features = {"whisper_features": features["whisper_features"][::group],
+                    "continuous_mask": first(features["continuous_mask"])}
+    cache = KVCache.init(model.config, text.shape[0] // group, total - 1)
+    head = model.hidden_states(first(text), first(audio), attention_mask=first(mask),
+                               cache=cache, **features)
+    copies = lambda x: jnp.repeat(x, group, axis=0) if x.ndim else x  # noqa: E731
+    cache = jax.tree.map(copies, head.cache)
+    cache = cache.replace(keys=tuple(constrain(k, CACHE_AXES) for k in cache.keys),
+                          values=tuple(constrain(v, CACHE_AXES) for v in cache.values))
+    reply = lambda x: None if x is None else x[:, prompt:total - 1]  # noqa: E731
+    tail = model.hidden_states(reply(text), reply(audio), attention_mask=reply(mask),
+                               cache=cache)
+    join = lambda h, t: None if h is None else jnp.concatenate(  # noqa: E731
+        [copies(h[:, -1:]), t], axis=1)
+    return join(head.text, tail.text), join(head.audio, tail.audio)
+
+
 def reply_logprobs(
-    model: KimiAudio, batch: dict, sampling: SamplingConfig, with_entropy: bool = False
+    model: KimiAudio, batch: dict, sampling: SamplingConfig, with_entropy: bool = False,
+    group: int = 1,
 ) -> dict[str, jax.Array]:
     """Per-step log-probabilities [N, T] of the reply tokens under `model` (and entropies).
 
     The heads run on the reply positions only, in chunks (`paras2s_jax.model.heads`).
-    Prompt features ([N, P, D]) are zero-extended over the reply columns.
+    `group`: rows sharing each prompt, consecutive (see `reply_hidden`).
     """
     steps = batch["text_mask"].shape[1]
-    start = batch["text"].shape[1] - steps - 1
-    features = prompt_features.model_inputs(batch)
-    if features:
-        features["whisper_features"] = jnp.pad(features["whisper_features"],
-                                               ((0, 0), (0, steps), (0, 0)))
-    audio = batch["audio"] if model.config.mimo_layers else None  # text-only: Qwen2 alone
-    hidden = model.hidden_states(batch["text"], audio, attention_mask=batch["attention_mask"],
-                                 **features)
+    hidden = dict(zip(STREAMS, reply_hidden(model, batch, steps, group), strict=True))
     result = {}
-    for stream, h, temp in (
-        ("text", hidden.text, sampling.text_temperature),
-        ("audio", hidden.audio, sampling.audio_temperature),
-    ):
-        tokens = batch[stream][:, start + 1:]
+    for stream, temp in (("text", sampling.text_temperature),
+                         ("audio", sampling.audio_temperature)):
+        tokens = batch[stream][:, -steps:]
+        h = hidden[stream]
         if h is None:  # a text-only model never chooses audio tokens
             result[stream] = jnp.zeros(tokens.shape, jnp.float32)
             if with_entropy:
                 result[f"entropy_{stream}"] = result[stream]
             continue
-        h = jax.lax.dynamic_slice_in_dim(h, start, steps, axis=1)
         result[stream], ent = token_logprobs(
             model.head(stream), h, tokens, temp, model.config.head_chunk, with_entropy)
         if with_entropy:

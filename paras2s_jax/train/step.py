@@ -50,19 +50,28 @@ def state_shardings(params_shardings: nnx.State, abstract_state: dict,
             "rng": replicated}
 
 
-def micro_batches(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
-    """[B, ...] -> [n, B/n, ...]; micro-batch i takes rows i, i+n, ... (stays sharded)."""
+def micro_batches(batch: Mapping[str, jax.Array], n: int,
+                  group: int = 1) -> dict[str, jax.Array]:
+    """[B, ...] -> [n, B/n, ...]; micro-batch i takes rows i, i+n, ... (stays sharded).
+
+    group > 1: the unit is a block of `group` consecutive rows (a prompt's G replies),
+    kept whole and in order: micro-batch i takes blocks i, i+n, ...
+    """
     def split(x: jax.Array) -> jax.Array:
-        if x.shape[0] % n:
+        if x.shape[0] % (n * group):
+            unit = f"whole groups of {group} rows" if group > 1 else "rows"
             raise ValueError(f"batch of {x.shape[0]} rows does not split into "
-                             f"{n} micro-batches (optimizer.accum_steps)")
-        return jnp.swapaxes(x.reshape(x.shape[0] // n, n, *x.shape[1:]), 0, 1)
+                             f"{n} micro-batches of {unit} (optimizer.accum_steps)")
+        blocks = x.reshape(x.shape[0] // (n * group), n, group, *x.shape[1:])
+        return jnp.swapaxes(blocks, 0, 1).reshape(n, x.shape[0] // n, *x.shape[1:])
     return {k: split(v) for k, v in batch.items()}
 
 
-def unmicro(x: jax.Array) -> jax.Array:
+def unmicro(x: jax.Array, group: int = 1) -> jax.Array:
     """Inverse of `micro_batches` for one array: [n, B/n, ...] -> [B, ...], rows in order."""
-    return jnp.swapaxes(x, 0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+    n, rows = x.shape[:2]
+    blocks = x.reshape(n, rows // group, group, *x.shape[2:])
+    return jnp.swapaxes(blocks, 0, 1).reshape(n * rows, *x.shape[2:])
 
 
 def build_train_step(
@@ -73,8 +82,12 @@ def build_train_step(
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
     accum_steps: int = 1,
+    group: int = 1,
 ) -> Callable[[dict, dict, nnx.State], tuple[dict, dict]]:
-    """The pure step `(state, batch, rest) -> (state, metrics)`; jit it with donation."""
+    """The pure step `(state, batch, rest) -> (state, metrics)`; jit it with donation.
+
+    With `accum_steps` > 1 the batch is split by `micro_batches(batch, accum_steps, group)`.
+    """
     weights = dict(weights)
 
     def objective(params, batch, rng, counts, rest):
@@ -104,12 +117,12 @@ def build_train_step(
                         jax.tree.map(add, s_acc, s)), None
 
             zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-            first = jax.tree.map(lambda x: x[0], micro_batches(batch, accum_steps))
+            first = jax.tree.map(lambda x: x[0], micro_batches(batch, accum_steps, group))
             sums0 = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), jax.eval_shape(
                 lambda: grad_fn(params, first, rng, counts, rest)[0][1]))
             (grads, total, sums), _ = jax.lax.scan(
                 body, (zeros, jnp.zeros((), jnp.float32), sums0),
-                (micro_batches(batch, accum_steps), jnp.arange(accum_steps)))
+                (micro_batches(batch, accum_steps, group), jnp.arange(accum_steps)))
             grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
 
         grad_norm = optax.tree.norm(grads)

@@ -4,13 +4,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from configs import sft as sft_config
 from paras2s_jax.toyworld import ToyDataConfig, write_toy_data
 from paras2s_jax.train import data as data_lib
 from paras2s_jax.train import sft, trainer
-from paras2s_jax.train.step import build_train_step, init_state
+from paras2s_jax.train.step import build_train_step, init_state, micro_batches, unmicro
 
 
 def _linear_setup(accum: int = 1):
@@ -39,6 +40,19 @@ def _batch(bad: bool = False):
     # uneven weights: a mean of micro-batch means would differ from the true mean
     return {"x": jnp.asarray(x), "y": jnp.asarray(rng.normal(size=4), jnp.float32),
             "w": jnp.asarray([1.0, 0.0, 3.0, 2.0])}
+
+
+def test_micro_batches_keep_groups_whole_and_unmicro_inverts():
+    rows = jnp.arange(24)  # 6 prompts x G = 4, prompt-major
+    strided = micro_batches({"x": rows}, 3)["x"]
+    np.testing.assert_array_equal(strided[1], [1, 4, 7, 10, 13, 16, 19, 22])
+    grouped = micro_batches({"x": rows}, 3, group=4)["x"]
+    # Micro-batch i holds prompts i and i + 3, each with its 4 rows in order.
+    np.testing.assert_array_equal(grouped[1], [4, 5, 6, 7, 16, 17, 18, 19])
+    for group, split in ((1, strided), (4, grouped)):
+        np.testing.assert_array_equal(unmicro(split, group), rows)
+    with pytest.raises(ValueError, match="whole groups of 4 rows"):
+        micro_batches({"x": rows}, 4, group=4)
 
 
 def test_nan_guard_skips_update_and_records_it():

@@ -18,7 +18,7 @@ from paras2s_jax.model import KimiAudio, tiny
 from paras2s_jax.sampling import SamplingConfig, generate
 from paras2s_jax.train import grpo_models, trainer
 from paras2s_jax.train.distill import distill, read_scored, toy_judge
-from paras2s_jax.train.grpo_stage import rollout_step, run_grpo, sampling_config
+from paras2s_jax.train.grpo_stage import prompt_rows, rollout_step, run_grpo, sampling_config
 from paras2s_jax.train.hosts import process_rows
 from paras2s_jax.train.inputs import InputMismatch
 from paras2s_jax.train.reward import reward_input
@@ -115,7 +115,10 @@ def rollout(records, tmp_path_factory):
 def test_sampler_and_logprob_forwards_hear_the_features_as_sft(rollout):
     cfg, run, sampling, picks, batch, _ = rollout
     model = run.model()
-    log_probs = grpo_models.build_log_probs(run, sampling, cfg.grpo.forward_micro_batches)
+    micro = cfg.grpo.forward_micro_batches
+    # Each micro-batch holds whole groups: each prompt's columns run once for its G rows.
+    assert prompt_rows(cfg, micro) == G
+    log_probs = grpo_models.build_log_probs(run, sampling, micro, G)
     heard = log_probs(run.state["params"], run.rest, batch)
     for row in range(2 * G):
         text, audio = batch["text"][row, -STEPS:], batch["audio"][row, -STEPS:]
