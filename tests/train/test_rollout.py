@@ -89,7 +89,7 @@ def test_shared_prompt_forward_equals_every_row_forward_with_gradients(mimo):
     assert flat[0].keys() == flat[1].keys()
     compared = 0
     for path, a in flat[0].items():
-        a, b = np.asarray(a.value), np.asarray(flat[1][path].value)
+        a, b = np.asarray(a.get_value()), np.asarray(flat[1][path].get_value())
         scale = float(np.abs(a).max())  # 0: unused here (the Whisper adaptor)
         np.testing.assert_allclose(b, a, atol=1e-5 * scale, err_msg=str(path))
         compared += scale > 0
