@@ -6,7 +6,8 @@ An iteration: sample G completions for each of P prompts, score them, group-norm
 the advantages, compute the reference log-probabilities, one AdamW update of the clipped
 objective with the k3 KL term (β 0.2; "old" is the stop-gradient of the update's own
 log-probabilities, one update per rollout on both sides). Ours is the library's GRPO
-path (`sampling.generate`, `train.rollout`, `train.grpo`, the shared jitted step); TRL's
+path (`sampling.generate`, `train.rollout`, `train.grpo`, the shared jitted step; the
+reference and update forwards run each prompt's columns once for its G replies); TRL's
 is `GRPOTrainer.train` with the same text-only Qwen2 shape and weights, G, completion
 length, temperature, top-k, β, optimizer and clipping. The reward (distinct tokens /
 length of the completion) costs the same on both sides. TRL runs its steps; after each
