@@ -13,7 +13,7 @@ from paras2s_jax.model.lora import LoRAConfig, attach_lora
 from paras2s_jax.train import grpo_models, grpo_stage, trainer
 from paras2s_jax.train.rollout import reward_forward
 
-ROWS, PROMPT, REPLY = 4, 6, 5
+ROWS, PROMPT, REPLY, G = 4, 6, 5, 2  # two prompts, G = 2 replies each
 
 
 def _cfg(rank: int):
@@ -23,6 +23,7 @@ def _cfg(rank: int):
         cfg.workdir = "/tmp/paras2s/unused"
         cfg.grpo.lora.rank = rank
         cfg.grpo.lora.targets = ["q_proj", "v_proj", "up_proj"]
+        cfg.grpo.group_size, cfg.grpo.query_batch = G, ROWS // G
     return cfg
 
 
@@ -37,7 +38,9 @@ def _batch(mc, seed=0):
         "audio_mask": rng.random((ROWS, REPLY)) < 0.7,
         "advantages": rng.normal(size=ROWS).astype(np.float32),
     }
-    batch["attention_mask"][0, :2] = False
+    batch["attention_mask"][:G, :2] = False
+    for k in ("text", "audio"):  # a prompt's G rows share its columns, as in a rollout
+        batch[k][:, :PROMPT] = np.repeat(batch[k][::G, :PROMPT], G, axis=0)
     for s in ("text", "audio"):
         batch[f"old_{s}_logprobs"] = -rng.random((ROWS, REPLY)).astype(np.float32) * 3
         batch[f"ref_{s}_logprobs"] = -rng.random((ROWS, REPLY)).astype(np.float32) * 3
