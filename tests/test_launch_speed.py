@@ -73,9 +73,12 @@ def test_train_step(tmp_path):
 
 def test_grpo_step(tmp_path):
     results = _run("grpo-step", tmp_path)
-    assert results["group"] == 8 and results["ours"]["completions_per_s"] > 0
+    assert results["group"] == 8
+    for ours in ("ours", "ours_every_row"):  # with and without the shared prompt forward
+        assert results[ours]["completions_per_s"] > 0
+        assert len(results[ours]["phases_s"]) == len(results[ours]["samples_s"]) > 0
     if results["trl"] is not None:
-        assert results["ratio"] > 0
+        assert results["ratio"] > 0 and results["ratio_every_row"] > 0
 
 
 def test_forward(tmp_path):
