@@ -31,8 +31,6 @@ from flax import nnx, struct
 from paras2s_jax import sharding
 from paras2s_jax.model.config import KimiAudioConfig
 from paras2s_jax.model.kimi_audio import KimiAudio, KVCache
-from paras2s_jax.model.layers import CACHE_AXES
-from paras2s_jax.sharding import constrain
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,9 +154,8 @@ def decode_program(
         continuous_mask=first(continuous) if whisper_features is not None else None,
         cache=KVCache.init(mc, n // g, text.shape[1] + steps), last_only=True,
     )
-    out = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0) if x.ndim else x, out)
-    cache = out.cache.replace(keys=tuple(constrain(k, CACHE_AXES) for k in out.cache.keys),
-                              values=tuple(constrain(v, CACHE_AXES) for v in out.cache.values))
+    cache = out.cache.repeat(g)
+    out = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), out.replace(cache=None))
     # Columns after a row's stop (and after the loop ends early) hold the forced blank,
     # never id 0: 0 is a real text token and would enter the parsed reply.
     blanks = jnp.full((n, steps), sp.text_blank, jnp.int32)

@@ -74,6 +74,14 @@ class KVCache:
     def max_length(self) -> int:
         return self.valid.shape[1]
 
+    def repeat(self, times: int) -> KVCache:
+        """The cache with each row `times` times in a row (rows r·times ... r·times +
+        times - 1 continue row r): one prompt's cache for each of its replies."""
+        rows = lambda x: jnp.repeat(x, times, axis=0)  # noqa: E731
+        return self.replace(keys=tuple(constrain(rows(k), CACHE_AXES) for k in self.keys),
+                            values=tuple(constrain(rows(v), CACHE_AXES) for v in self.values),
+                            valid=rows(self.valid), next_position=rows(self.next_position))
+
 
 @struct.dataclass
 class KimiAudioHidden:

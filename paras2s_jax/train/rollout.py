@@ -26,9 +26,7 @@ from paras2s_jax import layout, sharding
 from paras2s_jax.model import KimiAudio
 from paras2s_jax.model.heads import token_logprobs
 from paras2s_jax.model.kimi_audio import KVCache
-from paras2s_jax.model.layers import CACHE_AXES
 from paras2s_jax.sampling import SampleOutput, SamplingConfig, bucket_length
-from paras2s_jax.sharding import constrain
 from paras2s_jax.train import prompt_features
 from paras2s_jax.train.hosts import host_value
 from paras2s_jax.train.reward import digit_logits, expected_score, reward_input, reward_reply
@@ -108,15 +106,11 @@ def reply_hidden(model: KimiAudio, batch: dict, steps: int,
     cache = KVCache.init(model.config, text.shape[0] // group, total - 1)
     head = model.hidden_states(first(text), first(audio), attention_mask=first(mask),
                                cache=cache, **features)
-    copies = lambda x: jnp.repeat(x, group, axis=0) if x.ndim else x  # noqa: E731
-    cache = jax.tree.map(copies, head.cache)
-    cache = cache.replace(keys=tuple(constrain(k, CACHE_AXES) for k in cache.keys),
-                          values=tuple(constrain(v, CACHE_AXES) for v in cache.values))
     reply = lambda x: None if x is None else x[:, prompt:total - 1]  # noqa: E731
     tail = model.hidden_states(reply(text), reply(audio), attention_mask=reply(mask),
-                               cache=cache)
+                               cache=head.cache.repeat(group))
     join = lambda h, t: None if h is None else jnp.concatenate(  # noqa: E731
-        [copies(h[:, -1:]), t], axis=1)
+        [jnp.repeat(h[:, -1:], group, axis=0), t], axis=1)
     return join(head.text, tail.text), join(head.audio, tail.audio)
 
 
