@@ -102,7 +102,7 @@ class KimiAudioConfig(Numerics):
     param_dtype: str = "float32"  # storage dtype of parameters
     remat: bool = False  # recompute each layer in the backward (else keep its matmul outputs)
     attention: str = "auto"  # "auto" (cuDNN flash on GPU in bf16, else XLA), "xla", "cudnn"
-    scan_layers: bool = True  # run each layer stack as one lax.scan (no cache): fast compiles
+    scan_layers: bool = True  # one lax.scan per layer stack (calls over > 1 position)
     head_chunk: int = 512  # positions per chunk of the chunked heads (losses, log-probs)
 
     def __post_init__(self) -> None:

@@ -76,13 +76,13 @@ def ours_iteration(model, prompt_ids, group: int, steps: int, share_prompts: boo
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     ocfg = OptimizerConfig(lr=LR, weight_decay=0.0)
     tx = make_optimizer(ocfg)
-    rows = group if share_prompts else 1  # consecutive rows that share a prompt
-    loss_fn, count_fn = _loss_fns(lcfg, sampling, rows)
+    shared_rows = group if share_prompts else 1  # consecutive rows that share a prompt
+    loss_fn, count_fn = _loss_fns(lcfg, sampling, shared_rows)
     step = jax.jit(step_lib.build_train_step(graphdef, loss_fn, count_fn,
                                              {"text": 1.0, "audio": 1.0}, tx, schedule(ocfg)),
                    donate_argnums=0)
     log_probs = jax.jit(lambda p, b: reply_logprobs(nnx.merge(graphdef, p, rest), b, sampling,
-                                                     group=rows))
+                                                     group=shared_rows))
     # Copies: the step donates its state, and `model` stays usable (TRL's peer reads it).
     reference = jax.tree.map(lambda x: x.copy(), params)
     holder = {"state": step_lib.init_state(jax.tree.map(lambda x: x.copy(), params), tx, 0),
