@@ -79,11 +79,12 @@ def reexec_with_tcmalloc(argv: list[str]) -> None:
     if allocator_in_use() == "tcmalloc":
         return
     found = ctypes.util.find_library("tcmalloc_minimal")
-    if not found:
-        print(f"# tcmalloc not found ({TCMALLOC}): measuring on the system allocator")
+    preload = os.environ.get("LD_PRELOAD", "")
+    if not found or found in preload.split():  # missing, or preloaded and still not in use
+        print(f"# tcmalloc not found or not loadable ({TCMALLOC}): measuring on the system "
+              "allocator")
         return
-    env = dict(os.environ, LD_PRELOAD=" ".join(filter(None, [found, os.environ.get(
-        "LD_PRELOAD", "")])))
+    env = dict(os.environ, LD_PRELOAD=" ".join(filter(None, [found, preload])))
     os.execve(sys.executable, [sys.executable, "-m", "launch.speed", *argv], env)
 
 
