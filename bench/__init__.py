@@ -5,12 +5,15 @@
     python -m bench.agreement --human ratings.csv A.jsonl
     python -m bench.data.make_offline_set --out DIR
     python -m bench.calibrate_style    # per-voice accuracy of the speaker-relative bands
+    python -m bench.voicebench --root DIR   # general ability on VoiceBench's subsets
     python -m bench.generate | bench.synth | bench.importers   # making a set (bench/DATA.md)
 
-Layout, in the order data flows: bench.data (queries, speech, corpora, loaders, export)
--> bench.backends (ASR, style, judge, TTS, the systems under test) -> bench.score
-(judgements.jsonl) -> bench.report / bench.agreement. bench.schema holds the record types;
-bench.fingerprint what shaped a run's scores; bench.registers each speaker's usual voice.
+The top level holds the commands; the code below them, in the order data flows:
+bench.data (queries, records in bench.data.schema, speech, corpora, loaders, export)
+-> bench.backends (ASR, style, judge, TTS, the systems under test) -> bench.scoring (the
+flags and one item end to end, run fingerprints, speaker registers, VoiceBench's rules,
+the judge reward-model distillation uses) -> the commands' outputs (judgements.jsonl,
+reports).
 
 Modules import lazily on purpose: a command pays only for the back ends it uses.
 """

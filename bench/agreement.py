@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from bench.schema import Judgement, iter_jsonl, read_judgements
+from bench.data.schema import Judgement, iter_jsonl, read_judgements
 
 METRICS = {
     "pearson": lambda x, y: stats.pearsonr(x, y)[0],

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.paper import PAPER_RESULTS
-from bench.schema import DIMENSIONS, Judgement, read_judgements
+from bench.data.paper_results import PAPER_RESULTS
+from bench.data.schema import DIMENSIONS, Judgement, read_judgements
 
 SPLIT_COLUMNS = ("synthetic", "real", "overall")
 N_BOOT = 10_000
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.paper:
         text += " _Paper rows: scored items of the paper's runs, GPT-4.1 judge._"
     if args.voicebench:
-        from bench.voicebench import markdown as voicebench_markdown
+        from bench.scoring.voicebench_rules import markdown as voicebench_markdown
 
         summaries = {k: v for p in args.voicebench for k, v in json.loads(p.read_text()).items()}
         text += "\n\n" + voicebench_markdown(summaries)

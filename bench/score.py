@@ -51,255 +51,31 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench import report
-from bench.backends.asr import OpenAIASR, PocketSphinxASR, WhisperLocalASR
-from bench.backends.cache import Cache, digest
-from bench.backends.judge import JudgeInput, OpenAIJudge, RuleJudge
-from bench.backends.remote import (
-    ConfigError,
-    Endpoint,
-    RateLimiter,
-    RetryPolicy,
-    TransientError,
-    redact,
-)
+from bench.backends.cache import Cache
+from bench.backends.remote import ConfigError, RateLimiter, RetryPolicy, redact
 from bench.backends.runtime import Runtime
-from bench.backends.style import OpenAIStyleCaptioner, ProsodyCaptioner
-from bench.backends.systems import (
-    AudioChatSystem,
-    CheckpointSystem,
-    PipelineSystem,
-    ToplineSystem,
-    WavFolderSystem,
-)
-from bench.backends.tts import EspeakTTS, OpenAITTS
-from bench.data.audio import MAX_SECONDS, AudioError, file_sha256, load_audio
-from bench.fingerprint import audio_changed, check_run_folder, fingerprint_id, run_fingerprint
-from bench.registers import build_registers
-from bench.schema import (
+from bench.data.schema import (
     JsonlAppender,
     Judgement,
     Query,
-    StyleVariant,
     read_judgements,
     read_queries,
     write_jsonl,
 )
-
-OFFLINE_DIR = Path(__file__).parent / "data" / "offline"
-DEFAULT_MODELS = {"system": "gpt-4o-audio-preview", "asr": "whisper-1",
-                  "style": "gpt-4o-audio-preview", "judge": "gpt-4.1", "tts": "gpt-4o-mini-tts",
-                  "chat": "gpt-4.1"}
-
-
-def _endpoint_args(ap: argparse.ArgumentParser, role: str) -> None:
-    ap.add_argument(f"--{role}-model", default=DEFAULT_MODELS[role], help=f"{role} model name")
-    ap.add_argument(f"--{role}-base-url", default=None,
-                    help=f"{role}: OpenAI-compatible base URL (default: the OpenAI API)")
-    ap.add_argument(f"--{role}-key-env", default="OPENAI_API_KEY",
-                    help=f"{role}: NAME of the environment variable holding the API key "
-                         "('' for keyless servers)")
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """--help shows every default and keeps the examples' line breaks."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        # Flags and unset options say nothing; a help that explains its default keeps it.
-        if action.default is None or action.default is False or action.default == "" \
-                or "default" in (action.help or ""):
-            return action.help or ""
-        return super()._get_help_string(action)
-
-
-EPILOG = """examples:
-  python -m bench.score                      # offline: bundled set, style-aware replies
-  python -m bench.score --system-path bench/data/offline/replies/style_blind
-  python -m bench.score --system wavdir --system-path runs/a/replies --system-name a
-
-  (the paper's set-up is shown at the top)
-"""
+from bench.scoring import options
+from bench.scoring.fingerprint import (
+    audio_changed,
+    check_run_folder,
+    fingerprint_id,
+    run_fingerprint,
+)
+from bench.scoring.item import score_item
+from bench.scoring.registers import build_registers
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m bench.score", description=__doc__,
-                                 formatter_class=HelpFormatter, epilog=EPILOG)
-    ap.add_argument("--queries", type=Path, default=OFFLINE_DIR / "queries.jsonl",
-                    help="queries.jsonl to score (default: the bundled offline set)")
-    ap.add_argument("--out", type=Path, default=None, help="results folder "
-                    "(default runs/bench/<system name>)")
-    ap.add_argument("--cache", type=Path, default=Path("runs/bench/cache.sqlite"),
-                    help="SQLite cache of every back-end call, shared between runs")
-    ap.add_argument("--system", default="wavdir",
-                    choices=["wavdir", "pipeline", "topline", "audio-chat", "checkpoint"],
-                    help="the system under test")
-    ap.add_argument("--system-path", type=Path, default=OFFLINE_DIR / "replies" / "style_aware",
-                    help="wavdir: reply folder <dir>/<query id>/<style>.wav; checkpoint: "
-                         "Orbax checkpoint")
-    ap.add_argument("--system-name", default=None,
-                    help="name of the system in judgements and reports (default: the kind and "
-                         "model, or for wavdir the folder name plus a digest of its path)")
-    ap.add_argument("--system-speech", type=Path, default=None,
-                    help="checkpoint: speech models (glm-4-voice-tokenizer/, whisper-large-v3/, "
-                         "audio_detokenizer/, vocoder/)")
-    ap.add_argument("--system-seed", type=int, default=0, help="checkpoint: sampling seed")
-    ap.add_argument("--system-max-new-tokens", type=int, default=256,
-                    help="checkpoint: reply length cap (12.5 tokens per second of speech)")
-    ap.add_argument("--system-voice", default="alloy", help="audio-chat reply voice")
-    ap.add_argument("--system-prompt", default="", help="audio-chat: optional system message")
-    _endpoint_args(ap, "system")
-    _endpoint_args(ap, "chat")  # text model of pipeline/topline
-    ap.add_argument("--tts", default="openai", choices=["openai", "espeak"],
-                    help="speech output of pipeline/topline")
-    ap.add_argument("--tts-voice", default="alloy", help="openai TTS voice")
-    _endpoint_args(ap, "tts")
-    ap.add_argument("--asr", default="pocketsphinx", choices=["pocketsphinx", "whisper-local",
-                                                               "openai"],
-                    help="speech recognition of prompts and replies (paper: Whisper-large-v3)")
-    ap.add_argument("--asr-checkpoint", default=None, help="whisper-local: checkpoint .pt file")
-    _endpoint_args(ap, "asr")
-    ap.add_argument("--style", default="prosody", choices=["prosody", "openai"],
-                    help="style captioner (paper: Audio-Reasoner)")
-    _endpoint_args(ap, "style")
-    ap.add_argument("--judge", default="rule", choices=["rule", "openai"],
-                    help="rule: offline HEURISTIC judge; openai: LLM judge (paper: GPT-4.1)")
-    _endpoint_args(ap, "judge")
-    ap.add_argument("--judge-reasks", type=int, default=1, help="re-asks on a malformed answer")
-    ap.add_argument("--concurrency", type=int, default=4, help="items in flight at once")
-    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
-    ap.add_argument("--max-attempts", type=int, default=5, help="tries per call (429/5xx/timeout)")
-    ap.add_argument("--backoff", type=float, default=1.0, help="first retry delay, seconds")
-    ap.add_argument("--max-cost", type=float, default=None,
-                    help="stop starting new items once this run's estimated spend (USD) reaches it")
-    ap.add_argument("--max-rps", type=float, default=0.0,
-                    help="at most this many remote requests per second, all back ends (0: off)")
-    ap.add_argument("--max-audio-seconds", type=float, default=MAX_SECONDS,
-                    help="refuse prompt or reply audio longer than this (0: no limit); "
-                         "ASR and captioners are built for turns of up to 30 s")
-    ap.add_argument("--prices", type=Path, default=None, help="JSON price table override")
-    ap.add_argument("--limit", type=int, default=None, help="score only the first N queries")
-    ap.add_argument("--dimensions", default=None, help="comma list, e.g. emotion,sarcasm")
-    ap.add_argument("--split", default="all", choices=["all", "synthetic", "real"],
-                    help="score only this split")
-    ap.add_argument("--retry-failed", action="store_true",
-                    help="also redo items that failed permanently (cached calls are reused)")
-    ap.add_argument("--force-new", action="store_true",
-                    help="when --out holds results of another set-up, move them to "
-                         "<out>/superseded-<time>/ and score again")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ap.add_argument("--no-plots", action="store_true", help="no PNG plots")
-    return ap.parse_args(argv)
-
-
-def _endpoint(args: argparse.Namespace, role: str) -> Endpoint:
-    return Endpoint(model=getattr(args, f"{role}_model"),
-                    base_url=getattr(args, f"{role}_base_url"),
-                    key_env=getattr(args, f"{role}_key_env"), timeout_s=args.timeout)
-
-
-def build_backends(args: argparse.Namespace, runtime: Runtime):
-    """(system, asr, style, judge) as the flags ask; ConfigError when one cannot be set up."""
-    if args.asr == "openai":
-        asr = OpenAIASR(_endpoint(args, "asr"), runtime)
-    elif args.asr == "whisper-local":
-        if not args.asr_checkpoint:
-            raise ConfigError("--asr whisper-local needs --asr-checkpoint PATH.pt")
-        asr = WhisperLocalASR(args.asr_checkpoint, runtime)
-    else:
-        asr = PocketSphinxASR(runtime)
-    style = (OpenAIStyleCaptioner(_endpoint(args, "style"), runtime) if args.style == "openai"
-             else ProsodyCaptioner(runtime))
-    judge = (OpenAIJudge(_endpoint(args, "judge"), runtime, args.judge_reasks)
-             if args.judge == "openai" else RuleJudge())
-    if args.system == "checkpoint":
-        system = CheckpointSystem(args.system_path, args.system_speech, runtime,
-                                  seed=args.system_seed,
-                                  max_new_tokens=args.system_max_new_tokens)
-    elif args.system == "wavdir":
-        system = WavFolderSystem(args.system_path)
-    elif args.system == "audio-chat":
-        system = AudioChatSystem(_endpoint(args, "system"), runtime, args.system_voice,
-                                 args.system_prompt)
-    else:
-        tts = (OpenAITTS(_endpoint(args, "tts"), runtime, args.tts_voice) if args.tts == "openai"
-               else EspeakTTS(runtime))
-        chat = _endpoint(args, "chat")
-        system = (PipelineSystem(asr, chat, tts, runtime) if args.system == "pipeline"
-                  else ToplineSystem(chat, tts, runtime))
-    return system, asr, style, judge
-
-
-def select(queries: list[Query], args: argparse.Namespace) -> list[Query]:
-    """Apply --split, --dimensions, --limit (in that order)."""
-    out = [q for q in queries if args.split == "all" or q.split == args.split]
-    if args.dimensions:
-        wanted = {d.strip() for d in args.dimensions.split(",") if d.strip()}
-        out = [q for q in out if q.dimension in wanted]
-    return out[: args.limit] if args.limit is not None else out
-
-
-def score_item(query: Query, style: StyleVariant, backends, runtime: Runtime,
-               run_info: dict) -> Judgement:
-    """Run one item end to end; any failure becomes an error on this item only."""
-    system, asr, captioner, judge = backends
-    base = dict(item_id=query.item_id(style), query_id=query.id, style=style.name,
-                dimension=query.dimension, split=query.split, system=run_info["system_name"],
-                backends=run_info["names"], heuristic=judge.heuristic,
-                fingerprint=run_info["fingerprint"])
-    t0 = time.monotonic()
-    fields: dict = {}
-    stage = "input_audio"
-    with runtime.item() as stats:
-        try:
-            # Refuse a bad prompt before paying for a reply.
-            load_audio(style.audio, max_seconds=run_info["max_seconds"])
-            fields["prompt_sha256"] = file_sha256(style.audio)
-            stage = "asr"
-            fields["input_transcript"] = asr.transcribe(style.audio)
-            if not fields["input_transcript"].strip():
-                stage = "input_audio"
-                raise AudioError(f"{style.audio}: no speech recognised in the prompt "
-                                 f"({asr.name}); a reply to it cannot be judged")
-            stage = "system"
-            out = system.respond(query, style)
-            fields["reply_audio"] = out.audio
-            stage = "reply_audio"
-            load_audio(out.audio, max_seconds=run_info["max_seconds"])
-            fields["reply_sha256"] = file_sha256(out.audio)
-            stage = "asr"
-            fields["reply_transcript"] = asr.transcribe(out.audio)
-            stage = "style"
-            regs = run_info["registers"]
-            cap_in = captioner.describe(style.audio, regs.prompt.get(style.speaker))
-            cap_out = captioner.describe(out.audio, regs.reply)
-            fields["input_caption"], fields["reply_caption"] = cap_in.caption, cap_out.caption
-            stage = "judge"
-            verdict = judge.judge(JudgeInput(
-                scenario=query.scenario, reference=style.reference,
-                contrast_reference=query.contrast(style).reference, reply_style=style.reply_style,
-                user_transcript=fields["input_transcript"], user_caption=cap_in,
-                reply_transcript=fields["reply_transcript"], reply_caption=cap_out))
-            result = dict(score=verdict.score, reason=verdict.reason,
-                          judge_version=verdict.version)
-        except Exception as err:  # one item's failure must not end a weeks-long run
-            msg = str(err) if isinstance(err, TransientError) else f"{type(err).__name__}: {err}"
-            result = dict(score=None, error=redact(msg)[:1000], error_stage=stage,
-                          transient=isinstance(err, TransientError))
-    return Judgement(**base, **fields, **result, cost_usd=round(stats.cost_usd, 6),
-                     latency_s=round(time.monotonic() - t0, 3), cached_calls=stats.cached,
-                     paid_calls=stats.paid)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
-
-
-def default_system_name(system, args: argparse.Namespace) -> str:
-    """--system-name, else one unique per system: a wav folder adds a digest of its path."""
-    if args.system_name:
-        return args.system_name
-    if isinstance(system, WavFolderSystem):
-        return f"{system.name}-{digest(str(system.dir.resolve()))[:6]}"
-    return system.name
+    """bench.score's flags (bench.scoring.options), with this command's help text."""
+    return options.parse_args(argv, description=__doc__)
 
 
 def plan(previous: list[Judgement], queries: list[Query], system, retry_failed: bool):
@@ -333,17 +109,17 @@ def _resume_message(items, kept: dict, changed: dict, results: Path) -> str:
 
 def run(args: argparse.Namespace) -> list[Judgement]:
     every_query = read_queries(args.queries)
-    queries = select(every_query, args)
+    queries = options.select(every_query, args)
     if args.prices and not args.prices.is_file():
         raise FileNotFoundError(f"--prices: price table not found: {args.prices}")
     prices = json.loads(args.prices.read_text()) if args.prices else None
     cache = Cache(args.cache)
     runtime = Runtime(cache, retry=RetryPolicy(args.max_attempts, args.backoff), prices=prices,
                       limiter=RateLimiter(args.max_rps))
-    backends = build_backends(args, runtime)
+    backends = options.build_backends(args, runtime)
     system, asr, style, judge = backends
-    system_name = default_system_name(system, args)
-    out = args.out or Path("runs/bench") / _slug(system_name)
+    system_name = options.default_system_name(system, args)
+    out = args.out or Path("runs/bench") / options.slug(system_name)
     registers = build_registers(every_query, system, style)
     fp = run_fingerprint(system, asr, style, judge, system_name)
     fp["style"].update(registers.identity())

@@ -51,8 +51,14 @@ def main(argv: list[str]) -> None:
     from paras2s_jax.train import stages
     from paras2s_jax.train.inputs import InputMismatch, MissingInput
 
+    extras = {}
+    if cfg.stage == "reward" and cfg.distill.scorer == "bench":
+        # The benchmark is handed to the stage here, so the library never imports it.
+        from bench.scoring.distill_judge import judge_from_config
+
+        extras["judge"] = judge_from_config(cfg)
     try:
-        results = stages.get(cfg.stage)(cfg)
+        results = stages.get(cfg.stage)(cfg, **extras)
     except (MissingInput, InputMismatch) as err:  # one line: the path and the fix
         sys.exit(f"error: {err}")
     import jax

@@ -24,7 +24,7 @@ from bench.backends.remote import (
     estimate_cost,
     redact,
 )
-from bench.schema import JsonlAppender
+from bench.data.schema import JsonlAppender
 
 
 @dataclass

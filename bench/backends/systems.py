@@ -24,7 +24,7 @@ from bench.backends.remote import ConfigError, Endpoint, usage_of
 from bench.backends.runtime import Runtime
 from bench.backends.tts import TTS
 from bench.data.audio import AudioError, decode_bytes, file_sha256, load_audio, wav_bytes
-from bench.schema import Query, StyleVariant
+from bench.data.schema import Query, StyleVariant
 
 
 class ReplyError(RuntimeError):

@@ -7,7 +7,7 @@ controllable voice). The keyword table is `STYLE_PRESETS`; its documented form i
 bench/STYLE_PRESETS.md (`python -m bench.synth presets` regenerates it).
 
 Both back ends take a `candidate` index: the paper's TTS is unstable and its authors
-drew 10 candidates per prompt and picked one (bench.data.synth does the drawing and picking).
+drew 10 candidates per prompt and picked one (bench.synth does the drawing and picking).
 OpenAI candidates differ by sampling (each index is its own cached call); espeak-ng is
 deterministic, so candidate k > 0 nudges pitch and rate by a fixed small offset.
 """
@@ -32,7 +32,7 @@ class TTS(Protocol):
     def synthesize(self, text: str, instructions: str = "", candidate: int = 0) -> bytes:
         """Return WAV bytes of `text` spoken as `instructions` describe.
 
-        `candidate` > 0 asks for another draw of the same request (see bench.data.synth).
+        `candidate` > 0 asks for another draw of the same request (see bench.synth).
         """
         ...
 
@@ -114,7 +114,7 @@ _KEYWORDS: list[tuple[tuple[str, ...], dict]] = [
     (("anxious", "nervous"), {"pitch": 70, "rate": 210, "amplitude": 70}),
     (("hesitant", "pauses", "halting"), {"gap": 18, "rate": 125}),
 ]
-STYLE_PRESETS = _KEYWORDS  # public name for documentation and bench.data.synth
+STYLE_PRESETS = _KEYWORDS  # public name for documentation and bench.synth
 
 # Offsets (pitch, rate) of espeak-ng candidate k (k > 0 cycles through them).
 _CANDIDATE_NUDGES = [(0, 0), (6, 12), (-6, -12), (10, -8), (-10, 8), (3, 20), (-3, -20)]

@@ -12,8 +12,8 @@ new dimension is a new JSON entry, never a code change. Each entry holds:
     guidance     what changes in a good reply, told to generator and filters
 
 A data set that uses dimensions beyond the paper's four carries the table it was made
-with as `dimensions.json` next to its `queries.jsonl` (bench.data.synth writes it), so
-bench.schema accepts those names for that data set only.
+with as `dimensions.json` next to its `queries.jsonl` (bench.synth writes it), so
+bench.data.schema accepts those names for that data set only.
 """
 
 from __future__ import annotations

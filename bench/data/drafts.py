@@ -1,7 +1,7 @@
 """Draft queries: text-only benchmark items, before any speech is rendered.
 
-bench.data.generate writes them (with the filters' verdicts), the review sheet accepts or
-rejects them, and bench.data.synth turns accepted drafts into a queries.jsonl with audio.
+bench.generate writes them (with the filters' verdicts), the review sheet accepts or
+rejects them, and bench.synth turns accepted drafts into a queries.jsonl with audio.
 Each style also carries an example reply (`reply`, spoken in `reply_style`) and a draft
 may carry `neutral_reply` (one answer that ignores the style): these become the SFT
 targets (bench.data.sft_export) and the style-blind reference replies.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.schema import SchemaError, iter_jsonl, write_jsonl
+from bench.data.schema import SchemaError, iter_jsonl, write_jsonl
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Bench manifests as training / eval inputs: flat item records and a grain data source.
 
-A queries.jsonl (bench.data.synth, bench.data.importers, the bundled set) holds queries of two
+A queries.jsonl (bench.synth, bench.data.corpora, the bundled set) holds queries of two
 styles each; loaders see one record per (query, style) item, in file order:
 
     item_id, query_id, dimension, split, text, scenario, style, description, reference,
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.audio import SAMPLE_RATE, load_audio
-from bench.schema import read_queries
+from bench.data.schema import read_queries
 
 TEXT_FIELDS = ("item_id", "query_id", "dimension", "split", "text", "scenario", "style",
                "description", "reference", "reply_style", "audio_path")

@@ -3,7 +3,7 @@
     python -m bench.data.sft_export --set runs/set --out runs/sft [--shard-size 1000] \
         [--speech SPEECH_DIR | --codes-dir CODES] --text-tokenizer CKPT_DIR [--features]
 
---set is a bench.data.synth output rendered with --replies (queries.jsonl, drafts.jsonl,
+--set is a bench.synth output rendered with --replies (queries.jsonl, drafts.jsonl,
 replies/style_aware/...). One record per (query, style):
 
     {"id", "dimension", "style", "prompt_wav", "reply_transcript", "reply_style",
@@ -39,7 +39,7 @@ import numpy as np
 
 from bench.data.audio import file_sha256
 from bench.data.drafts import read_drafts
-from bench.schema import read_queries, write_jsonl
+from bench.data.schema import read_queries, write_jsonl
 
 LIMITATION = ("paths and text only: no speech tokenizer is configured, so these records lack "
               "prompt_audio / reply_audio codes and the Stage-1 trainer cannot read them yet; "
@@ -175,7 +175,7 @@ def export(set_dir: str | os.PathLike, out: str | os.PathLike, shard_size: int =
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.data.sft_export",
                                  description=__doc__.split("\n")[0])
-    ap.add_argument("--set", type=Path, required=True, help="bench.data.synth output (--replies)")
+    ap.add_argument("--set", type=Path, required=True, help="bench.synth output (--replies)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--shard-size", type=int, default=1000)
     ap.add_argument("--codes-dir", default=None, help="DIR/<sha256 of wav>.npy audio codes")

@@ -1,6 +1,6 @@
 """What the offline analyser should hear for a style, and how well a rendering agrees.
 
-Used to pick among N TTS candidates automatically (bench.data.synth --select auto) and to
+Used to pick among N TTS candidates automatically (bench.synth --select auto) and to
 show that the espeak-ng presets really differ (`python -m bench.synth styles`).
 
 `EXPECTED` maps style words (as they appear in TTS instructions) to the analyser's

@@ -8,7 +8,7 @@
     source = builder.as_data_source(split="synthetic")   # random access, no TensorFlow
 
 manual_dir is a folder holding queries.jsonl (and the audio it points to), as written
-by bench.data.synth or bench.data.importers. Splits are the queries' own splits ("synthetic",
+by bench.synth or bench.data.corpora. Splits are the queries' own splits ("synthetic",
 "real") that occur in it. Records are written in manifest order (shuffling disabled) as
 `bench.data.loaders.item_records` + int16 audio. Stored as array_record, which tfds reads
 and writes without TensorFlow installed. Audio is a plain int16 tensor feature because
@@ -24,7 +24,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from bench.data.loaders import TEXT_FIELDS, item_records, pcm16
-from bench.schema import read_queries
+from bench.data.schema import read_queries
 
 
 class ParaS2SBench(tfds.core.GeneratorBasedBuilder):

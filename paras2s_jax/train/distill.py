@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import jax
 import numpy as np
@@ -36,6 +37,18 @@ from paras2s_jax.train.hosts import agreed, host_value
 
 # (query record, reply text ids, reply audio codes) -> (score 1..5, rationale)
 Judge = Callable[[dict, list[int], list[int]], tuple[int, str]]
+
+
+class DistillJudge(Protocol):
+    """An outside judge that brings its own prompts (e.g. the benchmark's pipeline, built by
+    launch/train.py): `query_records` gives the prompts as distillation query records, and
+    calling it scores one reply like a `Judge`."""
+
+    name: str
+
+    def query_records(self, whisper_features: bool) -> list[dict]: ...
+
+    def __call__(self, record: dict, text: list[int], audio: list[int]) -> tuple[int, str]: ...
 
 
 def toy_judge(record: dict, text: list[int], audio: list[int]) -> tuple[int, str]:

@@ -33,7 +33,7 @@ from paras2s_jax.sampling import sampling_from_settings
 from paras2s_jax.train import plan, prompt_features, stages, trainer
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.data import bucket_for
-from paras2s_jax.train.distill import distill, read_scored, toy_judge
+from paras2s_jax.train.distill import DistillJudge, distill, read_scored, toy_judge
 from paras2s_jax.train.hosts import agreed, host_value, process_rows
 from paras2s_jax.train.inputs import InputMismatch
 from paras2s_jax.train.reward import (
@@ -168,16 +168,12 @@ def _toy_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path) 
         cfg.data.eval_files = sorted(str(p) for p in (workdir / "distill/heldout").glob("*.jsonl"))
 
 
-def _bench_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path) -> None:
-    """Sample replies of the SFT model to benchmark prompts; score them with bench.score's
-    pipeline (spoken by the detokenizer). Every `heldout_every`-th item is held out."""
-    import shlex
-
-    from bench.distill_judge import BenchJudge
-    from paras2s_jax.speech import Speech
-
+def _bench_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path,
+                        judge: DistillJudge) -> None:
+    """Sample replies of the SFT model to the judge's prompts and score them with it (the
+    benchmark pipeline, when launch/train.py builds it). Every `heldout_every`-th item is
+    held out."""
     bcfg = cfg.distill.bench
-    judge = BenchJudge(shlex.split(bcfg.args), Speech.load(bcfg.speech_dir), seed=cfg.seed)
     queries = judge.query_records(cfg.data.whisper_features)
     held = queries[bcfg.heldout_every - 1::bcfg.heldout_every]
     train = [q for i, q in enumerate(queries) if (i + 1) % bcfg.heldout_every]
@@ -255,7 +251,7 @@ def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.S
 
 
 @stages.register("reward")
-def run_reward(cfg: ml_collections.ConfigDict) -> dict:
+def run_reward(cfg: ml_collections.ConfigDict, judge: DistillJudge | None = None) -> dict:
     """Train the LoRA reward model; returns RM–judge agreement on held-out pairs."""
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -267,7 +263,11 @@ def run_reward(cfg: ml_collections.ConfigDict) -> dict:
     mesh = sharding.make_mesh(sharding.MeshConfig(**cfg.mesh.to_dict()))
     model = trainer.init_model(cfg, mesh)
     if cfg.distill.scorer == "bench":
-        _bench_distillation(cfg, model, workdir)
+        if judge is None:
+            raise ValueError("config.distill.scorer='bench' needs the benchmark's judge: run "
+                             "the stage through launch/train.py, which builds it from "
+                             "config.distill.bench")
+        _bench_distillation(cfg, model, workdir, judge)
     elif cfg.toy.enabled:
         _toy_distillation(cfg, model, workdir)
     run = trainer.setup(cfg, adapters=lora_config(cfg.lora), model=model)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-import ml_collections
-
-StageFn = Callable[[ml_collections.ConfigDict], dict]
+StageFn = Callable[..., dict]  # (config, **what launch/train.py hands it) -> results
 
 _REGISTRY: dict[str, StageFn] = {}
 _MODULES = {  # imported on demand so one stage's dependencies do not burden another
@@ -23,7 +21,7 @@ _MODULES = {  # imported on demand so one stage's dependencies do not burden ano
 
 
 def register(name: str) -> Callable[[StageFn], StageFn]:
-    """Decorator: make `fn(cfg) -> results` the entry point of stage `name`."""
+    """Decorator: make `fn(cfg, **extras) -> results` the entry point of stage `name`."""
     def wrap(fn: StageFn) -> StageFn:
         _REGISTRY[name] = fn
         return fn

@@ -1,4 +1,4 @@
-"""Scripted LLM answers for bench.data.generate tests, served by the fake OpenAI server.
+"""Scripted LLM answers for bench.generate tests, served by the fake OpenAI server.
 
 Per dimension the generator's answer holds good items plus, for emotion, one item that
 fails each filter, a near-copy of a good item, and one malformed item. The filter

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench import agreement
-from bench.schema import Judgement, write_jsonl
+from bench.data.schema import Judgement, write_jsonl
 
 
 def test_pearson_spearman_kendall_against_formulas():

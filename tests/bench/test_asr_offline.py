@@ -5,7 +5,7 @@ from __future__ import annotations
 from bench.backends.asr import PocketSphinxASR
 from bench.backends.cache import Cache
 from bench.backends.runtime import Runtime
-from bench.score import OFFLINE_DIR
+from bench.scoring.options import OFFLINE_DIR
 
 
 def test_pocketsphinx_is_order_independent(tmp_path):

@@ -8,7 +8,7 @@ import soundfile as sf
 
 from bench import score
 from bench.data.audio import AudioError, load_audio
-from bench.schema import read_judgements
+from bench.data.schema import read_judgements
 from tests.bench.conftest import PLANTED_KEY, make_remote_set, remote_argv
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench import score
-from bench.schema import read_judgements
+from bench.data.schema import read_judgements
 
 
 @pytest.fixture(scope="module")

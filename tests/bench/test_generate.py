@@ -1,4 +1,4 @@
-"""bench.data.generate against the local OpenAI-compatible server with scripted answers."""
+"""bench.generate against the local OpenAI-compatible server with scripted answers."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from bench.backends.runtime import Runtime
 from bench.data.dedup import deduplicate
 from bench.data.dimensions import EXTENSION_FILE, load_dimensions
 from bench.data.drafts import normalise, read_drafts
-from bench.data.generate import ChatLLM, main, run, seed_drafts
 from bench.data.review import ReviewError, export_sheet, import_sheet
+from bench.generate import ChatLLM, main, run, seed_drafts
 from tests.bench.conftest import PLANTED_KEY
 from tests.bench.gen_script import EXPECTED_DROPPED, EXPECTED_KEPT, script
 

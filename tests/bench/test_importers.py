@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.data.importers import ImportError_, make_pairs, read_iemocap, read_meld
-from bench.data.importers.__main__ import main
-from bench.schema import read_queries
+from bench.data.corpora import ImportError_, make_pairs, read_iemocap, read_meld
+from bench.data.schema import read_queries
+from bench.importers import main
 from tests.bench.fake_openai import tone_wav
 
 # (session, dialog, turn, label, transcript)

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.schema import iter_jsonl, read_judgements
+from bench.data.schema import iter_jsonl, read_judgements
 from tests.bench.conftest import PLANTED_KEY, make_remote_set, remote_argv
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 
 from bench.data.loaders import ParaS2SSource, item_records, pcm16
 from bench.data.tfds_paras2s import ParaS2SBench
-from bench.score import OFFLINE_DIR
+from bench.scoring.options import OFFLINE_DIR
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bench.data import make_offline_set
-from bench.schema import read_judgements, read_queries
-from bench.score import OFFLINE_DIR
+from bench.data.schema import read_judgements, read_queries
+from bench.scoring.options import OFFLINE_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 

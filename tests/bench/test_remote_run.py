@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bench import score
-from bench.schema import read_judgements
+from bench.data.schema import read_judgements
 from tests.bench.conftest import PLANTED_KEY, make_remote_set, remote_argv
 
 

@@ -7,8 +7,8 @@ import csv
 import pytest
 
 from bench import report
-from bench.paper import PAPER_RESULTS
-from bench.schema import Judgement, write_jsonl
+from bench.data.paper_results import PAPER_RESULTS
+from bench.data.schema import Judgement, write_jsonl
 
 
 def _j(i: int, dim: str, split: str, score: int | None, system: str = "sysA") -> Judgement:

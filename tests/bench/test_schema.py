@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench.schema import (
+from bench.data.schema import (
     JsonlAppender,
     Judgement,
     SchemaError,

@@ -6,7 +6,8 @@ import pytest
 
 from bench import score
 from bench.backends.remote import RetryPolicy
-from bench.schema import read_judgements, read_queries
+from bench.data.schema import read_judgements, read_queries
+from bench.scoring import options
 from tests.bench.conftest import PLANTED_KEY, make_remote_set, remote_argv
 
 
@@ -15,13 +16,13 @@ def test_filters_select_split_dimension_and_limit(tmp_path, fake_server):
     qs = read_queries(queries)
     args = score.parse_args(["--queries", str(queries), "--split", "synthetic",
                              "--dimensions", "emotion,age"])
-    picked = score.select(qs, args)
+    picked = options.select(qs, args)
     assert picked and all(q.split == "synthetic" and q.dimension in ("emotion", "age")
                           for q in picked)
     assert len(picked) == sum(q.split == "synthetic" and q.dimension in ("emotion", "age")
                               for q in qs)
     args = score.parse_args(["--queries", str(queries), "--limit", "3"])
-    assert [q.id for q in score.select(qs, args)] == ["q01", "q02", "q03"]
+    assert [q.id for q in options.select(qs, args)] == ["q01", "q02", "q03"]
 
 
 def test_filtered_rerun_keeps_earlier_results_and_other_backends_are_refused(

@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-from bench.data import synth
+from bench import synth
 from bench.data.audio import file_sha256
 from bench.data.drafts import write_drafts
-from bench.data.generate import seed_drafts
 from bench.data.sft_export import LIMITATION, ExportError, export, main
+from bench.generate import seed_drafts
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 

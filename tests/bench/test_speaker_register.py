@@ -18,8 +18,8 @@ from bench.backends.style import (
     register_of,
 )
 from bench.backends.tts import EspeakTTS, EspeakVoice
-from bench.registers import build_registers
-from bench.schema import read_queries
+from bench.data.schema import read_queries
+from bench.scoring.registers import build_registers
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 SENTENCE = calibrate_style.HELD_OUT_SENTENCES[0]

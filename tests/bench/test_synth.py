@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bench.data import synth
+from bench import synth
 from bench.data.audio import load_audio
 from bench.data.dimensions import EXTENSION_FILE
 from bench.data.drafts import write_drafts
-from bench.data.generate import seed_drafts
+from bench.data.schema import iter_jsonl, read_queries
 from bench.data.style_table import format_table, measure_styles, presets_markdown
-from bench.schema import iter_jsonl, read_queries
-from bench.score import OFFLINE_DIR
+from bench.generate import seed_drafts
+from bench.scoring.options import OFFLINE_DIR
 from tests.bench.conftest import PLANTED_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,7 +131,7 @@ def test_openai_tts_draws_n_candidates_once_each(tmp_path, fake_server, monkeypa
 @espeak
 def test_pipeline_regenerates_the_bundled_offline_set(tmp_path):
     """`bench.generate seed` + `bench.synth render --backend espeak` == bench/data/offline."""
-    from bench.data.generate import main as generate_main
+    from bench.generate import main as generate_main
 
     assert generate_main(["seed", "--out", str(tmp_path / "seed"), "--per-dimension", "1"]) == 0
     out = tmp_path / "offline"

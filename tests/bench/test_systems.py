@@ -22,7 +22,7 @@ from bench.backends.systems import (
 )
 from bench.backends.tts import OpenAITTS
 from bench.data.audio import load_audio
-from bench.schema import read_queries
+from bench.data.schema import read_queries
 from tests.bench.conftest import PLANTED_KEY, make_remote_set
 
 

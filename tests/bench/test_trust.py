@@ -8,7 +8,7 @@ import soundfile as sf
 
 from bench import report, score
 from bench.backends import judge as judge_mod
-from bench.schema import read_judgements
+from bench.data.schema import read_judgements
 from tests.bench.conftest import PLANTED_KEY, make_remote_set, remote_argv
 from tests.bench.fake_openai import tone_wav
 
@@ -44,7 +44,7 @@ def test_a_rubric_edit_refuses_the_resume_and_force_new_rescores(tmp_path, fake_
 
 def test_changed_parser_temperature_or_captioner_rules_change_the_fingerprint(monkeypatch):
     from bench.backends import style as style_mod
-    from bench.fingerprint import changes, run_fingerprint
+    from bench.scoring.fingerprint import changes, run_fingerprint
 
     class _Named:
         def __init__(self, name):
@@ -209,7 +209,7 @@ def test_an_unusable_answer_in_the_cache_is_asked_again_and_replaced(tmp_path):
 
 
 def test_a_checkpoint_systems_weights_and_sampling_are_in_the_fingerprint():
-    from bench.fingerprint import changes, identity
+    from bench.scoring.fingerprint import changes, identity
 
     class _Checkpoint:  # the attributes bench.backends.systems.CheckpointSystem exposes
         name, model_id, seed, sampling = "checkpoint/kimi", "w1+s1", 0, "temperature=0.7"

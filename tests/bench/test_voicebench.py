@@ -9,8 +9,10 @@ import pytest
 
 from bench.backends.systems import SystemOutput
 from bench.data.audio import wav_bytes
-from bench.data.voicebench import VoiceBenchError, read_subset
-from bench.voicebench import extract_choice, ifeval_verdicts, markdown, run, summarise
+from bench.data.voicebench_set import VoiceBenchError, read_subset
+from bench.scoring.voicebench_rules import markdown, summarise
+from bench.scoring.voicebench_rules.rules import extract_choice, ifeval_verdicts
+from bench.voicebench import run
 
 WAV = wav_bytes(np.sin(np.linspace(0, 200, 8000)).astype(np.float32) * 0.3)
 ROWS = {

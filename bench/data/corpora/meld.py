@@ -18,7 +18,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from bench.data.importers.common import ImportError_, Utterance, require
+from bench.data.corpora.common import ImportError_, Utterance, require
 
 SPLITS = {"train": "train_splits", "dev": "dev_splits_complete",
           "test": "output_repeated_splits_test"}

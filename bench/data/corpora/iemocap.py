@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bench.data.importers.common import ImportError_, Utterance, require
+from bench.data.corpora.common import ImportError_, Utterance, require
 
 LABELS = {"neu": "neutral", "hap": "happy", "exc": "excited", "sad": "sad", "ang": "angry",
           "fru": "frustrated", "fea": "fearful", "sur": "surprised", "dis": "disgusted"}

@@ -18,7 +18,7 @@ from bench.backends.cache import digest
 from bench.backends.remote import ConfigError
 from bench.backends.systems import ReplyError, WavFolderSystem
 from bench.data.audio import file_sha256
-from bench.schema import Judgement, Query
+from bench.data.schema import Judgement, Query
 
 FINGERPRINT_FILE = "fingerprint.json"
 RUN_FILES = ("judgements.jsonl", "report.md", "table.csv", "run.json", "ledger.jsonl",

@@ -16,17 +16,19 @@ recorded with a made-up score.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from collections.abc import Sequence
 
-from bench import score
 from bench.backends.cache import Cache
 from bench.backends.remote import RateLimiter, RetryPolicy
 from bench.backends.runtime import Runtime
 from bench.backends.systems import SystemOutput
 from bench.data.audio import wav_bytes
-from bench.fingerprint import fingerprint_id, run_fingerprint
-from bench.registers import build_registers
-from bench.schema import Query, StyleVariant, read_queries
+from bench.data.schema import Query, StyleVariant, read_queries
+from bench.scoring import options
+from bench.scoring.fingerprint import fingerprint_id, run_fingerprint
+from bench.scoring.item import score_item
+from bench.scoring.registers import build_registers
 
 FAILED_REPLY_SCORE = 1
 SYSTEM_NAME = "sft-reply"
@@ -52,7 +54,7 @@ class BenchJudge:
     """
 
     def __init__(self, argv: Sequence[str], speech, seed: int = 0):
-        self.args = score.parse_args(list(argv))
+        self.args = options.parse_args(list(argv))
         if speech.detokenizer is None:
             raise ValueError("the bench scorer needs a detokenizer: the speech folder has no "
                              "audio_detokenizer/ and vocoder/")
@@ -60,10 +62,10 @@ class BenchJudge:
         a = self.args
         self.runtime = Runtime(Cache(a.cache), retry=RetryPolicy(a.max_attempts, a.backoff),
                                limiter=RateLimiter(a.max_rps))
-        _, self.asr, self.captioner, self.judge = score.build_backends(a, self.runtime)
+        _, self.asr, self.captioner, self.judge = options.build_backends(a, self.runtime)
         self.name = f"bench/{self.judge.name}"
         every = read_queries(a.queries)
-        self.items = {q.item_id(s): (q, s) for q in score.select(every, a) for s in q.styles}
+        self.items = {q.item_id(s): (q, s) for q in options.select(every, a) for s in q.styles}
         system = _SpokenReply(SYSTEM_NAME, "")
         names = {"system": SYSTEM_NAME, "asr": self.asr.name, "style": self.captioner.name,
                  "judge": self.judge.name}
@@ -93,10 +95,19 @@ class BenchJudge:
         wav = self.speech.decode(codes, seed=self.seed)
         blob = self.runtime.cache.put_blob(wav_bytes(wav, self.speech.output_rate))
         backends = (_SpokenReply(SYSTEM_NAME, blob), self.asr, self.captioner, self.judge)
-        verdict = score.score_item(query, style, backends, self.runtime, self.run_info)
+        verdict = score_item(query, style, backends, self.runtime, self.run_info)
         if verdict.score is not None:
             return int(verdict.score), verdict.reason
         if verdict.error_stage == "reply_audio":
             return FAILED_REPLY_SCORE, f"failed reply: {verdict.error}"
         raise RuntimeError(f"bench scoring of {record['id']} failed at {verdict.error_stage}: "
                            f"{verdict.error}")
+
+
+def judge_from_config(cfg) -> BenchJudge:
+    """The judge `config.distill.bench` describes: its bench.score flags (`args`) and the
+    speech models that speak each reply (`speech_dir`), seeded with `config.seed`."""
+    from paras2s_jax.speech import Speech
+
+    bench = cfg.distill.bench
+    return BenchJudge(shlex.split(bench.args), Speech.load(bench.speech_dir), seed=cfg.seed)

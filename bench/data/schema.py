@@ -96,7 +96,7 @@ class Judgement:
     reply_audio: str | None = None
     prompt_sha256: str = ""  # the audio that was scored: a changed file is scored again
     reply_sha256: str = ""
-    fingerprint: str = ""  # digest of the run's set-up (bench.fingerprint)
+    fingerprint: str = ""  # digest of the run's set-up (bench.scoring.fingerprint)
     cost_usd: float = 0.0
     latency_s: float = 0.0
     cached_calls: int = 0

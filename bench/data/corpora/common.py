@@ -61,7 +61,7 @@ def _style(u: Utterance, corpus: str, name: str, how: str) -> dict:
 
 def make_pairs(utts: list[Utterance], corpus: str, dimensions: tuple[str, ...] = ("emotion",),
                include_neutral: bool = False) -> list[dict]:
-    """Query records (bench.schema layout, split "real") from repeated lines."""
+    """Query records (bench.data.schema layout, split "real") from repeated lines."""
     groups: dict[str, list[Utterance]] = defaultdict(list)
     for u in sorted(utts, key=lambda u: u.id):
         if normalise(u.text):

@@ -17,7 +17,7 @@ from bench.backends.cache import digest
 from bench.backends.style import Register, register_of
 from bench.backends.systems import WavFolderSystem
 from bench.data.audio import AudioError
-from bench.schema import Query
+from bench.data.schema import Query
 
 
 @dataclass
