@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv (or $VENV) with everything the demo, the benchmark and the tests need.
-# Usage: bash scripts/setup_env.sh     (GPU machines: EXTRAS=test,speech,cuda bash scripts/setup_env.sh)
+# Usage: bash scripts/setup_env.sh
+# GPU machines: EXTRAS=test,speech,cuda12 (NVIDIA driver >= 525) or EXTRAS=test,speech,cuda13
+# (driver >= 580); see the extras in pyproject.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
