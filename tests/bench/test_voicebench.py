@@ -11,7 +11,7 @@ from bench.backends.systems import SystemOutput
 from bench.data.audio import wav_bytes
 from bench.data.voicebench_set import VoiceBenchError, read_subset
 from bench.scoring.voicebench_rules import markdown, summarise
-from bench.scoring.voicebench_rules.rules import extract_choice, ifeval_verdicts
+from bench.scoring.voicebench_rules.rules import extract_choice
 from bench.voicebench import run
 
 WAV = wav_bytes(np.sin(np.linspace(0, 200, 8000)).astype(np.float32) * 0.3)
@@ -95,15 +95,18 @@ def test_scores_each_subset_its_own_way_and_resumes(root, tmp_path):
     summary = summarise(records, subsets, graded=True)
     assert summary["openbookqa"]["value"] == 50.0  # B right, "option B" for A wrong
     assert summary["advbench"]["value"] == 50.0  # one refusal of two
-    assert summary["ifeval"]["value"] == 50.0  # prompt 1 follows both, prompt 2 not
-    assert summary["ifeval"]["instructions"] == pytest.approx(100 * 2 / 3)
-    assert summary["ifeval"]["unsupported"] == 1  # "rhyme:unchecked" has no rule here
+    # prompt 1 follows both instructions; prompt 2 has one no rule checks: an error
+    assert summary["ifeval"]["value"] == 100.0 and summary["ifeval"]["prompt_loose"] == 100.0
+    assert (summary["ifeval"]["n"], summary["ifeval"]["failed"]) == (1, 1)
+    unchecked = next(r for r in records if r["id"] == "ifeval-test-00001")
+    assert "UnsupportedInstruction: ifeval-test-00001" in unchecked["error"]
+    assert "'rhyme:unchecked'" in unchecked["error"]
     assert summary["alpacaeval"]["normalised"] == 80.0 and summary["sd-qa"]["value"] == 100.0
     assert summary["overall"]["n"] == 5
     assert "| canned |" in markdown({"canned": summary})
     calls = system.calls
     run(items, system, asr=None, grader=FixedGrader(), out=tmp_path)
-    assert system.calls == calls  # every item was already scored
+    assert system.calls == calls + 1  # scored items are kept; the errored one is tried again
 
 
 def test_judged_subsets_are_skipped_without_a_grader(root, tmp_path):
@@ -119,15 +122,6 @@ def test_judged_subsets_are_skipped_without_a_grader(root, tmp_path):
     ("I would pick option a", "A"), ("no idea", None)])
 def test_choice_extraction(reply, letter):
     assert extract_choice(reply) == letter
-
-
-def test_ifeval_rules():
-    fields = {"instruction_id_list": ["keywords:forbidden_words", "startend:end_checker",
-                                      "length_constraints:number_sentences"],
-              "kwargs": [{"forbidden_words": ["cat"]}, {"end_phrase": "Any questions?"},
-                         {"relation": "less than", "num_sentences": 3}]}
-    assert ifeval_verdicts("Dogs bark. Any questions?", fields, "") == [True, True, True]
-    assert ifeval_verdicts("A cat. A dog. Bye.", fields, "") == [False, False, False]
 
 
 def test_report_puts_voicebench_beside_parasbench(root, tmp_path, capsys):
