@@ -187,10 +187,17 @@ def test_grpo_refuses_a_prompt_over_the_cap(tmp_path):
 def test_plan_cli_exits_1_over_budget():
     cmd = [sys.executable, str(ROOT / "launch/plan.py"), "--config",
            str(ROOT / "configs/sft.py") + ":toy", "--devices", "8", "--length", "32",
-           "--budget_gb", "0.000001", "--config.data.global_batch=8"]
+           "--budget_gb", "0.000001", "--config.data.global_batch=8", "--markdown"]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert out.returncode == 1, out.stderr[-2000:]
     assert "OVER" in out.stdout and "over budget: SFT step" in out.stdout
+    # --markdown: the header line, then the table (a row for the step and one for eval).
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("sft: mesh") and "at 0.4 x 989 TFLOP/s" in lines[0]
+    assert not any(line.lstrip().startswith("compiled ") for line in lines)
+    rows = [line for line in lines if line.startswith("| SFT ")]
+    assert [r.split(" |")[0] for r in rows] == ["| SFT step 8x32, accum 1",
+                                               "| SFT eval loss 8x32, 1 micro-batches"]
 
 
 @pytest.mark.slow
