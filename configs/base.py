@@ -55,6 +55,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.total_steps = 1000  # optimizer updates
     c.train.eval_every = 100  # steps between eval-loss passes (0: never)
+    # The eval forward takes each global batch's rows in this many parts, one after
+    # another (memory, like optimizer.accum_steps for the train step; must divide
+    # data.global_batch). `launch/plan.py` plans it.
+    c.train.eval_micro_batches = 1
     c.train.save_every = 100  # steps between checkpoints (and always at the end)
     c.train.profile_start = -1  # first step of the jax.profiler trace (-1: no trace)
     c.train.profile_steps = 3  # steps traced

@@ -72,6 +72,11 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.grpo.sampling.audio_temperature = 1.0  # exploration on the audio stream
     c.grpo.sampling.audio_top_k = 0  # 0: full vocabulary
 
+    # Prompts longer than this many tokens (prompt text, speech codes and the chat
+    # template) are refused when the stage starts, naming the file and line: the memory
+    # plan (`launch/plan.py`) sizes every GRPO function for prompts of this length.
+    c.data.max_prompt_len = 512
+
     c.reward = ml_collections.ConfigDict()
     c.reward.path = "/tmp/paras2s/demo/reward/reward_model"  # Orbax RM (base + LoRA)
     # The command that writes reward.path (named when the path is missing).
@@ -95,6 +100,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.init.made_by = c.reward.made_by = "python launch/demo.py"  # writes both
         c.model.preset = "tiny"  # the CPU-sized model
         c.grpo.query_batch = 16  # 16 prompts x G = 8: 128 replies per step
+        c.data.max_prompt_len = 32  # toy prompts are 14-18 tokens
         # The paper's 5e-4 over-steps here: the tiny policy finds replies the small
         # reward model over-rates (content breaks, score 1) within 60 steps.
         c.optimizer.lr = 1e-4

@@ -126,6 +126,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.data.buckets = [512, 1024, 2048, 4096]  # prompt + reply lengths
         c.train.total_steps = 10_000  # one epoch of 320k pairs at batch 32
         c.train.eval_every = 500  # held-out Pearson cadence
+        c.train.eval_micro_batches = 4  # the held-out forward one row per GPU at a time too
         c.train.save_every = 500  # checkpoint cadence
         # The eval pairs are the reported held-out set: ranking checkpoints by them would
         # select on it. The reward model is the last step; keep only the latest steps.

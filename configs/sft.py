@@ -105,6 +105,9 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.data.buckets = [512, 1024, 2048, 4096]  # speech prompts up to ~5 min
         c.train.total_steps = 1600  # ~10 epochs of 10k prompts at batch 64
         c.train.eval_every = 200  # eval loss cadence
+        # The eval forward in 8 parts of 8 rows too: all 64 rows of 4096 at once need
+        # 61.6 GB per device in the plan.
+        c.train.eval_micro_batches = 8
         c.train.save_every = 200  # checkpoint cadence
     else:
         raise ValueError(f"configs/sft.py: unknown preset {preset!r}; use 'toy' or 'kimi_audio_7b'")

@@ -98,10 +98,11 @@ def build_log_probs(run: trainer.Run, sampling: SamplingConfig,
     return sharding.mesh_jit(log_probs, run.mesh)
 
 
-def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.StagePlan:
+def planned(cfg: ml_collections.ConfigDict) -> plan.StagePlan:
     """GRPO's jitted functions with abstract sharded arguments, for `launch/plan.py`:
     rollout (prefill + decode), old and reference log-probs, reward scoring, update.
-    `length`: prompt columns (default 512); replies take `max_new_tokens` columns."""
+    Prompts take the columns the stage pads its longest allowed prompt to
+    (`data.max_prompt_len`, which it enforces); replies `max_new_tokens` columns."""
     from paras2s_jax.train import grpo_stage
 
     adapters = policy_adapters(cfg)
@@ -109,7 +110,8 @@ def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.S
     mesh, mc = run.mesh, run.model_config
     sampling = grpo_stage.sampling_config(cfg)
     rows = cfg.grpo.query_batch * cfg.grpo.group_size
-    prompt, reply = length or 512, sampling.max_new_tokens
+    prompt = bucket_length(cfg.data.max_prompt_len, sampling.prompt_bucket)
+    reply = sampling.max_new_tokens
     total = prompt + reply
     reference = reference_params(run, adapters is not None)
     policy_graph, policy_state = nnx.split(run.model())

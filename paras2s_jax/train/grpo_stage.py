@@ -136,6 +136,36 @@ def _loss_fns(lcfg: GRPOLossConfig, sampling: SamplingConfig, group: int = 1):
     return loss_fn, count_fn
 
 
+def prompt_records(cfg: ml_collections.ConfigDict) -> tuple[list[dict], list[str]]:
+    """The RL prompt records (toy world or `data.train_files`) and where each came from
+    ("file:line", or the toy data directory), for error messages."""
+    if cfg.toy.enabled:
+        records = toy_prompts(cfg)
+        return records, [f"config.toy.data_dir {cfg.toy.data_dir}"] * len(records)
+    records, where = [], []
+    for f in cfg.data.train_files:
+        for number, line in enumerate(Path(f).read_text().splitlines(), 1):
+            records.append(prompt_features.resolve(json.loads(line), f))
+            where.append(f"{f}:{number}")
+    return records, where
+
+
+def check_prompt_lengths(records: list[dict], where: list[str], config,
+                         max_prompt_len: int) -> None:
+    """Refuse prompts longer than `config.data.max_prompt_len` tokens (the prompt columns
+    `launch/plan.py` plans the rollout, log-prob, scoring and update memory for): one
+    error naming the first such record, where it came from and how many there are."""
+    over = [(i, n) for i, n in enumerate(len(layout.record_prompt(r, config)) for r in records)
+            if n > max_prompt_len]
+    if over:
+        i, n = over[0]
+        name = records[i].get("id", records[i].get("query_id", "?"))
+        raise ValueError(
+            f"{where[i]}: prompt {name!r} is {n} tokens, over config.data.max_prompt_len="
+            f"{max_prompt_len} ({len(over)} of {len(records)} prompts are); drop or shorten "
+            "them, or raise the cap and check with launch/plan.py that GRPO still fits")
+
+
 def toy_prompts(cfg: ml_collections.ConfigDict) -> list[dict]:
     """Unlabelled speech prompts: the toy world's paralinguistic training prompts
     (replies unused; general-ability requests are never RL prompts)."""
@@ -254,9 +284,7 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
     workdir = Path(cfg.workdir)
     if cfg.reward.path and Path(cfg.reward.path).exists():  # before anything is built
         read_view(cfg.reward.path, cfg.reward.view)  # scored as it was trained, or refused
-    records = toy_prompts(cfg) if cfg.toy.enabled else [
-        prompt_features.resolve(json.loads(line), f)
-        for f in cfg.data.train_files for line in Path(f).read_text().splitlines()]
+    records, where = prompt_records(cfg)
     if len(records) < cfg.grpo.query_batch:
         raise ValueError(f"config.grpo.query_batch={cfg.grpo.query_batch} exceeds the "
                          f"{len(records)} prompts")
@@ -268,6 +296,7 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
                       cfg.reward.get("made_by", "") or "python launch/demo.py")
     prompt_features.check_trained_with(cfg, rm_path, "the reward model")
     mc = run.model_config
+    check_prompt_lengths(records, where, mc, cfg.data.max_prompt_len)
     # The frozen SFT policy and the reward model share one base (see grpo_models).
     reference = grpo_models.reference_params(run, adapters is not None)
     reward_model, shared = grpo_models.share_reward_base(

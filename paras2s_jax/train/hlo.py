@@ -7,7 +7,11 @@ loops around it (XLA records `known_trip_count` on the `while` ops that `lax.sca
 becomes; a data-dependent loop counts `unknown_trip` times), and sums
 - matmul FLOPs: 2 x output elements x contracted size of every `dot`;
 - collective bytes: the result size of every all-gather / all-reduce / reduce-scatter /
-  all-to-all / collective-permute, per kind.
+  all-to-all / collective-permute, per kind;
+- wire bytes: what each device sends for them over a ring of its replica group's n
+  devices (all-gather (n-1)/n x result, reduce-scatter (n-1) x result (its shard),
+  all-reduce 2(n-1)/n x result, all-to-all (n-1)/n x result, collective-permute the
+  result), per kind: the traffic a link's bandwidth divides.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ _CALLEES = re.compile(r"\b(calls|to_apply|body|condition|true_computation|false_
                       r"=%([\w.\-]+)")
 _BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
 _TRIP = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
+_PARTITIONS = re.compile(r"\bnum_partitions=(\d+)")
+_IOTA_GROUPS = re.compile(r"replica_groups=\[(\d+),(\d+)\]<=")  # [groups, size]<=[...]
+_MESH_GROUPS = re.compile(r"replica_groups=mesh\[([^\]]*)\]\s*\{([^}]*)\}")
+_LIST_GROUPS = re.compile(r"replica_groups=\{(\{[^}]*\})?")  # {{0,1},{2,3}} or {} (all)
 
 
 @dataclasses.dataclass
@@ -34,12 +42,17 @@ class HloStats:
     """Per-device totals of one compiled program (loops multiplied out)."""
 
     dot_flops: float
-    collective_bytes: dict[str, float]
+    collective_bytes: dict[str, float]  # result sizes, per kind
     unknown_loops: int  # data-dependent loops, counted `unknown_trip` times
+    wire_bytes: dict[str, float] = dataclasses.field(default_factory=dict)  # sent, per kind
 
     @property
     def total_collective_bytes(self) -> float:
         return sum(self.collective_bytes.values())
+
+    @property
+    def total_wire_bytes(self) -> float:
+        return sum(self.wire_bytes.values())
 
 
 def shape_bytes(shape: str) -> int:
@@ -51,6 +64,33 @@ def shape_bytes(shape: str) -> int:
 def _dims(shape: str) -> list[int]:
     found = _ARRAY.search(shape)
     return [int(d) for d in found.group(2).split(",") if d] if found else []
+
+
+def group_size(rest: str, partitions: int) -> int:
+    """Devices in each replica group of a collective (`rest`: its operands and
+    attributes); every partition when the groups are left empty."""
+    iota = _IOTA_GROUPS.search(rest)
+    if iota:
+        return int(iota.group(2))
+    mesh = _MESH_GROUPS.search(rest)
+    if mesh:
+        sizes = dict(re.findall(r"'([^']+)'=(\d+)", mesh.group(1)))
+        return math.prod(int(sizes[a]) for a in re.findall(r"'([^']+)'", mesh.group(2)))
+    listed = _LIST_GROUPS.search(rest)
+    if listed and listed.group(1):
+        return len([d for d in listed.group(1).strip("{}").split(",") if d.strip()])
+    return partitions
+
+
+def wire_bytes(kind: str, result_bytes: float, n: int) -> float:
+    """Bytes one device sends for a collective of `result_bytes` over a ring of `n`."""
+    if kind == "collective-permute":
+        return result_bytes
+    if n <= 1:
+        return 0.0
+    factor = {"all-gather": (n - 1) / n, "reduce-scatter": n - 1.0,
+              "all-reduce": 2 * (n - 1) / n, "all-to-all": (n - 1) / n}[kind]
+    return factor * result_bytes
 
 
 def _split_instruction(line: str) -> tuple[str, str, str, str] | None:
@@ -78,6 +118,9 @@ def analyse(hlo_text: str, unknown_trip: int = 1) -> HloStats:
     shapes: dict[str, str] = {}
     own_flops: dict[str, float] = collections.defaultdict(float)
     own_coll: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    own_wire: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    found_partitions = _PARTITIONS.search(hlo_text)
+    partitions = int(found_partitions.group(1)) if found_partitions else 1
     calls: dict[str, list[tuple[str, int]]] = collections.defaultdict(list)
     pending_dots: list[tuple[str, str, str]] = []
     entry, current, unknown = None, None, 0
@@ -95,11 +138,13 @@ def analyse(hlo_text: str, unknown_trip: int = 1) -> HloStats:
         shapes[name] = shape
         base = opcode.removesuffix("-start")
         if base in COLLECTIVES and not opcode.endswith("-done"):
-            arrays = _ARRAY.findall(shape)
-            size = shape_bytes(shape) if not opcode.endswith("-start") or not arrays else (
-                _BYTES.get(arrays[-1][0], 4) * math.prod(
-                    int(d) for d in arrays[-1][1].split(",") if d))
+            # An async start's tuple holds operand and result (and context scalars): the
+            # largest array is the result of a gather, the same size for the others.
+            size = shape_bytes(shape) if not opcode.endswith("-start") else max(
+                (shape_bytes(f"{dt}[{dims}]") for dt, dims in _ARRAY.findall(shape)),
+                default=0)
             own_coll[current][base] += size
+            own_wire[current][base] += wire_bytes(base, size, group_size(rest, partitions))
         if opcode == "dot":
             pending_dots.append((current, shape, rest))
         trip = 1
@@ -120,22 +165,26 @@ def analyse(hlo_text: str, unknown_trip: int = 1) -> HloStats:
             contracting and lhs_dims) else 1
         own_flops[comp] += 2.0 * math.prod(_dims(shape)) * k
 
-    memo: dict[str, tuple[float, collections.Counter]] = {}
+    memo: dict[str, tuple[float, collections.Counter, collections.Counter]] = {}
 
-    def total(comp: str) -> tuple[float, collections.Counter]:
+    def total(comp: str) -> tuple[float, collections.Counter, collections.Counter]:
         if comp in memo:
             return memo[comp]
-        memo[comp] = (0.0, collections.Counter())  # guards against cycles
-        flops, coll = own_flops[comp], collections.Counter(own_coll[comp])
+        memo[comp] = (0.0, collections.Counter(), collections.Counter())  # guards cycles
+        flops = own_flops[comp]
+        coll, wire = collections.Counter(own_coll[comp]), collections.Counter(own_wire[comp])
         for callee, mult in calls[comp]:
-            f, c = total(callee)
+            f, c, w = total(callee)
             flops += mult * f
             for key, value in c.items():
                 coll[key] += mult * value
-        memo[comp] = (flops, coll)
+            for key, value in w.items():
+                wire[key] += mult * value
+        memo[comp] = (flops, coll, wire)
         return memo[comp]
 
     if entry is None:
         raise ValueError("no ENTRY computation in the HLO text")
-    flops, coll = total(entry)
-    return HloStats(flops, {k: float(coll.get(k, 0)) for k in COLLECTIVES}, unknown)
+    flops, coll, wire = total(entry)
+    return HloStats(flops, {k: float(coll.get(k, 0)) for k in COLLECTIVES}, unknown,
+                    {k: float(wire.get(k, 0)) for k in COLLECTIVES})

@@ -7,8 +7,11 @@ devices or real accelerators) without allocating anything, and reads
 - per-device argument / output / temporary bytes (`memory_analysis`),
 - XLA's FLOPs and bytes accessed (`cost_analysis`, loop bodies counted once),
 - loop-aware matmul FLOPs and collective bytes from the optimised HLO (`hlo.analyse`),
-and compares the FLOPs with the model's k·N·tokens (k = 6 for a train step, 2 for a
-forward) and the step time that implies at 40% MFU on H100s (989 TFLOP/s bf16 dense).
+compares the FLOPs with the model's k·N·tokens (k = 6 for a train step, 2 for a
+forward), and estimates each function's time from what it compiled to (`Hardware`):
+compute = the compiled matmul FLOPs at a fraction of the device's peak, communication =
+the bytes each device sends in all its collectives over its link bandwidth; the
+estimate is the larger of the two (overlapped), the bound their sum (not overlapped).
 """
 
 from __future__ import annotations
@@ -25,9 +28,23 @@ from flax import nnx
 from paras2s_jax import sharding
 from paras2s_jax.train.hlo import analyse
 
-H100_BF16_FLOPS = 989e12  # dense bf16 peak per H100 SXM
-MFU = 0.4
 GB = 1e9
+
+
+@dataclasses.dataclass(frozen=True)
+class Hardware:
+    """What the time estimate assumes of each device (defaults: an H100 SXM)."""
+
+    peak_flops: float = 989e12  # dense bf16 matmul peak, FLOP/s
+    utilisation: float = 0.4  # fraction of the peak the compiled matmuls reach
+    link_bytes_per_s: float = 450e9  # NVLink bandwidth one device sends at
+
+    def describe(self) -> str:
+        return (f"compute = compiled matmul FLOPs per device (loops multiplied out) at "
+                f"{self.utilisation:g} x {self.peak_flops / 1e12:g} TFLOP/s; comm = bytes "
+                f"each device sends in all collectives (ring over each replica group) at "
+                f"{self.link_bytes_per_s / GB:g} GB/s; estimate = max(compute, comm) "
+                f"(overlapped), bound = compute + comm (not overlapped)")
 
 
 @dataclasses.dataclass
@@ -67,7 +84,8 @@ class PlanRow:
     xla_flops: float  # per device, loop bodies once
     bytes_accessed_gb: float  # per device, loop bodies once
     hlo_flops: float  # per device, loops multiplied out
-    collectives_gb: dict[str, float]
+    collectives_gb: dict[str, float]  # result sizes per kind, per device
+    wire_gb: dict[str, float]  # bytes sent per kind, per device
     model_flops: float  # k * N * tokens, whole mesh
     compile_s: float
     note: str = ""
@@ -76,6 +94,14 @@ class PlanRow:
     def peak_gb(self) -> float:
         """Arguments + outputs not aliased to them + temporaries: the device's high mark."""
         return self.argument_gb + self.output_gb - self.alias_gb + self.temp_gb
+
+    def compute_s(self, hw: Hardware) -> float:
+        """Seconds of the compiled matmuls on one device."""
+        return self.hlo_flops / (hw.peak_flops * hw.utilisation)
+
+    def comm_s(self, hw: Hardware) -> float:
+        """Seconds one device spends sending its collectives' bytes."""
+        return sum(self.wire_gb.values()) * GB / hw.link_bytes_per_s
 
 
 def matmul_params(params: nnx.State) -> int:
@@ -135,30 +161,30 @@ def compile_plan(p: Planned, n_params: int) -> PlanRow:
         bytes_accessed_gb=float(cost.get("bytes accessed", 0.0)) / GB,
         hlo_flops=stats.dot_flops,
         collectives_gb={k: v / GB for k, v in stats.collective_bytes.items() if v},
+        wire_gb={k: v / GB for k, v in stats.wire_bytes.items() if v},
         model_flops=float(p.flops_per_param_token) * n_params * p.tokens,
         compile_s=seconds,
         note=p.note,
     )
 
 
-def step_seconds(model_flops: float, devices: int) -> float:
-    """Wall time of `model_flops` on `devices` H100s at 40% MFU."""
-    return model_flops / (devices * MFU * H100_BF16_FLOPS)
-
-
-def format_rows(rows: list[PlanRow], devices: int, budget_gb: float) -> str:
-    """The plan as a Markdown table plus one collective line per function."""
-    head = ("| function | args GB | out GB | temp GB | peak GB | HLO TFLOP/dev | "
-            "k·N·tokens TFLOP | HLO/model | t @40% MFU | collectives GB/dev | verdict |")
-    lines = [head, "|" + "---|" * 11]
+def format_rows(rows: list[PlanRow], devices: int, budget_gb: float,
+                hw: Hardware = Hardware()) -> str:
+    """The plan as a Markdown table (per device), then the function notes."""
+    head = ("| function | args GB | out GB | temp GB | peak GB | compiled TFLOP | "
+            "k·N·tokens TFLOP (all devices) | compiled/model | sent GB by collective | "
+            "compute s | comm s | estimate s | bound s | verdict |")
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         ratio = r.hlo_flops * devices / r.model_flops if r.model_flops else float("nan")
-        coll = ", ".join(f"{k} {v:.1f}" for k, v in r.collectives_gb.items()) or "none"
+        sent = ", ".join(f"{k} {v:.0f}" for k, v in r.wire_gb.items()) or "none"
+        compute, comm = r.compute_s(hw), r.comm_s(hw)
         verdict = "fits" if r.peak_gb <= budget_gb else f"OVER {budget_gb:g} GB"
         lines.append(
             f"| {r.name} | {r.argument_gb:.1f} | {r.output_gb:.1f} | {r.temp_gb:.1f} | "
-            f"{r.peak_gb:.1f} | {r.hlo_flops / 1e12:.1f} | {r.model_flops / 1e12:.0f} | "
-            f"{ratio:.2f} | {step_seconds(r.model_flops, devices):.2f} s | {coll} | {verdict} |")
+            f"{r.peak_gb:.1f} | {r.hlo_flops / 1e12:.0f} | {r.model_flops / 1e12:.0f} | "
+            f"{ratio:.2f} | {sent} | {compute:.2f} | {comm:.2f} | {max(compute, comm):.2f} | "
+            f"{compute + comm:.2f} | {verdict} |")
     notes = [f"- {r.name}: {r.note}" for r in rows if r.note]
     return "\n".join(lines + notes)
 

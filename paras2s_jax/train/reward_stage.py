@@ -16,6 +16,7 @@ RM read the prompts' Whisper features, which the distillation records name
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -38,7 +39,6 @@ from paras2s_jax.train.hosts import agreed, host_value, process_rows
 from paras2s_jax.train.inputs import InputMismatch
 from paras2s_jax.train.reward import (
     check_view,
-    digit_logits,
     expected_score,
     pearson,
     reward_input,
@@ -187,25 +187,29 @@ def _bench_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path
         cfg.data.eval_files = sorted(str(p) for p in (workdir / "distill/heldout").glob("*.jsonl"))
 
 
-@nnx.jit
-def _last_logits(model, batch):
-    return model(batch["text"], batch["audio"], attention_mask=batch["attention_mask"],
-                 last_only=True, **prompt_features.model_inputs(batch)).text_logits
-
-
 def evaluate_rm(model, records: list[dict], cfg) -> dict[str, float]:
     """Pearson and exact-digit accuracy of the RM against the judge on `records`, the
-    replies read under `cfg.reward.view`."""
+    replies read under `cfg.reward.view`, `data.global_batch` rows per forward in
+    `train.eval_micro_batches` parts."""
+    from paras2s_jax.train.rollout import digit_forward
+
     suffix, digits = score_token_ids(cfg.reward)
     mc = model.config
-    rows = cfg.data.global_batch
+    rows, micro = cfg.data.global_batch, cfg.train.eval_micro_batches
+    if micro < 1 or rows % micro:
+        raise ValueError(f"config.train.eval_micro_batches={micro} must be >= 1 and divide "
+                         f"config.data.global_batch={rows}")
+    mesh = sharding.mesh_of(nnx.state(model))
     predicted, argmax = [], []
     for i in range(0, len(records), rows):
         chunk = records[i:i + rows]
         b = collate_left(chunk, mc, suffix, cfg.data.buckets, rows, cfg.reward.view,
                          cfg.data.whisper_features)
-        d = digit_logits(_last_logits(model, {k: v for k, v in b.items() if k != "score"}),
-                         digits)
+        if mesh is not None:  # the same rows on every process: split them over the mesh
+            b = {k: sharding.replicated_batch_to_global(v, mesh) for k, v in b.items()}
+        with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
+            d = digit_forward(model, b["text"], b["audio"], b["attention_mask"], digits,
+                              micro, b.get("whisper_features"), b.get("continuous"))
         predicted += host_value(expected_score(d))[: len(chunk)].tolist()
         argmax += (host_value(jnp.argmax(d, -1))[: len(chunk)] + 1).tolist()
     judge = np.asarray([r["score"] for r in records], np.float64)
@@ -224,8 +228,9 @@ def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run,
 
 
 def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.StagePlan:
-    """The RM train step and the scoring forward GRPO runs, abstract, for the plan."""
-    from paras2s_jax.train.rollout import reward_forward
+    """The RM train step and its held-out eval forward, abstract, for the plan (GRPO's
+    plan has the scoring forward GRPO runs, at its shapes)."""
+    from paras2s_jax.train.rollout import digit_forward
 
     check_view(cfg.reward.view)
     run = trainer.setup(cfg, abstract=True, adapters=lora_config(cfg.lora))
@@ -242,12 +247,14 @@ def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.S
                         build_step(cfg, run, digits), (run.state, batch, run.rest),
                         rows * length, 6)
     model = run.model()
-    score = plan.Planned(f"RM scoring {rows}x{length}", reward_forward,
-                         (model, batch["text"], batch["audio"], batch["attention_mask"],
-                          digits, 1, batch.get("whisper_features"), batch.get("continuous")),
-                         rows * length, 2, mesh=run.mesh)
+    micro = cfg.train.eval_micro_batches
+    evaluation = plan.Planned(
+        f"RM eval {rows}x{length}, {micro} micro-batches", digit_forward,
+        (model, batch["text"], batch["audio"], batch["attention_mask"], digits, micro,
+         batch.get("whisper_features"), batch.get("continuous")), rows * length, 2,
+        mesh=run.mesh)
     n = plan.matmul_params(nnx.state(model, nnx.Param)) - plan.matmul_params(run.state["params"])
-    return plan.StagePlan([step, score], n, run.mesh, run.model_config)
+    return plan.StagePlan([step, evaluation], n, run.mesh, run.model_config)
 
 
 @stages.register("reward")

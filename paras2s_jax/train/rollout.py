@@ -194,19 +194,17 @@ def judge_replies(records: Sequence[dict], out: SampleOutput, group: int, config
                        for row in range(out.text.shape[0])], np.float32)
 
 
-@nnx.jit(static_argnums=(4, 5))
-def reward_forward(model: KimiAudio, text, audio, mask, digit_ids: tuple[int, ...],
-                   micro: int = 1, features=None, continuous=None):
-    """float32[N]: the RM's expected score of each left-padded row (last position only),
-    the rows in `micro` micro-batches one after another; `features` float[N, L, D] are
-    read at the `continuous` positions (the prompts' user audio)."""
+def _digit_logits_in_parts(model: KimiAudio, text, audio, mask, digit_ids: tuple[int, ...],
+                           micro: int, features, continuous) -> jax.Array:
+    """float32[N, 5]: logits of "1".."5" at each left-padded row's last position, the rows
+    in `micro` micro-batches one after another."""
     graphdef, state = nnx.split(model)
 
     def one(rows):
         logits = nnx.merge(graphdef, state)(
             rows["text"], rows["audio"], attention_mask=rows["mask"], last_only=True,
             **prompt_features.model_inputs(rows)).text_logits
-        return expected_score(digit_logits(logits, digit_ids))
+        return digit_logits(logits, digit_ids)
 
     rows = {"text": text, "audio": audio, "mask": mask}
     if features is not None:
@@ -214,3 +212,23 @@ def reward_forward(model: KimiAudio, text, audio, mask, digit_ids: tuple[int, ..
     if micro == 1:
         return one(rows)
     return unmicro(jax.lax.map(one, micro_batches(rows, micro)))
+
+
+@nnx.jit(static_argnums=(4, 5))
+def digit_forward(model: KimiAudio, text, audio, mask, digit_ids: tuple[int, ...],
+                  micro: int = 1, features=None, continuous=None):
+    """float32[N, 5]: the RM's logits of the digits "1".."5" for each left-padded row
+    (last position only), the rows in `micro` micro-batches one after another;
+    `features` float[N, L, D] are read at the `continuous` positions."""
+    return _digit_logits_in_parts(model, text, audio, mask, digit_ids, micro, features,
+                                  continuous)
+
+
+@nnx.jit(static_argnums=(4, 5))
+def reward_forward(model: KimiAudio, text, audio, mask, digit_ids: tuple[int, ...],
+                   micro: int = 1, features=None, continuous=None):
+    """float32[N]: the RM's expected score of each left-padded row (last position only),
+    the rows in `micro` micro-batches one after another; `features` float[N, L, D] are
+    read at the `continuous` positions (the prompts' user audio)."""
+    return expected_score(_digit_logits_in_parts(model, text, audio, mask, digit_ids, micro,
+                                                 features, continuous))

@@ -42,21 +42,38 @@ def _toy_files(cfg: ml_collections.ConfigDict, workdir: Path) -> None:
         cfg.toy.queries = str(out / "eval-queries.jsonl")
 
 
-def _eval_loss_fn(run: trainer.Run, batches: list[dict]):
-    """Mean eval CE per stream (token-weighted over the whole eval set)."""
-    def sums_fn(params, rest, batch):
+def build_eval(cfg: ml_collections.ConfigDict, run: trainer.Run) -> sharding.mesh_jit:
+    """The jitted eval forward `(params, rest, batch) -> ({stream: CE sum}, {stream: token
+    count})`, the batch's rows in `train.eval_micro_batches` parts one after another
+    (forward only: a part's activations are freed before the next one runs)."""
+    micro = cfg.train.eval_micro_batches
+    if micro < 1 or cfg.data.global_batch % micro:
+        raise ValueError(f"config.train.eval_micro_batches={micro} must be >= 1 and divide "
+                         f"config.data.global_batch={cfg.data.global_batch}")
+
+    def sums(params, rest, batch):
         terms = sft.sft_loss(nnx.merge(run.graphdef, params, rest), batch)
         return {k: v[0] for k, v in terms.items()}, {k: v[1] for k, v in terms.items()}
 
-    sums_jit = sharding.mesh_jit(sums_fn, run.mesh)
-    sums = lambda params, batch: sums_jit(params, run.rest, batch)  # noqa: E731
+    def eval_sums(params, rest, batch):
+        if micro == 1:
+            return sums(params, rest, batch)
+        parts = jax.lax.map(lambda mb: sums(params, rest, mb),
+                            step_lib.micro_batches(batch, micro))
+        return jax.tree.map(lambda x: x.sum(0), parts)
 
+    return sharding.mesh_jit(eval_sums, run.mesh)
+
+
+def _eval_loss_fn(run: trainer.Run, batches: list[dict], sums: sharding.mesh_jit):
+    """Mean eval CE per stream (token-weighted over the whole eval set) from `sums`
+    (`build_eval`)."""
     def evaluate(r: trainer.Run) -> dict[str, float]:
         tot = {s: 0.0 for s in sft.STREAMS}
         cnt = {s: 0.0 for s in sft.STREAMS}
         for local in batches:
             batch = data_lib.to_global(local, r.mesh)
-            s, c = jax.device_get(sums(r.state["params"], batch))
+            s, c = jax.device_get(sums(r.state["params"], r.rest, batch))
             for k in tot:
                 tot[k] += float(s[k])
                 cnt[k] += float(c[k])
@@ -132,16 +149,21 @@ def batch_spec(cfg: ml_collections.ConfigDict, mc, length: int) -> dict:
 
 
 def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.StagePlan:
-    """The SFT step with abstract sharded arguments, for `launch/plan.py`;
-    `length`: padded sequence length (default: the largest bucket)."""
+    """The SFT step and the eval forward with abstract sharded arguments, for
+    `launch/plan.py`; `length`: padded sequence length (default: the largest bucket,
+    which eval batches are padded to as well)."""
     run = trainer.setup(cfg, abstract=True)
     length = length or max(cfg.data.buckets)
     rows, accum = cfg.data.global_batch, cfg.optimizer.accum_steps
     batch = plan.abstract_batch(batch_spec(cfg, run.model_config, length), run.mesh)
     step = plan.Planned(f"SFT step {rows}x{length}, accum {accum}", build_step(cfg, run),
                         (run.state, batch, run.rest), rows * length, 6)
-    return plan.StagePlan([step], plan.matmul_params(run.state["params"]), run.mesh,
-                          run.model_config)
+    micro = cfg.train.eval_micro_batches
+    evaluation = plan.Planned(f"SFT eval loss {rows}x{length}, {micro} micro-batches",
+                              build_eval(cfg, run), (run.state["params"], run.rest, batch),
+                              rows * length, 2)
+    return plan.StagePlan([step, evaluation], plan.matmul_params(run.state["params"]),
+                          run.mesh, run.model_config)
 
 
 @stages.register("sft")
@@ -172,7 +194,8 @@ def run_sft(cfg: ml_collections.ConfigDict) -> dict:
     if cfg.data.eval_files:
         eval_records = data_lib.read_records(cfg.data.eval_files, mc, whisper_features=feats)
         eval_fn = _eval_loss_fn(run, data_lib.eval_batches(
-            eval_records, mc, cfg.data.global_batch, tuple(cfg.data.buckets), feats))
+            eval_records, mc, cfg.data.global_batch, tuple(cfg.data.buckets), feats),
+            build_eval(cfg, run))
     if judge and cfg.toy.judge_in_eval and eval_fn is not None:
         eval_fn = _with_toy_score(eval_fn, cfg)
 
