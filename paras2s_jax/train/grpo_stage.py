@@ -22,21 +22,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from paras2s_jax import layout, sharding
 from paras2s_jax.checkpoint.orbax_io import restore_model, save_model
-from paras2s_jax.sampling import SampleOutput, SamplingConfig, generate, sampling_from_settings
+from paras2s_jax.sampling import SampleOutput, SamplingConfig, generate
 from paras2s_jax.train import grpo_models, prompt_features, stages, trainer
-from paras2s_jax.train import step as step_lib
-from paras2s_jax.train.grpo import (
-    STREAMS,
-    GRPOLossConfig,
-    group_advantages,
-    group_spread,
-    stream_loss,
+from paras2s_jax.train.grpo import STREAMS, group_advantages, group_spread
+from paras2s_jax.train.grpo_update import (
+    build_step,
+    per_update_schedule,
+    prompt_rows,
+    sampling_config,
 )
 from paras2s_jax.train.hosts import agreed, host_value
 from paras2s_jax.train.inputs import MissingInput, require
@@ -45,27 +43,9 @@ from paras2s_jax.train.reward_stage import read_view, score_token_ids
 from paras2s_jax.train.rollout import (
     judge_replies,
     pad_prompts,
-    reply_logprobs,
     rollout_batch,
     score_replies,
 )
-
-
-def loss_config(cfg: ml_collections.ConfigDict) -> GRPOLossConfig:
-    g = cfg.grpo
-    return GRPOLossConfig(clip_eps=g.clip_eps, beta_text=g.beta_text, beta_audio=g.beta_audio,
-                          weight_text=g.weight_text, weight_audio=g.weight_audio,
-                          aggregation=g.aggregation)
-
-
-def sampling_config(cfg: ml_collections.ConfigDict) -> SamplingConfig:
-    """Rollout sampling; refuses greedy streams (their log-probabilities are taken at
-    T = 1 while the tokens are argmaxes: not a policy-gradient estimator)."""
-    for stream in STREAMS:
-        if getattr(cfg.grpo.sampling, f"{stream}_temperature") <= 0:
-            raise ValueError(f"config.grpo.sampling.{stream}_temperature must be > 0: GRPO "
-                             "trains on sampled tokens; greedy ones have no policy gradient")
-    return sampling_from_settings(cfg.grpo.sampling, cfg.grpo.group_size)
 
 
 def apply_length_cap(rewards: np.ndarray, finished: np.ndarray, batch: dict, policy: str,
@@ -84,56 +64,6 @@ def apply_length_cap(rewards: np.ndarray, finished: np.ndarray, batch: dict, pol
         raise ValueError(f"config.grpo.truncated must be 'penalise', 'mask' or 'keep', "
                          f"got {policy!r}")
     return rewards
-
-
-def per_update_schedule(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A copy of `cfg` whose optimizer schedule counts updates (mu per rollout step), so
-    warm-up and decay given in rollout steps last as long as `train.total_steps` says."""
-    out = cfg.copy_and_resolve_references()
-    mu = cfg.grpo.updates_per_rollout
-    if mu < 1:
-        raise ValueError(f"config.grpo.updates_per_rollout must be >= 1, got {mu}")
-    with out.unlocked():
-        out.optimizer.warmup_steps = cfg.optimizer.warmup_steps * mu
-        out.optimizer.decay_steps = cfg.optimizer.decay_steps * mu
-    return out
-
-
-def prompt_rows(cfg: ml_collections.ConfigDict, parts: int) -> int:
-    """Consecutive rows sharing one prompt in each of `parts` micro-batches of a rollout
-    batch: the whole group (G) when the prompts split evenly between the parts (each
-    prompt's columns then run once for its G replies: `rollout.reply_hidden`), else 1."""
-    return cfg.grpo.group_size if cfg.grpo.query_batch % parts == 0 else 1
-
-
-def _loss_fns(lcfg: GRPOLossConfig, sampling: SamplingConfig, group: int = 1):
-    def loss_fn(model, batch, rng):
-        del rng
-        logps = reply_logprobs(model, batch, sampling, with_entropy=True, group=group)
-        terms, aux = {}, {}
-        for s in STREAMS:
-            # No "old" log-probs in the batch (one update per rollout): the rollout policy
-            # is the current one, old = stop_gradient(logp) inside the loss.
-            mask = batch[f"{s}_mask"]
-            terms[s], m = stream_loss(
-                logps[s], batch.get(f"old_{s}_logprobs"), batch[f"ref_{s}_logprobs"],
-                mask, batch["advantages"], lcfg.beta(s), lcfg)
-            aux[f"clip_fraction_{s}"] = m["clip_fraction"]
-            aux[f"kl_{s}"] = m["kl"]
-            aux[f"entropy_{s}"] = jnp.sum(jax.lax.stop_gradient(logps[f"entropy_{s}"]) * mask) \
-                / jnp.maximum(jnp.sum(mask), 1)
-        return terms, aux
-
-    def count_fn(batch):
-        counts = {}
-        for s in STREAMS:
-            mask = batch[f"{s}_mask"]
-            per_row = jnp.sum(mask, axis=1)
-            counts[s] = (jnp.sum(mask) if lcfg.aggregation == "token_mean"
-                         else jnp.sum(per_row > 0))
-        return counts
-
-    return loss_fn, count_fn
 
 
 def toy_prompts(cfg: ml_collections.ConfigDict) -> list[dict]:
@@ -171,19 +101,6 @@ def _global(batch: dict, mesh) -> dict:
     """The rollout batch (the same on every process) as global arrays split by rows."""
     return {k: sharding.replicated_batch_to_global(np.asarray(v), mesh)
             for k, v in batch.items()}
-
-
-def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run,
-               sampling: SamplingConfig) -> sharding.mesh_jit:
-    """The jitted GRPO update `(state, batch, rest) -> (state, metrics)`."""
-    lcfg = loss_config(cfg)
-    accum = cfg.optimizer.accum_steps
-    group = prompt_rows(cfg, accum)
-    loss_fn, count_fn = _loss_fns(lcfg, sampling, group)
-    return trainer.jit_step(run, step_lib.build_train_step(
-        run.graphdef, loss_fn, count_fn,
-        {"text": lcfg.weight_text, "audio": lcfg.weight_audio}, run.tx, run.schedule,
-        accum, group))
 
 
 # (prompt streams, sampler output, prompt features or None) -> one reward per reply row

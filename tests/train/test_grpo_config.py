@@ -4,7 +4,7 @@ import pytest
 
 from configs import grpo as grpo_configs
 from paras2s_jax.train import trainer
-from paras2s_jax.train.grpo_stage import per_update_schedule, sampling_config
+from paras2s_jax.train.grpo_update import per_update_schedule, sampling_config
 from paras2s_jax.train.optim import schedule
 
 

@@ -18,7 +18,8 @@ from paras2s_jax.model import KimiAudio, tiny
 from paras2s_jax.sampling import SamplingConfig, generate
 from paras2s_jax.train import grpo_models, trainer
 from paras2s_jax.train.distill import distill, read_scored, toy_judge
-from paras2s_jax.train.grpo_stage import prompt_rows, rollout_step, run_grpo, sampling_config
+from paras2s_jax.train.grpo_stage import rollout_step, run_grpo
+from paras2s_jax.train.grpo_update import prompt_rows, sampling_config
 from paras2s_jax.train.hosts import process_rows
 from paras2s_jax.train.inputs import InputMismatch
 from paras2s_jax.train.reward import reward_input
