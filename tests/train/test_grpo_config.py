@@ -1,4 +1,5 @@
-"""GRPO settings checked before a run: sampled rollouts, the schedule's unit, 7B top-k."""
+"""GRPO settings checked before a run: sampled rollouts (no temperature 0, no top-k 1),
+the schedule's unit, 7B top-k."""
 
 import pytest
 
@@ -25,6 +26,16 @@ def test_greedy_rollouts_are_refused(stream):
     setattr(cfg.grpo.sampling, f"{stream}_temperature", 0.0)
     with pytest.raises(ValueError, match=f"{stream}_temperature must be > 0"):
         sampling_config(cfg)
+
+
+@pytest.mark.parametrize("stream", ["text", "audio"])
+def test_top_k_one_is_refused_as_greedy(stream):
+    cfg = grpo_configs.get_config("toy")
+    setattr(cfg.grpo.sampling, f"{stream}_top_k", 1)
+    with pytest.raises(ValueError, match=rf"config\.grpo\.sampling\.{stream}_top_k = 1"):
+        sampling_config(cfg)
+    setattr(cfg.grpo.sampling, f"{stream}_top_k", 2)  # the smallest sampled top-k
+    assert getattr(sampling_config(cfg), f"{stream}_top_k") == 2
 
 
 def test_7b_preset_samples_a_truncated_vocabulary():
