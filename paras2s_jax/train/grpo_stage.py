@@ -143,11 +143,27 @@ def rollout_step(cfg: ml_collections.ConfigDict, run: trainer.Run, picks: list[d
     return batch, diag
 
 
+def sampler_gap(batch: dict, logprobs: dict) -> dict[str, float]:
+    """`sampler_gap_{s}`: mean |log-prob - the sampler's| over each stream's chosen
+    tokens. 0 up to float error when `logprobs` are the sampling policy's: the reference's
+    at a run's first update (policy = reference), where a larger gap means the two
+    forwards read different inputs (e.g. one without the prompt's Whisper features)."""
+    gaps = {}
+    for s in STREAMS:
+        mask = np.asarray(batch[f"{s}_mask"], bool)
+        diff = np.abs(np.asarray(logprobs[s], np.float64) - batch[f"sampler_{s}_logprobs"])
+        gaps[f"sampler_gap_{s}"] = float(diff[mask].mean()) if mask.any() else 0.0
+    return gaps
+
+
 def update_step(cfg: ml_collections.ConfigDict, run: trainer.Run, batch: dict,
                 step_fn: sharding.mesh_jit, log_probs: sharding.mesh_jit,
                 reference) -> dict[str, float]:
     """Reference (and, for mu > 1, old) log-probs of the rollout, then mu optimizer
-    updates on it; `batch` gains those fields; returns the updates' averaged metrics."""
+    updates on it; `batch` gains those fields; returns the updates' averaged metrics,
+    and at a run's first step (policy = reference, so its first update's `kl_*` are 0)
+    the reference's `sampler_gap`."""
+    first = int(host_value(run.state["step"])) == 0
     inputs = _global(batch, run.mesh)
     ref = log_probs(reference, run.rest, inputs)
     # "Old" log-probs only when several updates share the rollout (mu > 1).
@@ -162,7 +178,10 @@ def update_step(cfg: ml_collections.ConfigDict, run: trainer.Run, batch: dict,
     for _ in range(cfg.grpo.updates_per_rollout):
         run.state, metrics = step_fn(run.state, inputs, run.rest)
         history.append(jax.device_get(metrics))
-    return {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+    result = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+    if first:
+        result.update(sampler_gap(batch, {s: batch[f"ref_{s}_logprobs"] for s in STREAMS}))
+    return result
 
 
 @stages.register("grpo")
