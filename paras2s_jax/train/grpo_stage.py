@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -143,6 +144,13 @@ def rollout_step(cfg: ml_collections.ConfigDict, run: trainer.Run, picks: list[d
     return batch, diag
 
 
+# Mean gaps: a float32 reference forward on CPU matches the sampler to ~1e-7
+# (tests/train/test_whisper_rl.py); one that misses the prompt's Whisper features is off by
+# several 1e-2 on the same test model. bf16 rounding alone can reach the limit, so
+# bf16 runs only log the gap.
+FLOAT32_SAMPLER_GAP_LIMIT = 1e-2
+
+
 def sampler_gap(batch: dict, logprobs: dict) -> dict[str, float]:
     """`sampler_gap_{s}`: mean |log-prob - the sampler's| over each stream's chosen
     tokens. 0 up to float error when `logprobs` are the sampling policy's: the reference's
@@ -156,13 +164,28 @@ def sampler_gap(batch: dict, logprobs: dict) -> dict[str, float]:
     return gaps
 
 
+def check_first_update(gaps: dict[str, float], compute_dtype) -> None:
+    """Refuse a float32 run whose reference (= the policy at the first update) does not
+    reproduce the sampler's log-probabilities (`FLOAT32_SAMPLER_GAP_LIMIT`)."""
+    if jnp.dtype(compute_dtype) != jnp.float32:
+        return
+    for name, gap in gaps.items():
+        if gap > FLOAT32_SAMPLER_GAP_LIMIT:
+            raise RuntimeError(
+                f"{name} = {gap:.3g} at the first update: the reference forward, which is "
+                "the sampling policy there, does not reproduce the sampler's log-"
+                "probabilities. Its inputs differ from the sampler's (prompt Whisper "
+                "features, attention mask, temperature) and the KL penalty would be "
+                "measured against another model.")
+
+
 def update_step(cfg: ml_collections.ConfigDict, run: trainer.Run, batch: dict,
                 step_fn: sharding.mesh_jit, log_probs: sharding.mesh_jit,
                 reference) -> dict[str, float]:
     """Reference (and, for mu > 1, old) log-probs of the rollout, then mu optimizer
     updates on it; `batch` gains those fields; returns the updates' averaged metrics,
     and at a run's first step (policy = reference, so its first update's `kl_*` are 0)
-    the reference's `sampler_gap`."""
+    the reference's `sampler_gap` (checked in float32: `check_first_update`)."""
     first = int(host_value(run.state["step"])) == 0
     inputs = _global(batch, run.mesh)
     ref = log_probs(reference, run.rest, inputs)
@@ -180,7 +203,9 @@ def update_step(cfg: ml_collections.ConfigDict, run: trainer.Run, batch: dict,
         history.append(jax.device_get(metrics))
     result = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
     if first:
-        result.update(sampler_gap(batch, {s: batch[f"ref_{s}_logprobs"] for s in STREAMS}))
+        gaps = sampler_gap(batch, {s: batch[f"ref_{s}_logprobs"] for s in STREAMS})
+        check_first_update(gaps, run.model_config.compute_dtype)
+        result.update(gaps)
     return result
 
 

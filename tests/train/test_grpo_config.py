@@ -61,3 +61,25 @@ def test_length_cap_policies():
     assert apply_length_cap(rewards, finished, masks(), "keep", 1.0).tolist() == [4.0, 5.0]
     with pytest.raises(ValueError, match="config.grpo.truncated"):
         apply_length_cap(rewards, finished, masks(), "drop", 1.0)
+
+
+def test_first_update_check_refuses_a_float32_reference_off_the_sampler():
+    import jax.numpy as jnp
+    import numpy as np
+
+    from paras2s_jax.train.grpo_stage import check_first_update, sampler_gap
+
+    mask = np.array([[True, True, False], [False, True, False]])
+    batch = {f"{s}_mask": mask for s in ("text", "audio")}
+    batch |= {f"sampler_{s}_logprobs": np.array([[-1.0, -2.0, 0.0], [0.0, -0.5, 0.0]],
+                                                np.float32) for s in ("text", "audio")}
+    ref = {"text": batch["sampler_text_logprobs"] + 1e-6,
+           "audio": batch["sampler_audio_logprobs"] + np.array([[0.03, -0.06, 9.0],
+                                                                [9.0, 0.0, 9.0]])}
+    gaps = sampler_gap(batch, ref)  # unchosen positions do not count
+    assert gaps["sampler_gap_text"] == pytest.approx(1e-6, rel=0.05)  # float32 rounding
+    assert gaps["sampler_gap_audio"] == pytest.approx(0.03, rel=1e-6)
+    check_first_update({"sampler_gap_text": gaps["sampler_gap_text"]}, jnp.float32)
+    with pytest.raises(RuntimeError, match=r"sampler_gap_audio = 0\.03 at the first update"):
+        check_first_update(gaps, jnp.float32)
+    check_first_update(gaps, jnp.bfloat16)  # bf16 rounding: logged, not refused
