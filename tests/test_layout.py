@@ -8,7 +8,8 @@ from paras2s_jax.model import kimi_audio_7b, tiny
 
 
 def test_prompt_matches_the_published_example():
-    # KIMI_AUDIO.md 3b: a text instruction then user audio, output text.
+    # Kimi-Audio's inference code (github.com/MoonshotAI/Kimi-Audio) lays out a text
+    # instruction then user audio, text output, as follows.
     cfg = kimi_audio_7b()
     msgs = [Message("user", text=(11, 12)), Message("user", audio=(5, 6, 7))]
     p = build_prompt(msgs, cfg, output_type="text")

@@ -20,7 +20,10 @@ Aggregation (config `aggregation`):
                       by text because each stream has its own mean. (default)
     "sequence_mean" : per stream, mean over each reply's tokens, then over replies
                       (the original GRPO paper; short replies weigh more per token).
-Losses return (sum, denominator) per stream so accumulation keeps a true mean.
+Losses return (sum, denominator) per stream so accumulation keeps a true mean: the
+training step (`train/grpo_update.py`) takes each stream's sums from `stream_terms` and
+divides them by `stream_denominator` over the whole batch, which is `dual_stream_loss` on
+that batch.
 """
 
 from __future__ import annotations
@@ -107,14 +110,20 @@ def clipped_objective(
     return -jnp.minimum(unclipped, clipped), clipped < unclipped
 
 
+def stream_denominator(mask: jax.Array, how: str) -> jax.Array:
+    """What a stream's summed loss is divided by: its chosen tokens ("token_mean") or
+    its replies with at least one chosen token ("sequence_mean")."""
+    per_row = jnp.sum(mask.astype(jnp.float32), axis=1)
+    return jnp.sum(per_row) if how == "token_mean" else jnp.sum(per_row > 0).astype(jnp.float32)
+
+
 def aggregate(values: jax.Array, mask: jax.Array, how: str) -> tuple[jax.Array, jax.Array]:
     """(sum, denominator) of masked per-token values [N, T] under an aggregation mode."""
     mask = mask.astype(jnp.float32)
     if how == "token_mean":
-        return jnp.sum(values * mask), jnp.sum(mask)
+        return jnp.sum(values * mask), stream_denominator(mask, how)
     per_row = jnp.sum(values * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
-    has_tokens = (jnp.sum(mask, axis=1) > 0).astype(jnp.float32)
-    return jnp.sum(per_row * has_tokens), jnp.sum(has_tokens)
+    return jnp.sum(per_row), stream_denominator(mask, how)  # rows without tokens add 0
 
 
 def stream_loss(
@@ -150,6 +159,33 @@ def stream_loss(
     return total, metrics
 
 
+def stream_terms(
+    logps: dict[str, jax.Array],
+    old_logps: dict[str, jax.Array] | None,
+    ref_logps: dict[str, jax.Array],
+    masks: dict[str, jax.Array],
+    advantages: jax.Array,
+    config: GRPOLossConfig,
+) -> tuple[dict[str, tuple[jax.Array, jax.Array]], dict[str, jax.Array]]:
+    """Each stream's (sum, denominator) under its own beta, and per-stream metrics
+    (`kl_text`, `clip_fraction_audio`, ...)."""
+    terms: dict[str, tuple[jax.Array, jax.Array]] = {}
+    metrics: dict[str, jax.Array] = {}
+    for s in STREAMS:
+        terms[s], m = stream_loss(
+            logps[s], None if old_logps is None else old_logps[s], ref_logps[s], masks[s],
+            advantages, config.beta(s), config
+        )
+        metrics.update({f"{k}_{s}": v for k, v in m.items()})
+    return terms, metrics
+
+
+def weighted_total(sums: dict[str, jax.Array], denominators: dict[str, jax.Array],
+                   config: GRPOLossConfig) -> jax.Array:
+    """sum_s weight_s * sum_s / denominator_s (an empty stream's denominator counts as 1)."""
+    return sum(config.weight(s) * sums[s] / jnp.maximum(denominators[s], 1.0) for s in STREAMS)
+
+
 def dual_stream_loss(
     logps: dict[str, jax.Array],
     old_logps: dict[str, jax.Array] | None,
@@ -159,16 +195,9 @@ def dual_stream_loss(
     config: GRPOLossConfig,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The weighted sum over streams of their aggregated losses, and per-stream metrics."""
-    loss = jnp.zeros((), jnp.float32)
-    metrics: dict[str, jax.Array] = {}
-    for s in STREAMS:
-        (total, denom), m = stream_loss(
-            logps[s], None if old_logps is None else old_logps[s], ref_logps[s], masks[s],
-            advantages, config.beta(s), config
-        )
-        loss = loss + config.weight(s) * total / jnp.maximum(denom, 1.0)
-        metrics.update({f"{k}_{s}": v for k, v in m.items()})
-    return loss, metrics
+    terms, metrics = stream_terms(logps, old_logps, ref_logps, masks, advantages, config)
+    return weighted_total({s: t[0] for s, t in terms.items()},
+                          {s: t[1] for s, t in terms.items()}, config), metrics
 
 
 def entropy(logits: jax.Array, temperature: float) -> jax.Array:

@@ -25,7 +25,7 @@ from paras2s_jax import sharding
 from paras2s_jax.model import KimiAudio
 from paras2s_jax.model.lora import LoRAConfig
 from paras2s_jax.sampling import SamplingConfig, bucket_length, decode_program
-from paras2s_jax.train import plan, trainer
+from paras2s_jax.train import grpo_update, plan, trainer
 from paras2s_jax.train.grpo import STREAMS
 from paras2s_jax.train.rollout import reply_logprobs, reward_forward
 from paras2s_jax.train.step import micro_batches, unmicro
@@ -84,7 +84,7 @@ def build_log_probs(run: trainer.Run, sampling: SamplingConfig,
     """`(params, rest, batch) -> reply log-probs and entropies` of the policy's graph
     (old log-probs with the policy's params, reference ones with `reference_params`),
     the rows in `micro` micro-batches one after another (each still split over the mesh);
-    `group`: consecutive rows sharing a prompt, kept whole (`grpo_stage.prompt_rows`)."""
+    `group`: consecutive rows sharing a prompt, kept whole (`grpo_update.prompt_rows`)."""
     def one(params, rest, batch):
         model = nnx.merge(run.graphdef, params, rest)
         return reply_logprobs(model, batch, sampling, with_entropy=True, group=group)
@@ -103,12 +103,10 @@ def planned(cfg: ml_collections.ConfigDict) -> plan.StagePlan:
     rollout (prefill + decode), old and reference log-probs, reward scoring, update.
     Prompts take the columns the stage pads its longest allowed prompt to
     (`data.max_prompt_len`, which it enforces); replies `max_new_tokens` columns."""
-    from paras2s_jax.train import grpo_stage
-
     adapters = policy_adapters(cfg)
     run = trainer.setup(cfg, abstract=True, adapters=adapters)
     mesh, mc = run.mesh, run.model_config
-    sampling = grpo_stage.sampling_config(cfg)
+    sampling = grpo_update.sampling_config(cfg)
     rows = cfg.grpo.query_batch * cfg.grpo.group_size
     prompt = bucket_length(cfg.data.max_prompt_len, sampling.prompt_bucket)
     reply = sampling.max_new_tokens
@@ -145,7 +143,7 @@ def planned(cfg: ml_collections.ConfigDict) -> plan.StagePlan:
                                   "continuous": ((rows, score_len), np.bool_),
                                   "features": ((rows, score_len, dim), np.float32)}, mesh)
     micro = cfg.grpo.forward_micro_batches
-    log_probs = build_log_probs(run, sampling, micro, grpo_stage.prompt_rows(cfg, micro))
+    log_probs = build_log_probs(run, sampling, micro, grpo_update.prompt_rows(cfg, micro))
     kind = f"LoRA r{adapters.rank} policy" if adapters else "full policy"
     functions = [
         plan.Planned(f"rollout {sampled} rows, prompt {prompt} + {reply} steps",
@@ -170,7 +168,7 @@ def planned(cfg: ml_collections.ConfigDict) -> plan.StagePlan:
                       *((scored["features"], scored["continuous"]) if heard else ())),
                      rows * score_len, 2, mesh=mesh),
         plan.Planned(f"GRPO update {rows}x{total}, accum {cfg.optimizer.accum_steps}, {kind}",
-                     grpo_stage.build_step(cfg, run, sampling),
+                     grpo_update.build_step(cfg, run, sampling),
                      (run.state, batch, run.rest), rows * total, 6),
     ]
     n = plan.matmul_params(nnx.state(reward_model, nnx.Param)) - plan.matmul_params(

@@ -28,15 +28,14 @@ import numpy as np
 
 from paras2s_jax import layout, sharding
 from paras2s_jax.checkpoint.orbax_io import restore_model, save_model
-from paras2s_jax.sampling import SampleOutput, SamplingConfig, generate, sampling_from_settings
+from paras2s_jax.sampling import SampleOutput, SamplingConfig, generate
 from paras2s_jax.train import grpo_models, prompt_features, stages, trainer
-from paras2s_jax.train import step as step_lib
-from paras2s_jax.train.grpo import (
-    STREAMS,
-    GRPOLossConfig,
-    group_advantages,
-    group_spread,
-    stream_loss,
+from paras2s_jax.train.grpo import STREAMS, group_advantages, group_spread
+from paras2s_jax.train.grpo_update import (
+    build_step,
+    per_update_schedule,
+    prompt_rows,
+    sampling_config,
 )
 from paras2s_jax.train.hosts import agreed, host_value
 from paras2s_jax.train.inputs import MissingInput, require
@@ -45,27 +44,9 @@ from paras2s_jax.train.reward_stage import read_view, score_token_ids
 from paras2s_jax.train.rollout import (
     judge_replies,
     pad_prompts,
-    reply_logprobs,
     rollout_batch,
     score_replies,
 )
-
-
-def loss_config(cfg: ml_collections.ConfigDict) -> GRPOLossConfig:
-    g = cfg.grpo
-    return GRPOLossConfig(clip_eps=g.clip_eps, beta_text=g.beta_text, beta_audio=g.beta_audio,
-                          weight_text=g.weight_text, weight_audio=g.weight_audio,
-                          aggregation=g.aggregation)
-
-
-def sampling_config(cfg: ml_collections.ConfigDict) -> SamplingConfig:
-    """Rollout sampling; refuses greedy streams (their log-probabilities are taken at
-    T = 1 while the tokens are argmaxes: not a policy-gradient estimator)."""
-    for stream in STREAMS:
-        if getattr(cfg.grpo.sampling, f"{stream}_temperature") <= 0:
-            raise ValueError(f"config.grpo.sampling.{stream}_temperature must be > 0: GRPO "
-                             "trains on sampled tokens; greedy ones have no policy gradient")
-    return sampling_from_settings(cfg.grpo.sampling, cfg.grpo.group_size)
 
 
 def apply_length_cap(rewards: np.ndarray, finished: np.ndarray, batch: dict, policy: str,
@@ -84,56 +65,6 @@ def apply_length_cap(rewards: np.ndarray, finished: np.ndarray, batch: dict, pol
         raise ValueError(f"config.grpo.truncated must be 'penalise', 'mask' or 'keep', "
                          f"got {policy!r}")
     return rewards
-
-
-def per_update_schedule(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A copy of `cfg` whose optimizer schedule counts updates (mu per rollout step), so
-    warm-up and decay given in rollout steps last as long as `train.total_steps` says."""
-    out = cfg.copy_and_resolve_references()
-    mu = cfg.grpo.updates_per_rollout
-    if mu < 1:
-        raise ValueError(f"config.grpo.updates_per_rollout must be >= 1, got {mu}")
-    with out.unlocked():
-        out.optimizer.warmup_steps = cfg.optimizer.warmup_steps * mu
-        out.optimizer.decay_steps = cfg.optimizer.decay_steps * mu
-    return out
-
-
-def prompt_rows(cfg: ml_collections.ConfigDict, parts: int) -> int:
-    """Consecutive rows sharing one prompt in each of `parts` micro-batches of a rollout
-    batch: the whole group (G) when the prompts split evenly between the parts (each
-    prompt's columns then run once for its G replies: `rollout.reply_hidden`), else 1."""
-    return cfg.grpo.group_size if cfg.grpo.query_batch % parts == 0 else 1
-
-
-def _loss_fns(lcfg: GRPOLossConfig, sampling: SamplingConfig, group: int = 1):
-    def loss_fn(model, batch, rng):
-        del rng
-        logps = reply_logprobs(model, batch, sampling, with_entropy=True, group=group)
-        terms, aux = {}, {}
-        for s in STREAMS:
-            # No "old" log-probs in the batch (one update per rollout): the rollout policy
-            # is the current one, old = stop_gradient(logp) inside the loss.
-            mask = batch[f"{s}_mask"]
-            terms[s], m = stream_loss(
-                logps[s], batch.get(f"old_{s}_logprobs"), batch[f"ref_{s}_logprobs"],
-                mask, batch["advantages"], lcfg.beta(s), lcfg)
-            aux[f"clip_fraction_{s}"] = m["clip_fraction"]
-            aux[f"kl_{s}"] = m["kl"]
-            aux[f"entropy_{s}"] = jnp.sum(jax.lax.stop_gradient(logps[f"entropy_{s}"]) * mask) \
-                / jnp.maximum(jnp.sum(mask), 1)
-        return terms, aux
-
-    def count_fn(batch):
-        counts = {}
-        for s in STREAMS:
-            mask = batch[f"{s}_mask"]
-            per_row = jnp.sum(mask, axis=1)
-            counts[s] = (jnp.sum(mask) if lcfg.aggregation == "token_mean"
-                         else jnp.sum(per_row > 0))
-        return counts
-
-    return loss_fn, count_fn
 
 
 def prompt_records(cfg: ml_collections.ConfigDict) -> tuple[list[dict], list[str]]:
@@ -203,19 +134,6 @@ def _global(batch: dict, mesh) -> dict:
             for k, v in batch.items()}
 
 
-def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run,
-               sampling: SamplingConfig) -> sharding.mesh_jit:
-    """The jitted GRPO update `(state, batch, rest) -> (state, metrics)`."""
-    lcfg = loss_config(cfg)
-    accum = cfg.optimizer.accum_steps
-    group = prompt_rows(cfg, accum)
-    loss_fn, count_fn = _loss_fns(lcfg, sampling, group)
-    return trainer.jit_step(run, step_lib.build_train_step(
-        run.graphdef, loss_fn, count_fn,
-        {"text": lcfg.weight_text, "audio": lcfg.weight_audio}, run.tx, run.schedule,
-        accum, group))
-
-
 # (prompt streams, sampler output, prompt features or None) -> one reward per reply row
 ScoreFn = Callable[[list[layout.Streams], SampleOutput, list[np.ndarray] | None], np.ndarray]
 JudgeFn = Callable[[list[dict], SampleOutput], np.ndarray]  # (prompt records, replies)
@@ -256,11 +174,49 @@ def rollout_step(cfg: ml_collections.ConfigDict, run: trainer.Run, picks: list[d
     return batch, diag
 
 
+# Mean gaps: a float32 reference forward on CPU matches the sampler to ~1e-7
+# (tests/train/test_whisper_rl.py); one that misses the prompt's Whisper features is off by
+# several 1e-2 on the same test model. bf16 rounding alone can reach the limit, so
+# bf16 runs only log the gap.
+FLOAT32_SAMPLER_GAP_LIMIT = 1e-2
+
+
+def sampler_gap(batch: dict, logprobs: dict) -> dict[str, float]:
+    """`sampler_gap_{s}`: mean |log-prob - the sampler's| over each stream's chosen
+    tokens. 0 up to float error when `logprobs` are the sampling policy's: the reference's
+    at a run's first update (policy = reference), where a larger gap means the two
+    forwards read different inputs (e.g. one without the prompt's Whisper features)."""
+    gaps = {}
+    for s in STREAMS:
+        mask = np.asarray(batch[f"{s}_mask"], bool)
+        diff = np.abs(np.asarray(logprobs[s], np.float64) - batch[f"sampler_{s}_logprobs"])
+        gaps[f"sampler_gap_{s}"] = float(diff[mask].mean()) if mask.any() else 0.0
+    return gaps
+
+
+def check_first_update(gaps: dict[str, float], compute_dtype) -> None:
+    """Refuse a float32 run whose reference (= the policy at the first update) does not
+    reproduce the sampler's log-probabilities (`FLOAT32_SAMPLER_GAP_LIMIT`)."""
+    if jnp.dtype(compute_dtype) != jnp.float32:
+        return
+    for name, gap in gaps.items():
+        if gap > FLOAT32_SAMPLER_GAP_LIMIT:
+            raise RuntimeError(
+                f"{name} = {gap:.3g} at the first update: the reference forward, which is "
+                "the sampling policy there, does not reproduce the sampler's log-"
+                "probabilities. Its inputs differ from the sampler's (prompt Whisper "
+                "features, attention mask, temperature) and the KL penalty would be "
+                "measured against another model.")
+
+
 def update_step(cfg: ml_collections.ConfigDict, run: trainer.Run, batch: dict,
                 step_fn: sharding.mesh_jit, log_probs: sharding.mesh_jit,
                 reference) -> dict[str, float]:
     """Reference (and, for mu > 1, old) log-probs of the rollout, then mu optimizer
-    updates on it; `batch` gains those fields; returns the updates' averaged metrics."""
+    updates on it; `batch` gains those fields; returns the updates' averaged metrics,
+    and at a run's first step (policy = reference, so its first update's `kl_*` are 0)
+    the reference's `sampler_gap` (checked in float32: `check_first_update`)."""
+    first = int(host_value(run.state["step"])) == 0
     inputs = _global(batch, run.mesh)
     ref = log_probs(reference, run.rest, inputs)
     # "Old" log-probs only when several updates share the rollout (mu > 1).
@@ -275,7 +231,12 @@ def update_step(cfg: ml_collections.ConfigDict, run: trainer.Run, batch: dict,
     for _ in range(cfg.grpo.updates_per_rollout):
         run.state, metrics = step_fn(run.state, inputs, run.rest)
         history.append(jax.device_get(metrics))
-    return {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+    result = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+    if first:
+        gaps = sampler_gap(batch, {s: batch[f"ref_{s}_logprobs"] for s in STREAMS})
+        check_first_update(gaps, run.model_config.compute_dtype)
+        result.update(gaps)
+    return result
 
 
 @stages.register("grpo")

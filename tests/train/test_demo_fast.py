@@ -34,6 +34,9 @@ def test_demo_fast_runs_every_stage(tmp_path):
                 "clip_fraction_text", "reply_length_audio", "reward_group_std",
                 "judge_zero_spread_groups", "judge_reward_group_std", "judge_reward_mean"):
         assert key in history[-1]
+    # The first step's reference (= the sampling policy) gives the sampler's log-probs.
+    assert history[0]["sampler_gap_text"] < 1e-4 and history[0]["sampler_gap_audio"] < 1e-4
+    assert "sampler_gap_text" not in history[1]
     # Re-running resumes every finished stage instead of training again.
     again = subprocess.run(
         [sys.executable, "launch/demo.py", "--fast", "--seeds", "1", "--workdir", str(tmp_path)],

@@ -10,7 +10,7 @@ from configs import grpo as grpo_config
 from paras2s_jax.model import KimiAudio, tiny
 from paras2s_jax.model.layers import Dense
 from paras2s_jax.model.lora import LoRAConfig, attach_lora
-from paras2s_jax.train import grpo_models, grpo_stage, trainer
+from paras2s_jax.train import grpo_models, grpo_update, trainer
 from paras2s_jax.train.rollout import reward_forward
 
 ROWS, PROMPT, REPLY, G = 4, 6, 5, 2  # two prompts, G = 2 replies each
@@ -71,7 +71,7 @@ def test_lora_policy_step_equals_full_step_on_merged_weights_and_reference_is_th
     merged = {k: v for k, v in nnx.to_flat_state(_merged(lora_run))
               if "lora" not in [str(p) for p in k]}
     full_run.state["params"] = nnx.from_flat_state(merged)
-    sampling = grpo_stage.sampling_config(_cfg(0))
+    sampling = grpo_update.sampling_config(_cfg(0))
     batch = _batch(lora_run.model_config)
 
     lp_lora = grpo_models.build_log_probs(lora_run, sampling)
@@ -86,9 +86,9 @@ def test_lora_policy_step_equals_full_step_on_merged_weights_and_reference_is_th
         assert np.max(np.abs(np.asarray(policy[s]) - np.asarray(ref[s]))) > 1e-3
 
     before = jax.tree.map(np.asarray, lora_run.state["params"])
-    _, m_lora = grpo_stage.build_step(_cfg(4), lora_run, sampling)(
+    _, m_lora = grpo_update.build_step(_cfg(4), lora_run, sampling)(
         lora_run.state, batch, lora_run.rest)
-    _, m_full = grpo_stage.build_step(_cfg(0), full_run, sampling)(
+    _, m_full = grpo_update.build_step(_cfg(0), full_run, sampling)(
         full_run.state, batch, full_run.rest)
     np.testing.assert_allclose(float(m_lora["loss"]), float(m_full["loss"]), rtol=1e-5)
     assert float(m_lora["grad_norm"]) > 0 and int(m_lora["skipped"]) == 0

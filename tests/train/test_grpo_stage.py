@@ -9,13 +9,8 @@ from flax import nnx
 from configs import grpo as grpo_configs
 from paras2s_jax import layout
 from paras2s_jax.train import grpo_models, trainer
-from paras2s_jax.train.grpo_stage import (
-    build_step,
-    per_update_schedule,
-    rollout_step,
-    sampling_config,
-    update_step,
-)
+from paras2s_jax.train.grpo_stage import rollout_step, update_step
+from paras2s_jax.train.grpo_update import build_step, per_update_schedule, sampling_config
 from paras2s_jax.train.optim import schedule
 
 G, PLANTED = 4, 1 * 4 + 2  # prompt 1, sample 2

@@ -3,6 +3,8 @@ distillation, RM training and GRPO, as they reached the SFT model: each output e
 an SFT-style forward built here by hand (features at the user-audio positions of the
 row's own prompt) and changes when the features change."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +20,8 @@ from paras2s_jax.model import KimiAudio, tiny
 from paras2s_jax.sampling import SamplingConfig, generate
 from paras2s_jax.train import grpo_models, trainer
 from paras2s_jax.train.distill import distill, read_scored, toy_judge
-from paras2s_jax.train.grpo_stage import prompt_rows, rollout_step, run_grpo, sampling_config
+from paras2s_jax.train.grpo_stage import rollout_step, run_grpo, update_step
+from paras2s_jax.train.grpo_update import build_step, prompt_rows, sampling_config
 from paras2s_jax.train.hosts import process_rows
 from paras2s_jax.train.inputs import InputMismatch
 from paras2s_jax.train.reward import reward_input
@@ -138,6 +141,26 @@ def test_sampler_and_logprob_forwards_hear_the_features_as_sft(rollout):
     for s in ("text", "audio"):
         m = batch[f"{s}_mask"][0]
         assert np.abs(hand[s][m] - deaf[s][m]).max() > 1e-2
+
+
+def test_first_update_reference_is_the_sampling_policy_hearing_the_features(rollout):
+    """At a run's first update the policy is the reference: the reference forward (micro-
+    batched, shared prompts, features) gives the sampler's log-probs and the KL is 0."""
+    cfg, run, sampling, _, batch, _ = rollout
+    run = dataclasses.replace(run, state=jax.tree.map(jnp.copy, run.state))  # donated
+    batch = {k: v for k, v in batch.items() if k != "rewards"}
+    micro = cfg.grpo.forward_micro_batches
+    metrics = update_step(cfg, run, batch, build_step(cfg, run, sampling),
+                          grpo_models.build_log_probs(run, sampling, micro,
+                                                      prompt_rows(cfg, micro)),
+                          grpo_models.reference_params(run, False))
+    for s in ("text", "audio"):
+        m = batch[f"{s}_mask"]
+        np.testing.assert_allclose(batch[f"ref_{s}_logprobs"][m],
+                                   batch[f"sampler_{s}_logprobs"][m], atol=2e-4)
+        assert metrics[f"sampler_gap_{s}"] < 2e-5
+        assert abs(metrics[f"kl_{s}"]) < 1e-7
+    print({k: v for k, v in metrics.items() if "gap" in k or k.startswith("kl_")})
 
 
 def test_reward_model_scores_with_each_rows_prompt_features(rollout):

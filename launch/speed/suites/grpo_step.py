@@ -65,7 +65,7 @@ def ours_iteration(model, prompt_ids, group: int, steps: int, share_prompts: boo
     from paras2s_jax.sampling import SamplingConfig, generate
     from paras2s_jax.train import step as step_lib
     from paras2s_jax.train.grpo import GRPOLossConfig, group_advantages
-    from paras2s_jax.train.grpo_stage import _loss_fns
+    from paras2s_jax.train.grpo_update import loss_fns
     from paras2s_jax.train.optim import OptimizerConfig, make_optimizer, schedule
     from paras2s_jax.train.rollout import reply_logprobs, rollout_batch
 
@@ -77,7 +77,7 @@ def ours_iteration(model, prompt_ids, group: int, steps: int, share_prompts: boo
     ocfg = OptimizerConfig(lr=LR, weight_decay=0.0)
     tx = make_optimizer(ocfg)
     shared_rows = group if share_prompts else 1  # consecutive rows that share a prompt
-    loss_fn, count_fn = _loss_fns(lcfg, sampling, shared_rows)
+    loss_fn, count_fn = loss_fns(lcfg, sampling, shared_rows)
     step = jax.jit(step_lib.build_train_step(graphdef, loss_fn, count_fn,
                                              {"text": 1.0, "audio": 1.0}, tx, schedule(ocfg)),
                    donate_argnums=0)
