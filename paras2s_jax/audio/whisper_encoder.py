@@ -1,7 +1,8 @@
 """The Whisper audio encoder (large-v3 for Kimi-Audio's continuous features) in Flax NNX.
 
 conv1 (k3, p1) + GELU, conv2 (k3, s2, p1) + GELU, + learned positions, pre-LN blocks
-(self-attention with q/v/out biases and no k bias, GELU MLP of width 4E), final
+(self-attention with q/v/out biases and no k bias, GELU MLP of width `n_audio_mlp`,
+4E unless the config says otherwise), final
 LayerNorm. Attribute names follow the Hugging Face `WhisperEncoder` so the key map in
 `whisper_checkpoint` stays mechanical.
 
@@ -35,6 +36,7 @@ class WhisperEncoderConfig(Numerics):
     n_audio_state: int = 1280
     n_audio_head: int = 20
     n_audio_layer: int = 32
+    n_audio_mlp: int | None = None  # MLP width (HF `encoder_ffn_dim`); None: 4 x n_audio_state
     layer_norm_eps: float = 1e-5  # torch.nn.LayerNorm default, used by both references
     dtype: str = "float32"  # compute dtype: "float32" or "bfloat16" (Kimi-Audio runs bf16)
     param_dtype: str = "float32"  # storage dtype of parameters
@@ -45,6 +47,11 @@ class WhisperEncoderConfig(Numerics):
                 raise WhisperConfigError(
                     f"WhisperEncoderConfig.{name} must be > 0, got {getattr(self, name)}"
                 )
+        if self.n_audio_mlp is not None and self.n_audio_mlp <= 0:
+            raise WhisperConfigError(
+                f"WhisperEncoderConfig.n_audio_mlp must be > 0 (or None for 4 x n_audio_state), "
+                f"got {self.n_audio_mlp}"
+            )
         if self.n_audio_state % self.n_audio_head:
             raise WhisperConfigError(
                 f"WhisperEncoderConfig.n_audio_head={self.n_audio_head} must divide "
@@ -85,6 +92,10 @@ class WhisperEncoderConfig(Numerics):
     def head_dim(self) -> int:
         return self.n_audio_state // self.n_audio_head
 
+    @property
+    def mlp_width(self) -> int:
+        """Hidden width of each layer's MLP (fc1 out, fc2 in): 5120 for large-v3."""
+        return 4 * self.n_audio_state if self.n_audio_mlp is None else self.n_audio_mlp
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10_000.0) -> jax.Array:
@@ -160,13 +171,13 @@ class EncoderLayer(nnx.Module):
     """Pre-LN transformer block: x + attn(LN(x)), then x + fc2(gelu(fc1(LN(x))))."""
 
     def __init__(self, config: WhisperEncoderConfig, *, rngs: nnx.Rngs):
-        e, pdt = config.n_audio_state, config.storage_dtype
+        e, m, pdt = config.n_audio_state, config.mlp_width, config.storage_dtype
         self.self_attn_layer_norm = LayerNorm(e, config.layer_norm_eps, param_dtype=pdt)
         self.self_attn = SelfAttention(e, config.n_audio_head, param_dtype=pdt, rngs=rngs)
         self.final_layer_norm = LayerNorm(e, config.layer_norm_eps, param_dtype=pdt)
         dense = dict(use_bias=True, param_dtype=pdt, rngs=rngs)
-        self.fc1 = Dense((e,), (4 * e,), ("embed", "mlp"), **dense)
-        self.fc2 = Dense((4 * e,), (e,), ("mlp", "embed"), **dense)
+        self.fc1 = Dense((e,), (m,), ("embed", "mlp"), **dense)
+        self.fc2 = Dense((m,), (e,), ("mlp", "embed"), **dense)
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         with jax.named_scope("attention"):
