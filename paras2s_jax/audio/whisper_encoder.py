@@ -13,6 +13,7 @@ N heads, D head dim.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -141,6 +142,23 @@ def conv_stem(conv1: Conv1d, conv2: Conv1d, positions: nnx.Param, mel: jax.Array
         return x + positions[: x.shape[1]].astype(x.dtype)
 
 
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """softmax(q k^T / sqrt(D), masked) v over [B, C, N, D]; the softmax runs in float32.
+
+    Written out rather than `jax.nn.dot_product_attention`: on CPU, XLA lowers that (and
+    the same einsums with v left as [B, C, N, D]) by copying the [B, N, C, C]
+    probabilities into a transposed layout; with v as [B, N, C, D] the probabilities
+    feed the product as they are. 2.2x faster attention at C = 1500 (the tokenizer).
+    """
+    logits = jnp.einsum("btnd,bsnd->bnts", q, k, preferred_element_type=jnp.float32)
+    logits = logits * (1.0 / math.sqrt(q.shape[-1]))
+    if mask is not None:
+        logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bnts,bnsd->bntd", probs, jnp.swapaxes(v, 1, 2))
+    return jnp.swapaxes(out, 1, 2)
+
+
 class SelfAttention(nnx.Module):
     """Bidirectional multi-head attention; the key projection has no bias (Whisper)."""
 
@@ -161,10 +179,7 @@ class SelfAttention(nnx.Module):
         mask: optional bool [B, 1, C, C], True where query i may attend to key j (the
         plain Whisper encoder passes none: every position is real).
         """
-        out = jax.nn.dot_product_attention(
-            self.q_proj(x), self.k_proj(x), self.v_proj(x), mask=mask
-        )
-        return self.out_proj(out)
+        return self.out_proj(attend(self.q_proj(x), self.k_proj(x), self.v_proj(x), mask))
 
 
 class EncoderLayer(nnx.Module):
