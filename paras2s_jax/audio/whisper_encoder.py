@@ -142,14 +142,29 @@ def conv_stem(conv1: Conv1d, conv2: Conv1d, positions: nnx.Param, mel: jax.Array
         return x + positions[: x.shape[1]].astype(x.dtype)
 
 
-def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None) -> jax.Array:
+def attend(
+    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None,
+    causal_block: int | None = None,
+) -> jax.Array:
     """softmax(q k^T / sqrt(D), masked) v over [B, C, N, D]; the softmax runs in float32.
+
+    causal_block: when the mask is block-causal (no query of block b = [b * size,
+    (b + 1) * size) may see a later block), each block of queries is scored against the
+    keys up to its block's end only: the same result (masked scores add exactly 0), about
+    half the attention work at 30 s with 200-frame blocks.
 
     Written out rather than `jax.nn.dot_product_attention`: on CPU, XLA lowers that (and
     the same einsums with v left as [B, C, N, D]) by copying the [B, N, C, C]
     probabilities into a transposed layout; with v as [B, N, C, D] the probabilities
     feed the product as they are. 2.2x faster attention at C = 1500 (the tokenizer).
     """
+    if causal_block is not None and causal_block < q.shape[1]:
+        blocks = []
+        for start in range(0, q.shape[1], causal_block):
+            end = min(start + causal_block, q.shape[1])
+            part = None if mask is None else mask[:, :, start:end, :end]
+            blocks.append(attend(q[:, start:end], k[:, :end], v[:, :end], part))
+        return jnp.concatenate(blocks, axis=1)
     logits = jnp.einsum("btnd,bsnd->bnts", q, k, preferred_element_type=jnp.float32)
     logits = logits * (1.0 / math.sqrt(q.shape[-1]))
     if mask is not None:
@@ -173,13 +188,17 @@ class SelfAttention(nnx.Module):
             (heads, head_dim), (width,), ("heads", "head_dim", "embed"), use_bias=True, **dense
         )
 
-    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, mask: jax.Array | None = None, causal_block: int | None = None
+    ) -> jax.Array:
         """x: [B, C, E] -> [B, C, E]. Scale 1/sqrt(D).
 
         mask: optional bool [B, 1, C, C], True where query i may attend to key j (the
-        plain Whisper encoder passes none: every position is real).
+        plain Whisper encoder passes none: every position is real). causal_block: the
+        mask's block size when it is block-causal (see `attend`).
         """
-        return self.out_proj(attend(self.q_proj(x), self.k_proj(x), self.v_proj(x), mask))
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        return self.out_proj(attend(q, k, v, mask, causal_block))
 
 
 class EncoderLayer(nnx.Module):
@@ -194,9 +213,11 @@ class EncoderLayer(nnx.Module):
         self.fc1 = Dense((e,), (m,), ("embed", "mlp"), **dense)
         self.fc2 = Dense((m,), (e,), ("mlp", "embed"), **dense)
 
-    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, mask: jax.Array | None = None, causal_block: int | None = None
+    ) -> jax.Array:
         with jax.named_scope("attention"):
-            x = x + self.self_attn(self.self_attn_layer_norm(x), mask)
+            x = x + self.self_attn(self.self_attn_layer_norm(x), mask, causal_block)
         with jax.named_scope("mlp"):
             # Exact (erf) GELU: both references use torch's default, not the tanh form.
             h = jax.nn.gelu(self.fc1(self.final_layer_norm(x)), approximate=False)

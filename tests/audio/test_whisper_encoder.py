@@ -154,3 +154,16 @@ def test_large_v3_shapes_trace_without_compute():
 
     out = nnx.eval_shape(run)
     assert out.shape == (1, 1500, 1280) and out.dtype == jnp.bfloat16
+
+
+def test_block_causal_attention_skips_only_masked_keys():
+    """Scoring each query block against the keys up to its end equals full masked attention."""
+    from paras2s_jax.audio.vq_encoder import attention_mask
+    from paras2s_jax.audio.whisper_encoder import attend
+
+    rng = np.random.default_rng(6)
+    q, k, v = (jnp.asarray(rng.normal(size=(2, 70, 4, 8)), jnp.float32) for _ in range(3))
+    mask = attention_mask(70, jnp.asarray([70, 45]), block_size=24)  # 3 blocks, one short
+    full = np.asarray(attend(q, k, v, mask))
+    blocked = np.asarray(attend(q, k, v, mask, causal_block=24))
+    assert np.abs(blocked - full).max() <= 1e-6
