@@ -15,7 +15,8 @@ given (`launch/convert.py random-speech` writes all of them with random weights)
 Input audio handling (documented, not silent):
 - files: anything libsndfile reads; unreadable or truncated files raise `AudioReadError`;
 - channels are averaged to mono (as `librosa.load` does for Kimi-Audio);
-- any rate of at least 8 kHz is resampled to 16 kHz (polyphase, anti-aliased); 8 kHz
+- any rate of at least 8 kHz is resampled to 16 kHz with libsoxr's high-quality
+  resampler, bit-equal to `librosa.load(path, sr=16000)` (the originals' loader); 8 kHz
   speech keeps no content above 4 kHz, so its codes differ from wideband speech;
   lower rates are refused;
 - longer than 30 s: cut into independent 30 s segments, exactly as both references do

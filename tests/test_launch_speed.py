@@ -105,3 +105,16 @@ def test_speech(tmp_path):
     assert results["codes"] == 25 and results["seconds_out"] == 25 * 4 * 480 / 24000
     for stage in ("tokenizer", "dit", "vocoder", "detokenizer"):
         assert results[f"{stage}_rtf"] > 0
+    assert results["tokenizer_vs_pytorch"]["ratio"] > 0
+
+
+def test_speech_tokenizer_row_vs_pytorch(capsys):
+    """The speech suite's tokenizer comparison (its first phase) on its own, in seconds."""
+    from launch.speed.suites.speech import tokenizer_vs_torch
+
+    row = tokenizer_vs_torch("minute", 30.0, repeats=1)
+    assert row["seconds"] == 2.0 and row["codes"] == 25
+    assert row["ratio"] > 0 and row["ratio_cpu"] > 0
+    assert row["ids_equal"] == row["codes"]  # both sides compute the same codes
+    assert set(row["timings"]) == {"ours", "pytorch"}
+    assert "tokenizer speed ratio ours/pytorch" in capsys.readouterr().out

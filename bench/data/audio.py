@@ -16,12 +16,10 @@ import hashlib
 import io
 import os
 import struct
-from math import gcd
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 SAMPLE_RATE = 16_000  # what every ASR / style back end here expects
 MIN_SECONDS = 0.1  # shorter than one syllable: nothing to score
@@ -113,8 +111,11 @@ def _prepare(data: np.ndarray, sr: int, what: str, sample_rate: int) -> np.ndarr
     # Averaging channels keeps the level of a centred voice; picking one could pick silence.
     mono = data.mean(axis=1)
     if sr != sample_rate:
-        g = gcd(int(sr), sample_rate)
-        mono = resample_poly(mono, sample_rate // g, int(sr) // g).astype(np.float32)
+        # The speech front end's resampler (librosa.load's soxr_hq), so the scorer hears
+        # what the system under test heard. Imported on use: paras2s_jax loads JAX.
+        from paras2s_jax.audio.audio_io import resample
+
+        mono = resample(mono, int(sr), sample_rate)
     if mono.shape[0] < MIN_SECONDS * sample_rate:
         raise AudioError(f"{what}: audio is too short ({mono.shape[0] / sample_rate:.3f} s)")
     if np.max(np.abs(mono)) < SILENCE_PEAK:

@@ -1,4 +1,4 @@
-"""Read an audio file as 16 kHz mono float32 (soundfile + polyphase resampling)."""
+"""Read an audio file as 16 kHz mono float32, exactly as Kimi-Audio's `librosa.load(sr=16000)`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-from scipy.signal import resample_poly
+import soxr
 
 from paras2s_jax.audio.mel import SAMPLE_RATE
 
@@ -24,13 +24,26 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
 
 
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """float32[N] at `orig_rate` -> float32[~N * target / orig] (anti-aliased polyphase)."""
+    """float32[N] at `orig_rate` -> float32[ceil(N * target / orig)], bit-equal to
+    `librosa.resample(audio, orig_sr=..., target_sr=..., res_type="soxr_hq")`.
+
+    That is what `librosa.load(path, sr=16000)` (Kimi-Audio's and GLM-4-Voice's loader)
+    does: libsoxr's high-quality resampler, then the output cut or zero-padded to librosa's
+    length. Another resampler (e.g. polyphase) moves samples by ~1e-3 and flips codes.
+    """
     if orig_rate <= 0 or target_rate <= 0:
         raise ValueError(f"sample rates must be positive, got {orig_rate} -> {target_rate}")
+    audio = np.ascontiguousarray(audio, np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"resample expects mono float[samples], got shape {audio.shape}")
     if orig_rate == target_rate:
-        return np.asarray(audio, np.float32)
-    g = math.gcd(orig_rate, target_rate)
-    return resample_poly(audio, target_rate // g, orig_rate // g).astype(np.float32)
+        return audio
+    out = soxr.resample(audio, orig_rate, target_rate, quality="HQ")
+    # librosa's length, with its float ratio: the exact integer ceiling can differ by one.
+    length = math.ceil(audio.size * (float(target_rate) / orig_rate))
+    if out.size >= length:
+        return out[:length]
+    return np.pad(out, (0, length - out.size))
 
 
 def _truncated_wav(path: Path) -> str | None:

@@ -50,7 +50,7 @@ def tokenizer_config_json(config: VQEncoderConfig) -> dict[str, Any]:
     return {
         "architectures": ["WhisperVQEncoder"], "model_type": "whisper",
         "d_model": config.n_audio_state, "encoder_attention_heads": config.n_audio_head,
-        "encoder_ffn_dim": 4 * config.n_audio_state,
+        "encoder_ffn_dim": config.mlp_width,
         # The published model was trained with twice the layers it keeps (32 -> 16).
         "encoder_layers": 2 * config.n_audio_layer, "num_mel_bins": config.n_mels,
         "max_source_positions": config.n_audio_ctx, "activation_function": "gelu",
@@ -105,7 +105,7 @@ def write_random_whisper_encoder(
     raw = {"architectures": ["WhisperForConditionalGeneration"], "model_type": "whisper",
            "num_mel_bins": config.n_mels, "max_source_positions": config.n_audio_ctx,
            "d_model": config.n_audio_state, "encoder_attention_heads": config.n_audio_head,
-           "encoder_layers": config.n_audio_layer, "encoder_ffn_dim": 4 * config.n_audio_state,
+           "encoder_layers": config.n_audio_layer, "encoder_ffn_dim": config.mlp_width,
            "activation_function": "gelu", "torch_dtype": "float32"}
     (out / "config.json").write_text(json.dumps(raw, indent=2) + "\n")
     return {k: v.shape for k, v in tensors.items()}

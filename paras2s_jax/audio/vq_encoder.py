@@ -153,7 +153,7 @@ class VQEncoder(nnx.Module):
         mask = attention_mask(frames, valid, c.block_size)
         for i, layer in enumerate(self.layers):
             with jax.named_scope(f"layer_{i}"):
-                x = layer(x, mask)
+                x = layer(x, mask, c.block_size)
         k = c.pooling_kernel_size
         x = x.astype(jnp.float32)
         x = jnp.pad(x, ((0, 0), (0, -frames % k), (0, 0)))  # zeros, counted in the mean

@@ -31,7 +31,11 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from paras2s_jax.audio.whisper_encoder import WhisperEncoder, WhisperEncoderConfig
+from paras2s_jax.audio.whisper_encoder import (
+    WhisperConfigError,
+    WhisperEncoder,
+    WhisperEncoderConfig,
+)
 from paras2s_jax.checkpoint.placement import place_on_shards
 from paras2s_jax.checkpoint.safetensors_io import SafetensorsFile
 from paras2s_jax.sharding import PARAM_RULES, Rules
@@ -86,7 +90,7 @@ _LAYER = (
 
 def _kinds(c: WhisperEncoderConfig) -> dict[str, tuple[tuple[int, ...], Callable]]:
     """kind -> (PyTorch shape, map from the PyTorch array to our layout)."""
-    e, n, d, m = c.n_audio_state, c.n_audio_head, c.head_dim, c.n_mels
+    e, n, d, m, f = c.n_audio_state, c.n_audio_head, c.head_dim, c.n_mels, c.mlp_width
     conv = lambda x: x.transpose(2, 1, 0)  # noqa: E731  [out, in, k] -> [k, in, out]
     keep = lambda x: x  # noqa: E731
     return {
@@ -94,13 +98,13 @@ def _kinds(c: WhisperEncoderConfig) -> dict[str, tuple[tuple[int, ...], Callable
         "conv2": ((e, e, 3), conv),
         "positions": ((c.n_audio_ctx, e), keep),
         "vector": ((e,), keep),
-        "mlp_vector": ((4 * e,), keep),
+        "mlp_vector": ((f,), keep),
         # Linear weights are [out, in]; heads get their own axis so they can be sharded.
         "qkv": ((e, e), lambda x: x.T.reshape(e, n, d)),
         "qkv_bias": ((e,), lambda x: x.reshape(n, d)),
         "out": ((e, e), lambda x: x.T.reshape(n, d, e)),
-        "fc1": ((4 * e, e), lambda x: x.T),
-        "fc2": ((e, 4 * e), lambda x: x.T),
+        "fc1": ((f, e), lambda x: x.T),
+        "fc2": ((e, f), lambda x: x.T),
     }
 
 
@@ -201,17 +205,18 @@ def read_hf_config(path: str | Path, **overrides: Any) -> WhisperEncoderConfig:
     missing = [hf for hf in fields.values() if hf not in raw]
     if missing:
         raise WhisperCheckpointError(f"{file}: no {missing[0]!r}; is this a Whisper config?")
-    # This encoder implements exact GELU and a 4x MLP; refuse configs that differ.
+    # This encoder implements exact GELU only; refuse configs that differ.
     if raw.get("activation_function", "gelu") != "gelu":
         raise WhisperCheckpointError(
             f"{file}: activation_function={raw['activation_function']!r}, only 'gelu' is supported"
         )
-    if raw.get("encoder_ffn_dim", 4 * raw["d_model"]) != 4 * raw["d_model"]:
-        raise WhisperCheckpointError(
-            f"{file}: encoder_ffn_dim={raw['encoder_ffn_dim']} must be 4 x d_model={raw['d_model']}"
-        )
     values = {ours: int(raw[hf]) for ours, hf in fields.items()}
-    return WhisperEncoderConfig(**{**values, **overrides})
+    if raw.get("encoder_ffn_dim") is not None:  # HF's own default is 4 x d_model when absent
+        values["n_audio_mlp"] = int(raw["encoder_ffn_dim"])
+    try:
+        return WhisperEncoderConfig(**{**values, **overrides})
+    except WhisperConfigError as err:
+        raise WhisperCheckpointError(f"{file}: {err}") from err
 
 
 def load_hf_whisper_encoder(

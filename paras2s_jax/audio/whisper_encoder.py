@@ -1,7 +1,8 @@
 """The Whisper audio encoder (large-v3 for Kimi-Audio's continuous features) in Flax NNX.
 
 conv1 (k3, p1) + GELU, conv2 (k3, s2, p1) + GELU, + learned positions, pre-LN blocks
-(self-attention with q/v/out biases and no k bias, GELU MLP of width 4E), final
+(self-attention with q/v/out biases and no k bias, GELU MLP of width `n_audio_mlp`,
+4E unless the config says otherwise), final
 LayerNorm. Attribute names follow the Hugging Face `WhisperEncoder` so the key map in
 `whisper_checkpoint` stays mechanical.
 
@@ -12,6 +13,7 @@ N heads, D head dim.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -35,6 +37,7 @@ class WhisperEncoderConfig(Numerics):
     n_audio_state: int = 1280
     n_audio_head: int = 20
     n_audio_layer: int = 32
+    n_audio_mlp: int | None = None  # MLP width (HF `encoder_ffn_dim`); None: 4 x n_audio_state
     layer_norm_eps: float = 1e-5  # torch.nn.LayerNorm default, used by both references
     dtype: str = "float32"  # compute dtype: "float32" or "bfloat16" (Kimi-Audio runs bf16)
     param_dtype: str = "float32"  # storage dtype of parameters
@@ -45,6 +48,11 @@ class WhisperEncoderConfig(Numerics):
                 raise WhisperConfigError(
                     f"WhisperEncoderConfig.{name} must be > 0, got {getattr(self, name)}"
                 )
+        if self.n_audio_mlp is not None and self.n_audio_mlp <= 0:
+            raise WhisperConfigError(
+                f"WhisperEncoderConfig.n_audio_mlp must be > 0 (or None for 4 x n_audio_state), "
+                f"got {self.n_audio_mlp}"
+            )
         if self.n_audio_state % self.n_audio_head:
             raise WhisperConfigError(
                 f"WhisperEncoderConfig.n_audio_head={self.n_audio_head} must divide "
@@ -85,6 +93,10 @@ class WhisperEncoderConfig(Numerics):
     def head_dim(self) -> int:
         return self.n_audio_state // self.n_audio_head
 
+    @property
+    def mlp_width(self) -> int:
+        """Hidden width of each layer's MLP (fc1 out, fc2 in): 5120 for large-v3."""
+        return 4 * self.n_audio_state if self.n_audio_mlp is None else self.n_audio_mlp
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10_000.0) -> jax.Array:
@@ -130,6 +142,38 @@ def conv_stem(conv1: Conv1d, conv2: Conv1d, positions: nnx.Param, mel: jax.Array
         return x + positions[: x.shape[1]].astype(x.dtype)
 
 
+def attend(
+    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None,
+    causal_block: int | None = None,
+) -> jax.Array:
+    """softmax(q k^T / sqrt(D), masked) v over [B, C, N, D]; the softmax runs in float32.
+
+    causal_block: when the mask is block-causal (no query of block b = [b * size,
+    (b + 1) * size) may see a later block), each block of queries is scored against the
+    keys up to its block's end only: the same result (masked scores add exactly 0), about
+    half the attention work at 30 s with 200-frame blocks.
+
+    Written out rather than `jax.nn.dot_product_attention`: on CPU, XLA lowers that (and
+    the same einsums with v left as [B, C, N, D]) by copying the [B, N, C, C]
+    probabilities into a transposed layout; with v as [B, N, C, D] the probabilities
+    feed the product as they are. 2.2x faster attention at C = 1500 (the tokenizer).
+    """
+    if causal_block is not None and causal_block < q.shape[1]:
+        blocks = []
+        for start in range(0, q.shape[1], causal_block):
+            end = min(start + causal_block, q.shape[1])
+            part = None if mask is None else mask[:, :, start:end, :end]
+            blocks.append(attend(q[:, start:end], k[:, :end], v[:, :end], part))
+        return jnp.concatenate(blocks, axis=1)
+    logits = jnp.einsum("btnd,bsnd->bnts", q, k, preferred_element_type=jnp.float32)
+    logits = logits * (1.0 / math.sqrt(q.shape[-1]))
+    if mask is not None:
+        logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bnts,bnsd->bntd", probs, jnp.swapaxes(v, 1, 2))
+    return jnp.swapaxes(out, 1, 2)
+
+
 class SelfAttention(nnx.Module):
     """Bidirectional multi-head attention; the key projection has no bias (Whisper)."""
 
@@ -144,33 +188,36 @@ class SelfAttention(nnx.Module):
             (heads, head_dim), (width,), ("heads", "head_dim", "embed"), use_bias=True, **dense
         )
 
-    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, mask: jax.Array | None = None, causal_block: int | None = None
+    ) -> jax.Array:
         """x: [B, C, E] -> [B, C, E]. Scale 1/sqrt(D).
 
         mask: optional bool [B, 1, C, C], True where query i may attend to key j (the
-        plain Whisper encoder passes none: every position is real).
+        plain Whisper encoder passes none: every position is real). causal_block: the
+        mask's block size when it is block-causal (see `attend`).
         """
-        out = jax.nn.dot_product_attention(
-            self.q_proj(x), self.k_proj(x), self.v_proj(x), mask=mask
-        )
-        return self.out_proj(out)
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        return self.out_proj(attend(q, k, v, mask, causal_block))
 
 
 class EncoderLayer(nnx.Module):
     """Pre-LN transformer block: x + attn(LN(x)), then x + fc2(gelu(fc1(LN(x))))."""
 
     def __init__(self, config: WhisperEncoderConfig, *, rngs: nnx.Rngs):
-        e, pdt = config.n_audio_state, config.storage_dtype
+        e, m, pdt = config.n_audio_state, config.mlp_width, config.storage_dtype
         self.self_attn_layer_norm = LayerNorm(e, config.layer_norm_eps, param_dtype=pdt)
         self.self_attn = SelfAttention(e, config.n_audio_head, param_dtype=pdt, rngs=rngs)
         self.final_layer_norm = LayerNorm(e, config.layer_norm_eps, param_dtype=pdt)
         dense = dict(use_bias=True, param_dtype=pdt, rngs=rngs)
-        self.fc1 = Dense((e,), (4 * e,), ("embed", "mlp"), **dense)
-        self.fc2 = Dense((4 * e,), (e,), ("mlp", "embed"), **dense)
+        self.fc1 = Dense((e,), (m,), ("embed", "mlp"), **dense)
+        self.fc2 = Dense((m,), (e,), ("mlp", "embed"), **dense)
 
-    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, mask: jax.Array | None = None, causal_block: int | None = None
+    ) -> jax.Array:
         with jax.named_scope("attention"):
-            x = x + self.self_attn(self.self_attn_layer_norm(x), mask)
+            x = x + self.self_attn(self.self_attn_layer_norm(x), mask, causal_block)
         with jax.named_scope("mlp"):
             # Exact (erf) GELU: both references use torch's default, not the tanh form.
             h = jax.nn.gelu(self.fc1(self.final_layer_norm(x)), approximate=False)

@@ -34,7 +34,7 @@ def hf_tiny_config(cfg: WhisperEncoderConfig = TINY) -> WhisperConfig:
     return WhisperConfig(
         vocab_size=64, num_mel_bins=cfg.n_mels, d_model=cfg.n_audio_state,
         encoder_layers=cfg.n_audio_layer, encoder_attention_heads=cfg.n_audio_head,
-        encoder_ffn_dim=4 * cfg.n_audio_state, decoder_layers=1, decoder_attention_heads=4,
+        encoder_ffn_dim=cfg.mlp_width, decoder_layers=1, decoder_attention_heads=4,
         decoder_ffn_dim=64, max_source_positions=cfg.n_audio_ctx, max_target_positions=8,
         pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3,
     )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 import pytest
 import soundfile
 
-from paras2s_jax.audio import AudioReadError, write_random_speech
+from paras2s_jax.audio import AudioReadError, resample, write_random_speech
 from paras2s_jax.speech import Speech, as_16k_mono
 
 
@@ -84,3 +85,16 @@ def test_decode_refuses_empty_and_foreign_codes(speech):
         checked.decode([])
     with pytest.raises(ValueError, match="152064 offset"):
         checked.decode([152064 + 3])
+
+
+@pytest.mark.parametrize("rate", [8_000, 11_025, 22_050, 44_100, 48_000])
+def test_resample_is_librosa_soxr_hq(rate):
+    """Bit-equal to librosa's default resampler, length included (soxr alone is often one
+    sample short of librosa's ceil(N * 16000 / rate))."""
+    rng = np.random.default_rng(rate)
+    for n in (1, 7, 1000, rate, rate + 1, 123_457):
+        x = (0.3 * rng.standard_normal(n)).astype(np.float32)
+        expected = librosa.resample(x, orig_sr=rate, target_sr=16_000, res_type="soxr_hq")
+        out = resample(x, rate)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out, expected)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from flax import nnx
 from safetensors.torch import save_file
+from transformers import WhisperModel
 
 from paras2s_jax.audio import (
     WhisperEncoder,
@@ -19,7 +20,7 @@ from paras2s_jax.audio import (
     load_whisper_encoder,
 )
 from paras2s_jax.sharding import MeshConfig, logical_specs, make_mesh
-from tests.audio.conftest import TINY
+from tests.audio.conftest import TINY, hf_tiny_config, randomize_
 
 TOL = 1e-4
 
@@ -37,7 +38,7 @@ def _mel(seed: int, batch: int = 2) -> np.ndarray:
 def test_matches_transformers_whisper_encoder(hf_whisper):
     model, directory = hf_whisper
     encoder = load_hf_whisper_encoder(directory)  # config.json beside the weights
-    assert encoder.config == TINY
+    assert encoder.config == TINY.replace(n_audio_mlp=4 * TINY.n_audio_state)
     mel = _mel(0)
     with torch.no_grad():
         expected = model.encoder(torch.from_numpy(mel)).last_hidden_state.numpy()
@@ -46,6 +47,20 @@ def test_matches_transformers_whisper_encoder(hf_whisper):
     diff = np.abs(out - expected).max()
     print(f"encoder vs transformers WhisperModel.encoder: max |diff| = {diff:.2e}")
     assert diff <= TOL
+
+
+def test_non_4x_ffn_checkpoint_matches_transformers(tmp_path):
+    """The MLP width comes from `encoder_ffn_dim`, not from a fixed 4 x d_model."""
+    cfg = TINY.replace(n_audio_mlp=48)  # 1.5 x d_model
+    model = WhisperModel(hf_tiny_config(cfg)).eval()
+    randomize_(model, seed=5)
+    model.save_pretrained(tmp_path)
+    encoder = load_hf_whisper_encoder(tmp_path)
+    assert encoder.config == cfg
+    mel = _mel(4)
+    with torch.no_grad():
+        expected = model.encoder(torch.from_numpy(mel)).last_hidden_state.numpy()
+    assert np.abs(np.asarray(_encode(encoder, mel)) - expected).max() <= TOL
 
 
 def test_matches_openai_whisper_audio_encoder(openai_whisper):
@@ -139,3 +154,16 @@ def test_large_v3_shapes_trace_without_compute():
 
     out = nnx.eval_shape(run)
     assert out.shape == (1, 1500, 1280) and out.dtype == jnp.bfloat16
+
+
+def test_block_causal_attention_skips_only_masked_keys():
+    """Scoring each query block against the keys up to its end equals full masked attention."""
+    from paras2s_jax.audio.vq_encoder import attention_mask
+    from paras2s_jax.audio.whisper_encoder import attend
+
+    rng = np.random.default_rng(6)
+    q, k, v = (jnp.asarray(rng.normal(size=(2, 70, 4, 8)), jnp.float32) for _ in range(3))
+    mask = attention_mask(70, jnp.asarray([70, 45]), block_size=24)  # 3 blocks, one short
+    full = np.asarray(attend(q, k, v, mask))
+    blocked = np.asarray(attend(q, k, v, mask, causal_block=24))
+    assert np.abs(blocked - full).max() <= 1e-6

@@ -25,14 +25,17 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoderLayer
 class ReferenceVQEncoder(nn.Module):
     """`WhisperVQEncoder` in inference mode: (features, mask) -> (ids, pooled, last_hidden)."""
 
-    def __init__(self, raw: dict):
+    def __init__(self, raw: dict, attn_implementation: str = "eager"):
+        """raw: the tokenizer's config.json; attn_implementation: transformers' "eager"
+        (the parity reference) or "sdpa" (torch's fused attention, the speed peer)."""
         super().__init__()
         d, ctx = raw["d_model"], raw["max_source_positions"]
         self.raw = raw
         config = WhisperConfig(
             d_model=d, encoder_attention_heads=raw["encoder_attention_heads"],
             encoder_ffn_dim=raw["encoder_ffn_dim"], num_mel_bins=raw["num_mel_bins"],
-            max_source_positions=ctx, activation_function="gelu", attn_implementation="eager",
+            max_source_positions=ctx, activation_function="gelu",
+            attn_implementation=attn_implementation,
         )
         self.conv1 = nn.Conv1d(raw["num_mel_bins"], d, 3)
         self.conv2 = nn.Conv1d(d, d, 3, stride=2)
@@ -82,9 +85,9 @@ class ReferenceVQEncoder(nn.Module):
         return ids, pooled, last_hidden
 
 
-def load_reference(directory: Path) -> ReferenceVQEncoder:
+def load_reference(directory: Path, attn_implementation: str = "eager") -> ReferenceVQEncoder:
     raw = json.loads((directory / "config.json").read_text())
-    model = ReferenceVQEncoder(raw).eval()
+    model = ReferenceVQEncoder(raw, attn_implementation).eval()
     model.load_state_dict(load_file(directory / "model.safetensors"))
     return model
 

@@ -12,6 +12,15 @@ published tokenizer and vocoder, and the published DiT width with `--dit-depth` 
 (2 by default: the 16-block DiT needs ~5 TFLOP per second of speech, hours on a small
 CPU; the per-block cost is printed); device = every published size. Weights are random
 (timing does not depend on their values).
+
+First, the tokenizer against the original algorithm in PyTorch: GLM-4-Voice's
+`WhisperVQEncoder` as the repository's parity reference writes it (transformers'
+`WhisperEncoderLayer`s with sdpa attention, causal convolutions, the block mask, average
+pooling, the addmm codebook search) fed by HF `WhisperFeatureExtractor`, on the same
+random `glm-4-voice-tokenizer` directory (both sides load its files), the same
+`--tokenizer-seconds` of audio (one clip, as Kimi-Audio tokenises it), in one process on
+the same cores, interleaved. bench and device sizes: the published 16 layers x 1280 on a
+full 30 s segment; minute: the tiny tokenizer. The ids of both sides are compared.
 """
 
 from __future__ import annotations
@@ -19,11 +28,71 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="audio length")
     parser.add_argument("--dit-depth", type=int, default=None,
                         help="DiT blocks (default: 2 at --size bench, published otherwise)")
+    parser.add_argument("--tokenizer-seconds", type=float, default=30.0,
+                        help="audio length of the tokenizer vs PyTorch comparison")
+
+
+def _speech_clip(seconds: float) -> np.ndarray:
+    """16 kHz mono test audio: a gliding tone with a slow envelope and a little noise."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    noise = 0.01 * np.random.default_rng(0).standard_normal(t.size)
+    return (0.3 * np.sin(2 * np.pi * (150 * t + 40 * t**2)) * (1 + np.sin(3 * t))
+            + noise).astype(np.float32)
+
+
+def tokenizer_vs_torch(size: str, seconds: float, repeats: int) -> dict:
+    """Our tokenizer (jit, fp32) vs the PyTorch original algorithm on one clip; both load
+    the same random published-layout directory. Prints the table, returns the record."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from transformers import WhisperFeatureExtractor
+
+    from launch.speed.common import interleaved, table
+    from paras2s_jax.audio.random_speech import speech_presets, write_random_vq_checkpoint
+    from paras2s_jax.audio.speech_tokenizer import SpeechTokenizer
+    from paras2s_jax.audio.vq_checkpoint import load_vq_encoder
+    from tests.audio.vq_reference import load_reference, reference_tokenize
+
+    config, _ = speech_presets("tiny" if size == "minute" else "kimi_audio_7b")
+    seconds = 2.0 if size == "minute" else seconds
+    audio = _speech_clip(seconds)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_random_vq_checkpoint(Path(tmp), config, seed=0)
+        ours = SpeechTokenizer(load_vq_encoder(tmp))
+        peer = load_reference(Path(tmp), attn_implementation="sdpa")
+        extractor = WhisperFeatureExtractor.from_pretrained(tmp)
+
+    def theirs():
+        with torch.inference_mode():
+            return reference_tokenize(peer, extractor, audio)[0]
+
+    ids, ref_ids = ours.tokenize(audio), theirs()
+    t = interleaved({"ours": lambda: ours.tokenize(audio), "pytorch": theirs}, repeats)
+    ratio = t.median("pytorch") / t.median("ours")
+    cpu_ratio = t.median_cpu("pytorch") / t.median_cpu("ours")
+    agree = int((ids == ref_ids).sum())
+    print(f"tokenizer vs PyTorch (GLM-4-Voice WhisperVQEncoder: transformers layers, sdpa), "
+          f"{config.n_audio_layer} layers x {config.n_audio_state}, {seconds:.0f} s clip, "
+          f"fp32, torch threads {torch.get_num_threads()}; medians of {repeats} interleaved "
+          "rounds after a warm-up")
+    print(table(["", "wall s", "CPU s", "RTF", "spread"],
+                [[name, t.median(name), t.median_cpu(name), t.median(name) / seconds,
+                  t.spread(name)] for name in ("ours", "pytorch")]))
+    print(f"tokenizer speed ratio ours/pytorch: {ratio:.2f}x wall, {cpu_ratio:.2f}x CPU time; "
+          f"ids equal {agree}/{ids.size}")
+    return {"timings": t.as_dict(), "ratio": ratio, "ratio_cpu": cpu_ratio,
+            "ids_equal": agree, "codes": int(ids.size), "seconds": seconds,
+            "layers": config.n_audio_layer, "width": config.n_audio_state,
+            "torch_threads": torch.get_num_threads()}
 
 
 def _models(size: str, dit_depth: int | None):
@@ -48,11 +117,14 @@ def _models(size: str, dit_depth: int | None):
 
 
 def run(args: argparse.Namespace) -> dict:
+    import gc
     import statistics
 
-    import numpy as np
-
     from launch.speed.common import table
+
+    # First and on its own: the peer's weights are freed before the detokenizer is built.
+    versus_torch = tokenizer_vs_torch(args.size, args.tokenizer_seconds, args.repeats)
+    gc.collect()
     from paras2s_jax.audio.detokenizer import Detokenizer, streaming
     from paras2s_jax.audio.speech_tokenizer import SpeechTokenizer
 
@@ -60,8 +132,7 @@ def run(args: argparse.Namespace) -> dict:
     encoder, dit, vocoder = _models(args.size, args.dit_depth)
     tokenizer = SpeechTokenizer(encoder)
     detok = Detokenizer(dit, vocoder)
-    t = np.arange(int(seconds * 16000)) / 16000
-    audio = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(3 * t))).astype(np.float32)
+    audio = _speech_clip(seconds)
     codes = tokenizer.tokenize(audio)
     ids = np.arange(codes.size) % min(encoder.config.codebook_size, dit.config.semantic_vocab_size)
 
@@ -112,4 +183,5 @@ def run(args: argparse.Namespace) -> dict:
             "tokenizer_rtf": tok / seconds, "dit_rtf": (det - voc) / out_seconds,
             "vocoder_rtf": voc / out_seconds, "detokenizer_rtf": det / out_seconds,
             "dit_depth": c.depth, "dit_rtf_per_block": per_block,
+            "tokenizer_vs_pytorch": versus_torch,
             "samples_s": {"tokenizer": tok_s, "detokenizer": detok_s, "vocoder": voc_s}}
