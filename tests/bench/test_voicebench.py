@@ -27,7 +27,8 @@ ROWS = {
          "id": "web_of_lies_3"},
         {"prompt": "Take 1 step. Turn around. Take 1 step. Back at the start?",
          "reference": "yes", "id": "navigate_7"},
-        {"prompt": "Which is right?", "reference": "(A)", "id": "date_understanding_2"}],
+        {"prompt": "Which is right?", "reference": "(A)", "id": "date_understanding_2"},
+        {"prompt": "Which adjective order is right?", "reference": "(B)", "id": "hyperbaton_4"}],
     ("ifeval", "test"): [
         {"prompt": "Describe rain in lowercase without commas.", "key": 1,
          "instruction_id_list": ["change_case:english_lowercase", "punctuation:no_comma"],
@@ -49,6 +50,7 @@ REPLIES = {
     "Jerry lies. Does Jerry tell the truth?": "Jerry is lying.",
     "Take 1 step. Turn around. Take 1 step. Back at the start?": "Let me think about it.",
     "Which is right?": "(A)",
+    "Which adjective order is right?": "The correct answer is (B).",
     "Describe rain in lowercase without commas.": "rain falls softly on the roof",
     "Say hi in at least five words and rhyme.": "Hi.",
     "Greet me in lowercase with at least five words.": "hello there.",
@@ -166,7 +168,8 @@ def test_scores_each_subset_its_own_way_and_resumes(root, tmp_path, ifeval_stand
     guessed = bbh["bbh-test-00001"]
     assert guessed["guessed"] and guessed["score"] == float(guess("bbh-test-00001", (0, 1)) == 1)
     assert "date_understanding_2" in bbh["bbh-test-00002"]["error"]
-    assert summary["bbh"]["failed"] == 1 and summary["bbh"]["guessed"] == 50.0
+    assert bbh["bbh-test-00003"]["score"] == 1.0  # (B) read as answer 1, reference (B)
+    assert summary["bbh"]["failed"] == 1 and summary["bbh"]["guessed"] == pytest.approx(100 / 3)
     assert summary["alpacaeval"]["normalised"] == 80.0 and summary["sd-qa"]["value"] == 100.0
     assert summary["overall"]["n"] == 6 and "partial" in summary["overall"]["metric"]
     assert "(6 of 9) |" in markdown({"canned": summary})
