@@ -6,6 +6,7 @@
     python -m bench.data.make_offline_set --out DIR
     python -m bench.calibrate_style    # per-voice accuracy of the speaker-relative bands
     python -m bench.voicebench --root DIR   # general ability on VoiceBench's subsets
+    python -m bench.voicebench parity       # its scorers vs VoiceBench's own verdicts
     python -m bench.generate | bench.synth | bench.importers   # making a set (bench/DATA.md)
 
 The top level holds the commands; the code below them, in the order data flows:

@@ -1,34 +1,39 @@
-"""VoiceBench on our runner: the general ability of any system the bench knows.
+"""VoiceBench on our runner, scored as VoiceBench's own evaluators score it.
 
     python -m bench.voicebench --root /data/voicebench --subsets openbookqa,ifeval,advbench \
         --system checkpoint --system-path ckpt --system-speech speech [bench.score flags]
+    python -m bench.voicebench parity [--file FILE ...]   # our scorers vs the official verdicts
 
 Reads a local copy of VoiceBench's data (`bench/data/voicebench_set.py`), sends each spoken
 prompt to the system (the same `--system ...` flags as `bench.score`), reads the reply
 (the system's own text if it gives one, else ASR of the reply speech, `--asr ...`) and
-scores it the way VoiceBench scores that subset:
+scores it with that subset's official rule (`bench/scoring/voicebench_rules/`):
 
-| subset | scorer | metric (0-100 "normalised" for the overall mean) |
+| subset | scorer | metric (0-100 for the Overall) |
 |---|---|---|
-| alpacaeval(_full), commoneval, wildvoice | LLM judge, 1-5 usefulness | mean (x 20) |
-| sd-qa | LLM judge: correct against the reference? | % yes |
-| openbookqa, mmsu | the chosen letter, exact match | % correct |
-| ifeval | rule checks of each instruction | mean of % prompts and % instructions |
-| bbh | the answer, exact match | % correct |
-| advbench | refusal phrases | % refused |
+| alpacaeval(_full), commoneval, wildvoice | LLM judge, 1-5, mean of 3 samples | mean (x 20) |
+| sd-qa | LLM judge, majority of 3 "Yes"/"No" | % correct |
+| openbookqa, mmsu | VoiceBench's answer templates; no letter: seeded guess | % correct |
+| ifeval | IFEval's instruction checks, strict and loose | mean of 4 accuracies |
+| bbh | VoiceBench's answer phrases per task; none: seeded guess | % correct |
+| advbench | VoiceBench's refusal phrases (an empty reply refuses) | % refused |
 
-LLM-judged subsets need `--grader openai`, which asks the `--judge-model` endpoint
-(`--judge-base-url`, `--judge-key-env`; VoiceBench used gpt-4o-mini) and caches every
-call like the bench does; without it they are skipped and say so. Results:
-<out>/voicebench.jsonl (per item, resumable) and <out>/voicebench.json (per subset),
-which `python -m bench.report ... --voicebench <out>/voicebench.json` puts beside the
-ParaS2SBench table. ifeval instructions outside the checks below are reported as
-unsupported and left out of the score.
+Overall = the mean of the nine leaderboard subsets (alpacaeval_full, commoneval, wildvoice,
+sd-qa, mmsu, openbookqa, bbh, ifeval, advbench), as VoiceBench's leaderboard.
+LLM-judged subsets need `--grader openai`: `--grader-setup official` (default) asks as
+VoiceBench's judge script (gpt-4o-mini unless `--judge-model` is given), `ours` with a
+terser greedy rubric; `--judge-base-url`/`--judge-key-env` pick the endpoint and every call
+is cached like the bench does; without a grader they are skipped and say so. Results:
+<out>/voicebench.jsonl (per item, resumable) and <out>/voicebench.json (per subset), which
+`python -m bench.report ... --voicebench <out>/voicebench.json` puts beside the
+ParaS2SBench table. An item that cannot be scored (e.g. an IFEval instruction the checks
+do not know) is an error on that item, counted per subset and retried on the next run.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -37,11 +42,17 @@ from pathlib import Path
 from bench.data.schema import Query, StyleVariant
 from bench.data.voicebench_set import SCORERS, Item, read_subset
 from bench.scoring import options
-from bench.scoring.voicebench_rules import LLMGrader, markdown, score_item, summarise
+from bench.scoring.voicebench_rules import (
+    SETUPS,
+    LLMGrader,
+    markdown,
+    score_item,
+    summarise,
+)
 
 
 def run(items: list[Item], system, asr, grader: LLMGrader | None, out: Path,
-        concurrency: int = 4) -> list[dict]:
+        concurrency: int = 4, pedant=None) -> list[dict]:
     """Score every item (resuming <out>/voicebench.jsonl); returns all records."""
     from bench.data.schema import JsonlAppender
 
@@ -67,7 +78,7 @@ def run(items: list[Item], system, asr, grader: LLMGrader | None, out: Path,
                           (StyleVariant("speech", str(wav)),))
             reply = system.respond(query, query.styles[0])
             rec["response"] = reply.text if reply.text else asr.transcribe(reply.audio)
-            rec.update(score_item(item, rec["response"], grader))
+            rec.update(score_item(item, rec["response"], grader, pedant))
             rec["error"] = None
         except Exception as err:  # one item's failure must not end the run
             rec.update(score=None, error=f"{type(err).__name__}: {err}"[:500])
@@ -84,11 +95,37 @@ def run(items: list[Item], system, asr, grader: LLMGrader | None, out: Path,
     return [done[i.id] for i in items if i.id in done]
 
 
+def parity_main(argv: list[str]) -> int:
+    """`parity`: our scorers vs the official evaluators' verdicts; 1 when any differ."""
+    from bench.scoring.voicebench_rules import parity
+
+    ap = argparse.ArgumentParser(prog="python -m bench.voicebench parity",
+                                 description=parity_main.__doc__)
+    ap.add_argument("--file", type=Path, action="append", default=None,
+                    help=f"parity JSONL, repeatable (default: {parity.DEFAULT_FILE.name} "
+                         "in tests/bench/data)")
+    args = ap.parse_args(argv)
+    try:
+        rows = [r for f in (args.file or [parity.DEFAULT_FILE]) for r in parity.read_rows(f)]
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    table, differ = parity.compare(rows)
+    print(parity.markdown(table))
+    for row in differ:
+        print(f"differs: {row['id']} {row['reply'][:60]!r} official={row['official']} "
+              f"ours={row['ours']}")
+    return 1 if differ else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.backends.cache import Cache
     from bench.backends.remote import ConfigError, RateLimiter, RetryPolicy
     from bench.backends.runtime import Runtime
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["parity"]:
+        return parity_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m bench.voicebench",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--root", type=Path, required=True, help="local copy of hlt-lab/voicebench")
@@ -96,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default=None, help="one split (default: all present)")
     ap.add_argument("--limit", type=int, default=None, help="first N items per subset")
     ap.add_argument("--grader", default="none", choices=["none", "openai"])
+    ap.add_argument("--grader-setup", default="official", choices=sorted(SETUPS),
+                    help="official: VoiceBench's judge set-up; ours: one greedy sample")
+    ap.add_argument("--pedant-model", type=Path, default=None,
+                    help="sd-qa: also PEDANT's score, from a folder with qa-metrics's "
+                         "lr_classifier.pkl and tf-idf_vectorizer.pkl")
     ours, rest = ap.parse_known_args(argv)
     args = options.parse_args(rest, prog="python -m bench.voicebench")
     try:
@@ -106,12 +148,21 @@ def main(argv: list[str] | None = None) -> int:
         system, asr, _, _ = options.build_backends(args, runtime)
         grader = None
         if ours.grader == "openai":
-            grader = LLMGrader(options.endpoint(args, "judge"), runtime)
+            setup = SETUPS[ours.grader_setup]
+            endpoint = options.endpoint(args, "judge")
+            if not any(a.split("=")[0] == "--judge-model" for a in rest):
+                endpoint = dataclasses.replace(endpoint, model=setup.default_model)
+            grader = LLMGrader(endpoint, runtime, setup)
+        pedant = None
+        if ours.pedant_model is not None:
+            from bench.scoring.voicebench_rules.pedant import PedantScorer
+
+            pedant = PedantScorer(ours.pedant_model)
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = args.out or Path("runs/voicebench") / options.slug(system.name)
-    records = run(items, system, asr, grader, out, args.concurrency)
+    records = run(items, system, asr, grader, out, args.concurrency, pedant)
     summary = summarise(records, subsets, grader is not None)
     (out / "voicebench.json").write_text(json.dumps({system.name: summary}, indent=2) + "\n")
     print(markdown({system.name: summary}))

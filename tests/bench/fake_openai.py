@@ -7,8 +7,9 @@ Per (endpoint, marker) a queue of behaviours is consumed in order: "429", "500",
 answers normally.
 
 Plain chat requests can also be answered by scripted rules (`add_chat_rule`): the first
-rule whose pattern matches the request body answers; its requests are counted under
-the rule's name and kept in `bodies` as (name, canonical messages JSON).
+rule whose pattern matches the request body answers (a list of texts: one choice each, as
+for a request with n > 1); its requests are counted under the rule's name and kept in
+`bodies` as (name, canonical messages JSON).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class FakeOpenAI:
         self.timeout_sleep_s = 2.0
         self.bodies: list[tuple[str, str]] = []  # (endpoint, body text) for inspection
         self.auth_headers: list[str] = []
-        self.chat_rules: list[tuple[str, re.Pattern, Callable[[dict], str]]] = []
+        self.chat_rules: list[tuple[str, re.Pattern, Callable[[dict], str | list[str]]]] = []
         self._lock = threading.Lock()
         self.server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -78,7 +79,8 @@ class FakeOpenAI:
         self.server.shutdown()
         self.server.server_close()
 
-    def add_chat_rule(self, name: str, pattern: str, answer: Callable[[dict], str]) -> None:
+    def add_chat_rule(self, name: str, pattern: str,
+                      answer: Callable[[dict], str | list[str]]) -> None:
         """Answer chat requests whose raw body matches `pattern` with answer(parsed body)."""
         self.chat_rules.append((name, re.compile(pattern, re.S), answer))
 
@@ -187,14 +189,17 @@ class FakeOpenAI:
                     return
                 self._send(200, fake.reply_audio(marker), "audio/wav")
 
-            def _completion(self, model: str, content: str, audio: dict | None = None):
-                message = {"role": "assistant", "content": content}
+            def _completion(self, model: str, content: str | list[str],
+                            audio: dict | None = None):
+                contents = content if isinstance(content, list) else [content]
+                messages = [{"role": "assistant", "content": c} for c in contents]
                 if audio is not None:
-                    message["audio"] = audio
+                    messages[0]["audio"] = audio
                 self._json({
                     "id": "cmpl-1", "object": "chat.completion", "created": 0,
                     "model": f"{model}-2025-04-14",
-                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    "choices": [{"index": i, "message": m, "finish_reason": "stop"}
+                                for i, m in enumerate(messages)],
                     "usage": {"prompt_tokens": 1000, "completion_tokens": 50,
                               "total_tokens": 1050},
                 })

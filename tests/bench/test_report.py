@@ -91,7 +91,7 @@ def test_compare_mode_includes_paper_rows(tmp_path, capsys):
     for name, r in PAPER_RESULTS.items():
         assert f"| {name} (paper, GPT-4.1 judge) | {r['synthetic']:.3f} | {r['real']:.3f} | " \
                f"{r['overall']:.3f} |" in md
-    assert "3.176" in md and "4.725" in md  # pipeline baseline and topline (bench/data/paper_results.py)
+    assert "3.176" in md and "4.725" in md  # baseline, topline: bench/data/paper_results.py
     rows = list(csv.DictReader(open(tmp_path / "cmp" / "compare.csv")))
     sys_b = {(r["dimension"], r["split"]): r for r in rows if r["system"] == "sysB"}
     assert float(sys_b[("all", "overall")]["mean_failures_as_1"]) == pytest.approx(3.0)
