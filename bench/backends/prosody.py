@@ -4,7 +4,7 @@ Pitch level and range come from Praat's pitch tracker (parselmouth); voice quali
 jitter) from openSMILE's eGeMAPS functionals; speech level is the RMS of active frames in
 dBFS. Active speech time (frames within 35 dB of the loudest, so pauses and leading or
 trailing silence drop out) is the denominator of the speaking rate, whose numerator, the
-syllables said, comes from the transcript (bench.backends.style).
+phones said, comes from the transcript (bench.backends.style).
 """
 
 from __future__ import annotations
