@@ -101,3 +101,13 @@ def test_the_thresholds_in_style_py_are_what_the_calibration_fits():
                                                         calibrate_style.CALIBRATION_SENTENCES),
                                  calibrate_style.CALIBRATION_VOICES)
     assert fitted == calibrate_style.in_style_py()
+
+
+def test_candidate_agreement_leaves_unknown_bands_out():
+    from bench.data.style_targets import agreement
+
+    expected = {"speed": "fast", "volume": "loud", "pitch": "high"}
+    cap = caption_prosody(_prosody(active_s=0.5, level=-10.0), transcript="the grocery store")
+    assert (cap.speed, cap.volume, cap.pitch) == ("fast", "loud", "unknown")
+    assert agreement(cap, expected) >= 1.0  # two of two measurable bands, plus a margin
+    assert agreement(caption_prosody(_prosody()), {"pitch": "high"}) == 0.5
