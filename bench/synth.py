@@ -99,7 +99,7 @@ def render_candidates(tts: TTS, drafts: list[Draft], out: Path, n: int,
                 _write_audio(samples, out / rel, "wav")
                 feats, score = {}, 0.5
                 if measure:
-                    cap = caption_prosody(analyse(samples))
+                    cap = caption_prosody(analyse(samples), transcript=d.text)
                     feats, score = cap.features, agreement(cap, expected)
                 clips.append(Clip(d.id, s.name, k, str(rel), s.description,
                                   round(len(samples) / SAMPLE_RATE, 3), feats, expected, score,

@@ -198,6 +198,10 @@ _VOICE_CUES = {
     "low": ("pitch", "low"), "calm": ("speed", "normal"), "even": ("volume", "normal"),
 }
 
+# Caption values that say a cue was not measured (the offline captioner's "unknown", an
+# audio model's "unclear", a field it left out): neither a match nor a mismatch.
+_UNMEASURED = (None, "unknown", "unclear")
+
 
 def _content_words(text: str) -> set[str]:
     words = re.findall(r"[a-z']+", (text or "").lower())
@@ -214,7 +218,7 @@ class RuleJudge:
 
     def identity(self) -> dict[str, str]:
         return {"rules": code_digest(RuleJudge.judge, _content_words),
-                "tables": digest([_VOICE_CUES, sorted(_STOP)])}
+                "tables": digest([_VOICE_CUES, sorted(_STOP), _UNMEASURED])}
 
     def judge(self, inp: JudgeInput) -> Verdict:
         reply = _content_words(inp.reply_transcript)
@@ -226,8 +230,10 @@ class RuleJudge:
         other = len(reply & other_ref) / max(len(other_ref), 1)
         cues = [_VOICE_CUES[w] for w in re.findall(r"[a-z]+", inp.reply_style.lower())
                 if w in _VOICE_CUES]
-        hits = sum(getattr(inp.reply_caption, f) == v for f, v in cues)
-        voice_ok = bool(cues) and hits / len(cues) >= 0.5
+        # Only cues the captioner could measure count; with none, the voice earns no credit.
+        heard = [(f, v) for f, v in cues if getattr(inp.reply_caption, f) not in _UNMEASURED]
+        hits = sum(getattr(inp.reply_caption, f) == v for f, v in heard)
+        voice_ok = bool(heard) and hits / len(heard) >= 0.5
         if other > own:
             score, why = (2 if voice_ok else 1), "content fits the *other* style better"
         elif own >= 0.25:
@@ -236,6 +242,7 @@ class RuleJudge:
             score, why = 3, "content partly fits this style"
         else:
             score, why = (3 if voice_ok else 2), "content shows no sign of this style"
+        unheard = f" ({len(cues) - len(heard)} not measurable)" if len(heard) < len(cues) else ""
         reason = (f"[HEURISTIC rule judge, not an LLM] {why} (reference overlap {own:.2f} vs "
-                  f"contrast {other:.2f}); voice cues matched {hits}/{len(cues)}.")
+                  f"contrast {other:.2f}); voice cues matched {hits}/{len(heard)}{unheard}.")
         return Verdict(score, reason, heuristic=True, version=self.name)

@@ -1,8 +1,10 @@
 """Prosody features of a speech file (parselmouth + openSMILE eGeMAPS).
 
-Pitch level and range come from Praat's pitch tracker (parselmouth); loudness peaks
-per second of voiced time (a syllable-rate proxy), voice quality (HNR, jitter) from
-openSMILE's eGeMAPS functionals; speech level is the RMS of active frames in dBFS.
+Pitch level and range come from Praat's pitch tracker (parselmouth); voice quality (HNR,
+jitter) from openSMILE's eGeMAPS functionals; speech level is the RMS of active frames in
+dBFS. Active speech time (frames within 35 dB of the loudest, so pauses and leading or
+trailing silence drop out) is the denominator of the speaking rate, whose numerator, the
+phones said, comes from the transcript (bench.backends.style).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class Prosody:
     f0_range_st: float  # 10th-90th percentile F0 spread, semitones (pitch variability)
     voiced_fraction: float  # share of frames with a pitch
     level_dbfs: float  # RMS level of active frames (volume)
-    syllable_rate: float  # loudness peaks per second of active speech (speed)
+    active_s: float  # seconds of active speech (frames within 35 dB of the loudest)
     hnr_db: float  # harmonics-to-noise ratio (voice quality: breathy/rough is low)
     jitter: float  # cycle-to-cycle F0 perturbation (older/rougher voices are higher)
     duration_s: float
@@ -75,13 +77,12 @@ def analyse(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Prosody:
     with _SMILE_LOCK:  # openSMILE's Smile object is not re-entrant
         feats = _smile().process_signal(samples, sample_rate).iloc[0]
     duration = len(samples) / sample_rate
-    peaks = float(feats["loudnessPeaksPerSec"]) * duration  # eGeMAPS gives peaks per total second
     return Prosody(
         f0_median_hz=f0_median,
         f0_range_st=f0_range,
         voiced_fraction=float(len(voiced) / max(len(f0), 1)),
         level_dbfs=float(level),
-        syllable_rate=peaks / active_s,
+        active_s=active_s,
         hnr_db=float(feats["HNRdBACF_sma3nz_amean"]),
         jitter=float(feats["jitterLocal_sma3nz_amean"]),
         duration_s=duration,

@@ -10,14 +10,22 @@ bands (no labelled emotional speech exists offline), and the caption says so. Ab
 volume depends on recording gain, so "loud/soft" is only meaningful between recordings
 made alike (as in the synthetic set).
 
-Pitch and speed are judged against the speaker's own register when one is known: a
-`Register` is the median pitch and rate over several clips of the same speaker (the
-scorer builds one per prompt `speaker` and one per reply folder). "High" then means high
-*for this voice*: a low-pitched female voice at 140 Hz is "female, low", not "male,
-high" as a single gender cut would have it. Without a register (one clip of an unknown
-speaker) the population bands below are used and the caption says so. Per-voice
-accuracy on several espeak-ng voices, one held out: `python -m bench.calibrate_style`.
-On real speech expect far less: espeak-ng varies one knob at a time, people do not.
+- Speed is phones of the clip's transcript (bench.backends.pronunciation says why phones,
+  not syllables) per second of active speech (voice activity; voiced time moved with the
+  pitch setting). Without a transcript it is "unknown": no acoustic guess is offered. The
+  rate is only as right as the transcript: an ASR that drops words (pocketsphinx on
+  espeak-ng speech does) makes speech sound slow.
+- Pitch is judged against the speaker's own `Register` (median F0 over several clips of
+  the same speaker; the scorer builds one per prompt `speaker` and one per reply folder):
+  "high" means high *for this voice*. Without a register pitch is "unknown": one clip
+  cannot tell a low female voice from a raised male one.
+- The gender cue is read from the register's F0 when there is one, else from the clip's,
+  and only where that F0 lies clearly inside one population's range; in the overlap
+  (roughly 135-160 Hz for espeak-ng's voices) it is "unknown".
+
+"unknown" is a value the judges see as such (bench.backends.judge). Per-voice accuracy on
+espeak-ng voices left out of the fit: `python -m bench.calibrate_style`. On real speech
+expect less: espeak-ng varies one knob at a time, people do not.
 """
 
 from __future__ import annotations
@@ -30,25 +38,27 @@ from typing import Protocol
 
 import numpy as np
 
-from bench.backends import prosody
+from bench.backends import pronunciation, prosody
 from bench.backends.cache import code_digest, digest
+from bench.backends.pronunciation import count_phones, count_syllables
 from bench.backends.prosody import Prosody, analyse
 from bench.backends.remote import Endpoint, usage_of
 from bench.backends.runtime import Runtime
 from bench.data.audio import file_sha256, load_audio, wav_bytes
 
-# Fitted by `python -m bench.calibrate_style` (espeak-ng 1.51, voices en-us / en-us+f3,
-# six calibration sentences x three levels): midpoints of adjacent level medians.
+UNKNOWN = "unknown"
+# Fitted by `python -m bench.calibrate_style` (espeak-ng 1.51, six calibration voices,
+# three calibration sentences): speed and volume cuts are midpoints of adjacent level
+# medians; a clip is "male" below the lowest F0 of any female calibration clip and
+# "female" above the highest of any male one, each moved GENDER_MARGIN_ST further out.
 THRESHOLDS = {
-    "speed": [5.25, 6.98],  # syllable-rate proxy, peaks/s of active speech: slow|normal|fast
-    "volume": [-24.23, -17.7],  # active RMS, dBFS: soft|normal|loud
-    "pitch": {"male": [89.41, 124.48], "female": [188.05, 253.8]},  # median F0, Hz
-    "gender_f0_hz": 157.76,  # median F0 below: male-typical register
+    "speed": [11.58, 15.65],  # transcript phones per second of active speech: slow|normal|fast
+    "volume": [-24.4, -17.88],  # active RMS, dBFS: soft|normal|loud
+    "gender_f0_hz": {"male_below": 133.9, "female_above": 161.4},  # median F0, Hz
 }
-# Speaker-relative bands, fitted by `python -m bench.calibrate_style` on six espeak-ng voices
-# (three male, three female; en-us+f2 held out): pitch in semitones from the speaker's
-# median F0, speed as a ratio to the speaker's median rate.
-RELATIVE_THRESHOLDS = {"pitch_st": [-2.5, 3.18], "speed_ratio": [0.78, 1.12]}
+# Pitch in semitones from the speaker's register (median F0): low|normal|high.
+RELATIVE_THRESHOLDS = {"pitch_st": [-1.88, 3.18]}
+GENDER_MARGIN_ST = 1.0  # rule: a semitone of safety on each side of the overlap
 MIN_REGISTER_CLIPS = 3  # fewer clips say too little about a speaker's typical voice
 CHILD_F0_HZ = 300.0  # rule, not fitted: adult voices rarely hold a median this high
 ROUGH_JITTER = 0.03  # rule: jitter above ~3% is typical of aged or strained voices
@@ -64,10 +74,10 @@ class StyleCaption:
 
     caption: str
     emotion: str | None = None
-    speed: str | None = None  # slow | normal | fast
+    speed: str | None = None  # slow | normal | fast | unknown
     volume: str | None = None  # soft | normal | loud
-    pitch: str | None = None  # low | normal | high
-    gender: str | None = None  # male | female (voice register cue)
+    pitch: str | None = None  # low | normal | high | unknown
+    gender: str | None = None  # male | female | unknown (voice register cue)
     age: str | None = None  # child | adult | older
     features: dict = field(default_factory=dict)
 
@@ -77,15 +87,13 @@ class StyleCaption:
 
 @dataclass(frozen=True)
 class Register:
-    """A speaker's typical voice: medians over several of their clips."""
+    """A speaker's typical voice: the median F0 over several of their clips."""
 
     f0_hz: float
-    syllable_rate: float
     n_clips: int
 
     def as_dict(self) -> dict:
-        return {"f0_hz": round(self.f0_hz, 2), "syllable_rate": round(self.syllable_rate, 3),
-                "n_clips": self.n_clips}
+        return {"f0_hz": round(self.f0_hz, 2), "n_clips": self.n_clips}
 
 
 def register_of(measured: list[Prosody]) -> Register | None:
@@ -93,8 +101,7 @@ def register_of(measured: list[Prosody]) -> Register | None:
     voiced = [p for p in measured if p.f0_median_hz > 0]
     if len(voiced) < MIN_REGISTER_CLIPS:
         return None
-    return Register(float(np.median([p.f0_median_hz for p in voiced])),
-                    float(np.median([p.syllable_rate for p in voiced])), len(voiced))
+    return Register(float(np.median([p.f0_median_hz for p in voiced])), len(voiced))
 
 
 class StyleCaptioner(Protocol):
@@ -104,8 +111,10 @@ class StyleCaptioner(Protocol):
         """What shapes the captions (model and prompt, or rule code and thresholds)."""
         ...
 
-    def describe(self, audio_path: str, register: Register | None = None) -> StyleCaption:
-        """Caption one file; `register` is its speaker's typical voice, when known."""
+    def describe(self, audio_path: str, register: Register | None = None,
+                 transcript: str | None = None) -> StyleCaption:
+        """Caption one file; `register` is its speaker's typical voice and `transcript`
+        its words, when known."""
         ...
 
 
@@ -116,6 +125,7 @@ def _band(value: float, cuts: list[float], names: tuple[str, str, str]) -> str:
 def _emotion(speed: str, volume: str, pitch: str) -> str:
     # Rules in the spirit of the vocal-affect literature: arousal raises pitch, rate and
     # level; low arousal lowers them. Valence is not recoverable from these cues alone.
+    # An "unknown" cue matches none of the rules, as a normal one would not.
     if pitch == "high" and (speed == "fast" or volume == "loud"):
         return "excited / happy (high arousal)"
     if volume == "loud" and speed == "fast":
@@ -127,54 +137,73 @@ def _emotion(speed: str, volume: str, pitch: str) -> str:
     return "neutral / calm"
 
 
-def caption_prosody(p: Prosody, register: Register | None = None) -> StyleCaption:
-    """Words for a prosody measurement: speaker-relative with a register, else population bands."""
-    t, rel = THRESHOLDS, RELATIVE_THRESHOLDS
-    volume = _band(p.level_dbfs, t["volume"], ("soft", "normal", "loud"))
-    if register is not None:
-        speed = _band(p.syllable_rate / register.syllable_rate, rel["speed_ratio"],
-                      ("slow", "normal", "fast"))
-    else:
-        speed = _band(p.syllable_rate, t["speed"], ("slow", "normal", "fast"))
-    gender = pitch = None
-    if register is not None:
-        # The speaker's typical pitch decides the register cue, this clip's pitch the level.
-        gender = "female" if register.f0_hz >= t["gender_f0_hz"] else "male"
-        if p.f0_median_hz > 0:
-            pitch = _band(12 * np.log2(p.f0_median_hz / register.f0_hz), rel["pitch_st"],
-                          ("low", "normal", "high"))
-    elif p.f0_median_hz > 0:
-        gender = "female" if p.f0_median_hz >= t["gender_f0_hz"] else "male"
-        pitch = _band(p.f0_median_hz, t["pitch"][gender], ("low", "normal", "high"))
+def gender_of_f0(f0_hz: float) -> str:
+    """male | female where `f0_hz` is clearly inside one population's range, else unknown."""
+    cuts = THRESHOLDS["gender_f0_hz"]
+    if f0_hz <= 0:
+        return UNKNOWN
+    return ("male" if f0_hz < cuts["male_below"] else
+            "female" if f0_hz > cuts["female_above"] else UNKNOWN)
+
+
+def _speed(p: Prosody, transcript: str | None) -> tuple[str, str, dict]:
+    """(band, caption text, features) of the speaking rate: transcript phones per second."""
+    if transcript is None:
+        return UNKNOWN, "unknown (no transcript to count what was said)", {}
+    phones = count_phones(transcript)
+    if phones == 0:
+        return UNKNOWN, "unknown (no words in the transcript)", {"phones": 0}
+    rate, syl = phones / p.active_s, count_syllables(transcript)
+    band = _band(rate, THRESHOLDS["speed"], ("slow", "normal", "fast"))
+    text = (f"{band} ({rate:.1f} phones/s: {phones} phones, {syl} syllables in "
+            f"{p.active_s:.1f} s of speech)")
+    return band, text, {"phones": phones, "syllables": syl, "phone_rate": round(rate, 3)}
+
+
+def _pitch(p: Prosody, register: Register | None) -> tuple[str, str]:
+    """(band, caption text) of the pitch level, relative to the speaker's register."""
+    if p.f0_median_hz <= 0:
+        return UNKNOWN, "unknown (no pitch found)"
+    if register is None:
+        return UNKNOWN, (f"unknown (median {p.f0_median_hz:.0f} Hz; the speaker's usual "
+                         "pitch is not known, so high or low cannot be told)")
+    band = _band(12 * np.log2(p.f0_median_hz / register.f0_hz), RELATIVE_THRESHOLDS["pitch_st"],
+                 ("low", "normal", "high"))
+    return band, (f"{band} for this speaker (median {p.f0_median_hz:.0f} Hz vs their usual "
+                  f"{register.f0_hz:.0f} Hz, range {p.f0_range_st:.1f} semitones)")
+
+
+def caption_prosody(p: Prosody, register: Register | None = None,
+                    transcript: str | None = None) -> StyleCaption:
+    """Words for a prosody measurement; speed needs the transcript, pitch the register."""
+    volume = _band(p.level_dbfs, THRESHOLDS["volume"], ("soft", "normal", "loud"))
+    speed, speed_text, speed_features = _speed(p, transcript)
+    pitch, pitch_text = _pitch(p, register)
+    gender = gender_of_f0(register.f0_hz if register else p.f0_median_hz)
+    gender_text = (f"{gender}-typical register" if gender != UNKNOWN else
+                   "gender unknown (pitch between typical male and female voices)")
     age = ("child" if p.f0_median_hz >= CHILD_F0_HZ else
            "older" if p.jitter >= ROUGH_JITTER else "adult")
-    emotion = _emotion(speed, volume, pitch or "normal")
-    if pitch and register is not None:
-        pitch_text = (f"{pitch} for this speaker (median {p.f0_median_hz:.0f} Hz vs their "
-                      f"usual {register.f0_hz:.0f} Hz, range {p.f0_range_st:.1f} semitones)")
-    elif pitch:
-        pitch_text = (f"{pitch} for a {gender}-typical voice (median {p.f0_median_hz:.0f} Hz, "
-                      f"range {p.f0_range_st:.1f} semitones; speaker's usual pitch unknown)")
-    else:
-        pitch_text = "no pitch found"
-    rate_text = (f"{p.syllable_rate:.1f} syllables/s vs their usual {register.syllable_rate:.1f}"
-                 if register is not None else f"{p.syllable_rate:.1f} syllables/s")
+    emotion = _emotion(speed, volume, pitch)
     caption = (
-        f"Emotion/tone (rule-based guess): {emotion}. Speed: {speed} ({rate_text}). "
+        f"Emotion/tone (rule-based guess): {emotion}. Speed: {speed_text}. "
         f"Volume: {volume} ({p.level_dbfs:.0f} dBFS). Pitch: {pitch_text}. Voice cues: "
-        f"{gender or 'unknown'}-typical register, {age}-sounding. [offline prosody analyser]"
+        f"{gender_text}, {age}-sounding. [offline prosody analyser; 'unknown' = not measurable "
+        f"here]"
     )
-    features = p.as_dict() | ({"register": register.as_dict()} if register else {})
+    features = (p.as_dict() | speed_features
+                | ({"register": register.as_dict()} if register else {}))
     return StyleCaption(caption, emotion, speed, volume, pitch, gender, age, features)
 
 
 # Any edit to the measuring or captioning code changes this, and with it the cache key
 # and the run fingerprint: no caption made by older rules is reused.
-RULES_VERSION = code_digest(prosody, _band, _emotion, caption_prosody, register_of)
+RULES_VERSION = code_digest(prosody, pronunciation, _band, _emotion, gender_of_f0, _speed, _pitch,
+                            caption_prosody, register_of)
 
 
 class ProsodyCaptioner:
-    """Offline: parselmouth + openSMILE features -> calibrated caption."""
+    """Offline: parselmouth + openSMILE features + transcript syllables -> calibrated caption."""
 
     name = "prosody/egemaps-v1"
 
@@ -194,14 +223,18 @@ class ProsodyCaptioner:
         return Prosody(**self.runtime.call("style", "prosody", "measure", inputs, compute,
                                            remote=False))
 
-    def describe(self, audio_path: str, register: Register | None = None) -> StyleCaption:
-        # Thresholds, rules and register are part of the key: no stale caption is served.
+    def describe(self, audio_path: str, register: Register | None = None,
+                 transcript: str | None = None) -> StyleCaption:
+        """Caption one file; speed from `transcript`, pitch against `register`."""
+        # Thresholds, rules, register and transcript are part of the key: no stale caption.
         inputs = {"audio": file_sha256(audio_path), "rules": RULES_VERSION,
                   "thresholds": [THRESHOLDS, RELATIVE_THRESHOLDS],
-                  "register": register.as_dict() if register else None}
+                  "register": register.as_dict() if register else None,
+                  "transcript": transcript}
         value = self.runtime.call(
             "style", "prosody", "egemaps-v1", inputs,
-            lambda: (caption_prosody(self.measure(audio_path), register).as_dict(), {}),
+            lambda: (caption_prosody(self.measure(audio_path), register, transcript).as_dict(),
+                     {}),
             remote=False)
         return StyleCaption(**value)
 
@@ -254,8 +287,10 @@ class OpenAIStyleCaptioner:
         return {"model": self.endpoint.label(), "prompt": digest(STYLE_PROMPT),
                 "parser": code_digest(parse_style_reply)}
 
-    def describe(self, audio_path: str, register: Register | None = None) -> StyleCaption:
-        # The audio model judges the voice itself; a register is only for the prosody rules.
+    def describe(self, audio_path: str, register: Register | None = None,
+                 transcript: str | None = None) -> StyleCaption:
+        """Caption one file; the model hears the voice itself, so register and transcript
+        (inputs of the prosody rules) are not sent and not part of the cache key."""
         audio_b64 = base64.b64encode(wav_bytes(load_audio(audio_path))).decode()
 
         def compute():

@@ -5,8 +5,9 @@
 
 `measure_styles` renders each style's default TTS instructions (bench/data/dimensions.json)
 with espeak-ng on a few sentences and reports the median of the features the analyser
-uses: median F0 (pitch), syllable-rate proxy (rate), active RMS level (energy), plus the
-share of pauses. tests/bench/test_synth.py asserts the orderings the styles promise.
+uses: median F0 (pitch), phones of the sentence per second of active speech (rate),
+active RMS level (energy), plus the share of pauses. tests/bench/test_synth.py asserts
+the orderings the styles promise.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.backends.pronunciation import count_phones
 from bench.backends.prosody import analyse
 from bench.backends.tts import STYLE_PRESETS, EspeakTTS, EspeakVoice, voice_for
 from bench.data.audio import decode_bytes
@@ -53,7 +55,7 @@ class StyleRow:
     style: str
     instructions: str
     pitch_hz: float
-    rate: float  # syllable-rate proxy, peaks per second of active speech
+    rate: float  # phones of the sentence per second of active speech
     level_dbfs: float
     pause_share: float
     duration_s: float
@@ -70,15 +72,15 @@ def measure_styles(dimensions_file: str | os.PathLike | None = None,
             for text in sentences:
                 x = decode_bytes(tts.render(text, voice_for(how)), f"espeak-ng {style}")
                 p = analyse(x)
-                feats.append((p.f0_median_hz, p.syllable_rate, p.level_dbfs, pause_share(x),
-                              p.duration_s))
+                feats.append((p.f0_median_hz, count_phones(text) / p.active_s, p.level_dbfs,
+                              pause_share(x), p.duration_s))
             m = np.median(np.array(feats), axis=0)
             rows.append(StyleRow(dim, style, how, *(round(float(v), 2) for v in m)))
     return rows
 
 
 def format_table(rows: list[StyleRow]) -> str:
-    out = ["| dimension | intended style | pitch (F0 Hz) | rate (syll/s) | energy (dBFS) | "
+    out = ["| dimension | intended style | pitch (F0 Hz) | rate (phones/s) | energy (dBFS) | "
            "pauses | seconds |", "|---|---|---|---|---|---|---|"]
     out += [f"| {r.dimension} | {r.style} | {r.pitch_hz:.0f} | {r.rate:.2f} | "
             f"{r.level_dbfs:.1f} | {r.pause_share:.2f} | {r.duration_s:.2f} |" for r in rows]

@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from bench.backends.style import THRESHOLDS, StyleCaption
+from bench.backends.style import THRESHOLDS, UNKNOWN, StyleCaption
 
 # style word -> expected analyser bands (attribute -> value); later words win.
 EXPECTED: list[tuple[tuple[str, ...], dict[str, str]]] = [
@@ -40,7 +40,9 @@ EXPECTED: list[tuple[tuple[str, ...], dict[str, str]]] = [
     (("child", "kid"), {"pitch": "high"}),
     (("elderly", "old", "aged"), {"gender": "male", "speed": "slow"}),
 ]
-_FEATURE = {"speed": "syllable_rate", "volume": "level_dbfs", "pitch": "f0_median_hz"}
+# Features behind the bands with fixed cuts (pitch is judged against a register, so it has
+# no fixed cut to measure a margin from).
+_FEATURE = {"speed": "phone_rate", "volume": "level_dbfs"}
 _HIGH = {"fast", "loud", "high"}
 _LOW = {"slow", "soft", "low"}
 
@@ -55,27 +57,24 @@ def expected_attributes(instructions: str) -> dict[str, str]:
     return out
 
 
-def _cuts(attr: str, cap: StyleCaption) -> list[float]:
-    if attr == "pitch":
-        return THRESHOLDS["pitch"][cap.gender or "female"]
-    return THRESHOLDS[attr]
-
-
 def agreement(cap: StyleCaption, expected: dict[str, str]) -> float:
     """Share of expected bands the caption matches, plus a small margin-based tie-break.
 
-    The tie-break (at most +-0.1) prefers renderings further inside the wanted band, so
-    among candidates that all match, the clearest one wins.
+    Bands the caption reports as unknown (pitch without a speaker register, speed without a
+    transcript) are left out: they favour no candidate. The tie-break (at most +-0.1)
+    prefers renderings further inside the wanted band, so among candidates that all match,
+    the clearest one wins.
     """
-    if not expected:
+    known = {a: w for a, w in expected.items() if getattr(cap, a) != UNKNOWN}
+    if not known:
         return 0.5
     hits, margins = [], []
-    for attr, want in expected.items():
+    for attr, want in known.items():
         hits.append(getattr(cap, attr) == want)
         feat = _FEATURE.get(attr)
-        if feat is None or feat not in cap.features or attr == "pitch" and not cap.gender:
+        if feat is None or feat not in cap.features:
             continue
-        lo, hi = _cuts(attr, cap)
+        lo, hi = THRESHOLDS[attr]
         x, width = cap.features[feat], max(hi - lo, 1e-6)
         if want in _HIGH:
             margins.append((x - hi) / width)

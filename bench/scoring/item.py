@@ -43,8 +43,10 @@ def score_item(query: Query, style: StyleVariant, backends, runtime: Runtime,
             fields["reply_transcript"] = asr.transcribe(out.audio)
             stage = "style"
             regs = run_info["registers"]
-            cap_in = captioner.describe(style.audio, regs.prompt.get(style.speaker))
-            cap_out = captioner.describe(out.audio, regs.reply)
+            # The transcripts give the offline captioner its speaking rate.
+            cap_in = captioner.describe(style.audio, regs.prompt.get(style.speaker),
+                                        fields["input_transcript"])
+            cap_out = captioner.describe(out.audio, regs.reply, fields["reply_transcript"])
             fields["input_caption"], fields["reply_caption"] = cap_in.caption, cap_out.caption
             stage = "judge"
             verdict = judge.judge(JudgeInput(

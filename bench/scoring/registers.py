@@ -1,4 +1,4 @@
-"""Speaker registers for the offline captioner: each speaker's typical pitch and rate.
+"""Speaker registers for the offline captioner: each speaker's typical pitch (median F0).
 
 Prompts: every style variant may name its `speaker`; a speaker's register is the median
 over all of that speaker's prompts in the queries file (the whole file, so --limit or

@@ -61,3 +61,17 @@ def test_rule_judge_levels_and_label():
     for v in (best, content_only, reversed_, empty):
         assert v.heuristic and v.reason.startswith("[HEURISTIC rule judge, not an LLM]")
     assert j.heuristic and "heuristic" in j.name
+
+
+def test_rule_judge_leaves_unmeasured_voice_cues_out():
+    j = RuleJudge()
+    sorry = "I am so sorry. Do you want to talk?"
+    # Cues gentle (volume soft), slow, soft: speed unknown -> both volume cues heard, both match.
+    part = j.judge(_inp(sorry, StyleCaption("c", speed="unknown", volume="soft")))
+    assert part.score == 5 and "voice cues matched 2/2 (1 not measurable)" in part.reason
+    # Nothing measurable: the voice earns no credit, the content still does.
+    none = j.judge(_inp(sorry, StyleCaption("c", speed="unknown", volume=None)))
+    assert none.score == 4 and "matched 0/0 (3 not measurable)" in none.reason
+    # A measured mismatch still counts against the reply.
+    wrong = j.judge(_inp(sorry, StyleCaption("c", speed="unknown", volume="loud")))
+    assert wrong.score == 4 and "matched 0/2 (1 not measurable)" in wrong.reason
