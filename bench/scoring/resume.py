@@ -100,7 +100,8 @@ def plan(previous: list[Judgement], queries: list[Query], system, captioner,
         elif not (retry_failed and j.score is None):
             kept[j.item_id] = j
     items = [(q, s) for q in queries for s in q.styles if q.item_id(s) not in kept]
-    return ResumePlan(items, kept, rescored)
+    in_order = {i: rescored[i] for i in by_id if i in rescored}  # query order, as reported
+    return ResumePlan(items, kept, in_order)
 
 
 def resume_message(p: ResumePlan, results: Path) -> str:
