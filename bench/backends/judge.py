@@ -1,7 +1,8 @@
 """Judges: rate how well a spoken reply continues the user's spoken turn (1-5).
 
 `OpenAIJudge` is the paper's judge (GPT-4.1 by default) with our own Continuation
-Fitness prompt, temperature 0 and strict parsing of "The score is N."; a malformed
+Fitness prompt (prompts/judge.txt) or a user's template with the fields in JUDGE_FIELDS
+(--judge-prompt), temperature 0 and strict parsing of "The score is N."; a malformed
 answer is re-asked, then recorded as an error. `RuleJudge` is a transparent offline
 heuristic over the structured fields; its outputs say so and are not comparable with
 LLM-judge numbers.
