@@ -25,8 +25,9 @@ Every back-end call is cached in SQLite (--cache), results are appended durably 
 skipped and no paid call is repeated. Items that failed with retryable errors are
 tried again on the next run; permanent failures with --retry-failed. A resume is refused
 when the set-up changed (model, prompt, rubric, parser, captioner rules; see
-fingerprint.json) unless --force-new; items whose prompt or reply audio changed are
-scored again.
+fingerprint.json) unless --force-new. Only what changed is scored again: items whose
+prompt or reply audio changed (a failed one too), and items whose caption words a moved
+speaker register changes (bench.scoring.resume); run.json lists them with the reason.
 
 The headline counts every failed item as 1 and says how many failed; the scored-items
 mean (what the paper reports) stands beside it. Exit status: 0 all items scored, 1 some
@@ -57,54 +58,20 @@ from bench.backends.runtime import Runtime
 from bench.data.schema import (
     JsonlAppender,
     Judgement,
-    Query,
     read_judgements,
     read_queries,
     write_jsonl,
 )
 from bench.scoring import options
-from bench.scoring.fingerprint import (
-    audio_changed,
-    check_run_folder,
-    fingerprint_id,
-    run_fingerprint,
-)
+from bench.scoring.fingerprint import check_run_folder, fingerprint_id, run_fingerprint
 from bench.scoring.item import score_item
 from bench.scoring.registers import build_registers
+from bench.scoring.resume import plan, resume_message
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """bench.score's flags (bench.scoring.options), with this command's help text."""
     return options.parse_args(argv, description=__doc__)
-
-
-def plan(previous: list[Judgement], queries: list[Query], system, retry_failed: bool):
-    """(items to score, kept judgements, ids re-scored because their audio changed)."""
-    by_id = {q.item_id(s): q for q in queries for s in q.styles}
-    kept, changed = {}, {}
-    for j in previous:
-        if j.item_id not in by_id or j.transient or (retry_failed and j.score is None):
-            continue
-        why = audio_changed(j, by_id[j.item_id], system)
-        if why:
-            changed[j.item_id] = why
-        else:
-            kept[j.item_id] = j
-    items = [(q, s) for q in queries for s in q.styles if q.item_id(s) not in kept]
-    return items, kept, changed
-
-
-def _resume_message(items, kept: dict, changed: dict, results: Path) -> str:
-    failed = sum(j.score is None for j in kept.values())
-    msg = f"Scoring {len(items)} items -> {results}"
-    if kept:
-        msg += f"; {len(kept)} already done ({len(kept) - failed} scored, {failed} failed)"
-    if failed:
-        msg += "; failed items are kept as failures: add --retry-failed to try them again"
-    if changed:
-        msg += f"; {len(changed)} scored again because their audio changed " \
-               f"(e.g. {next(iter(changed))}: {next(iter(changed.values()))})"
-    return msg
 
 
 def run(args: argparse.Namespace) -> list[Judgement]:
@@ -121,8 +88,9 @@ def run(args: argparse.Namespace) -> list[Judgement]:
     system_name = options.default_system_name(system, args)
     out = args.out or Path("runs/bench") / options.slug(system_name)
     registers = build_registers(every_query, system, style)
+    # Registers are not in the fingerprint: a moved register re-scores only the items whose
+    # caption words it changes (bench.scoring.resume).
     fp = run_fingerprint(system, asr, style, judge, system_name)
-    fp["style"].update(registers.identity())
     moved = check_run_folder(out, fp, args.force_new)
     if moved:
         print(f"Earlier results of another set-up moved to {moved}", file=sys.stderr)
@@ -133,21 +101,24 @@ def run(args: argparse.Namespace) -> list[Judgement]:
     results_path = out / "judgements.jsonl"
     previous = read_judgements(results_path, tolerate_torn_tail=True) if results_path.exists() \
         else []
-    items, kept, changed = plan(previous, queries, system, args.retry_failed)
+    todo = plan(previous, queries, system, style, registers, args.retry_failed)
     (out / "run.json").write_text(json.dumps({
         "queries": str(args.queries), "system_name": system_name, "backends": names,
+        "prompts": {role: str(b.prompt.source) for role, b in (("style", style), ("judge", judge))
+                    if hasattr(b, "prompt")},
         "fingerprint": run_info["fingerprint"], "started": time.time(),
-        "items_total": 2 * len(queries), "items_resumed": len(kept),
-        "items_rescored_audio_changed": len(changed),
+        "items_total": 2 * len(queries), "items_resumed": len(todo.kept),
+        "items_rescored": todo.rescored, "registers": registers.as_dict(),
         "heuristic_judge": judge.heuristic}, indent=2) + "\n")
-    print(_resume_message(items, kept, changed, results_path), file=sys.stderr)
+    print(resume_message(todo, results_path), file=sys.stderr)
     writer = JsonlAppender(results_path)
     pool = ThreadPoolExecutor(max_workers=max(1, args.concurrency))
     stopped = 0
     try:
-        with tqdm(total=len(items), disable=args.no_progress, file=sys.stderr, unit="item") as bar:
+        with tqdm(total=len(todo.items), disable=args.no_progress, file=sys.stderr,
+                  unit="item") as bar:
             futures = [pool.submit(score_item, q, s, backends, runtime, run_info)
-                       for q, s in items]
+                       for q, s in todo.items]
             for fut in as_completed(futures):
                 if fut.cancelled():
                     continue

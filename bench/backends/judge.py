@@ -1,7 +1,8 @@
 """Judges: rate how well a spoken reply continues the user's spoken turn (1-5).
 
 `OpenAIJudge` is the paper's judge (GPT-4.1 by default) with our own Continuation
-Fitness prompt, temperature 0 and strict parsing of "The score is N."; a malformed
+Fitness prompt (prompts/judge.txt) or a user's template with the fields in JUDGE_FIELDS
+(--judge-prompt), temperature 0 and strict parsing of "The score is N."; a malformed
 answer is re-asked, then recorded as an error. `RuleJudge` is a transparent offline
 heuristic over the structured fields; its outputs say so and are not comparable with
 LLM-judge numbers.
@@ -11,56 +12,44 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from bench.backends.cache import code_digest, digest
+from bench.backends.prompt_template import (
+    PromptTemplate,
+    TemplateError,
+    bundled_template,
+    load_template,
+)
 from bench.backends.remote import Endpoint, usage_of
 from bench.backends.runtime import Runtime
 from bench.backends.style import StyleCaption
 
-FRAMING = """\
-You evaluate spoken conversations. Your criterion is CONTINUATION FITNESS: does the \
-assistant's spoken reply, in what it says and in how it sounds, fit the user's spoken \
-turn as a natural next turn? The user's speaking style (emotion, sarcasm, apparent age, \
-apparent gender, speed, volume) is part of the message: the same words can call for a \
-different answer when said differently. A good assistant is friendly, helpful and \
-emotionally intelligent: it shares joy, comforts sadness, hears the real (negative) intent \
-behind sarcasm and does not take a sincere remark as sarcasm, is careful with children \
-(safety first), makes suggestions that suit the speaker, and speaks in a fitting tone, \
-speed and volume."""
+CAPTION_ATTRIBUTES = {"emotion": "emotion or tone", "speed": "speed", "volume": "volume",
+                      "pitch": "pitch", "gender": "apparent gender", "age": "apparent age"}
 
-RUBRIC = """\
-Rate on this scale:
-5 - The style cues are recognised and reflected in both the content and the voice.
-4 - The content handles the cues well, but the voice adds nothing (or is neutral).
-3 - The cues seem considered but the reply is generic or mechanically empathetic, or it \
-reacts emotionally to a neutral turn.
-2 - The cues are handled badly: wrong emotion identified, or the style is partly off.
-1 - Reversed or missing empathy, condescension, a fully mismatched style, or a sincere \
-remark taken as sarcasm (or the reverse)."""
 
-OUTPUT_FORMAT = """\
-Write one or two short sentences of reasoning, then end with exactly this sentence: \
-The score is N. (N is one integer from 1 to 5.)"""
+def _caption_fields(side: str) -> dict[str, str]:
+    return {f"{side}_{k}": f"the {side}'s {v} as captioned ('unknown' when not given)"
+            for k, v in CAPTION_ATTRIBUTES.items()}
 
-SYSTEM_PROMPT = f"{FRAMING}\n\n{RUBRIC}\n\n{OUTPUT_FORMAT}"
+
+# What a --judge-prompt template can use: field -> what it holds (listed in --help).
+JUDGE_FIELDS = {
+    "scenario": "why the user's speaking style matters for this query (queries.jsonl)",
+    "reference": "what a fitting reply does for this style ('(none given)' when empty)",
+    "expected_reply_style": "how a fitting reply sounds, e.g. 'gentle, slow, soft'",
+    "conversation_history": "earlier turns; ParaS2SBench queries are single-turn: '(none)'",
+    "user_transcript": "ASR of the user's speech ('(nothing recognised)' when empty)",
+    "user_caption": "the style captioner's full description of the user's speech",
+    **_caption_fields("user"),
+    "reply_transcript": "ASR of the reply's speech ('(nothing recognised)' when empty)",
+    "reply_caption": "the style captioner's full description of the reply's speech",
+    **_caption_fields("reply"),
+}
 TEMPERATURE = 0
 MAX_TOKENS = 300
-
-USER_TEMPLATE = """\
-Scenario (why the user's speaking style matters here):
-{scenario}
-
-What a fitting reply does for this user (reference):
-{reference}
-
-USER TURN
-Transcript: {user_transcript}
-Speaking style: {user_caption}
-
-ASSISTANT REPLY
-Transcript: {reply_transcript}
-Speaking style: {reply_caption}"""
 
 REASK = ("Your answer did not end with the required sentence. Reply again: one or two short "
          "sentences of reasoning, then exactly 'The score is N.' with N an integer from 1 to 5.")
@@ -70,6 +59,22 @@ REASK = ("Your answer did not end with the required sentence. Reply again: one o
 _EMPHASIS_RE = re.compile(r"[*_]+")
 _PHRASE_RE = re.compile(r"The score is")
 _SCORE_RE = re.compile(r"The score is ([1-5])\.$")
+
+
+def judge_prompt(path: str | Path | None = None) -> PromptTemplate:
+    """The judge's prompt template: the file at `path` (--judge-prompt), else the bundled
+    Continuation Fitness prompt (prompts/judge.txt: framing, rubric and output format as
+    the system message, the item's fields as the user message)."""
+    flag = "--judge-prompt"
+    prompt = (load_template(path, JUDGE_FIELDS, flag) if path is not None
+              else bundled_template("judge.txt", JUDGE_FIELDS, flag))
+    if not any(_PHRASE_RE.search(text or "") for text in (prompt.system, prompt.user)):
+        # The parser stays strict: a prompt that never asks for the sentence would only
+        # buy unparsable answers.
+        raise TemplateError(f"{flag} {prompt.source}: the prompt never asks for the closing "
+                            "sentence 'The score is N.' (N from 1 to 5), the only answer the "
+                            "judge's parser accepts; add that instruction")
+    return prompt
 
 
 class JudgeFormatError(RuntimeError):
@@ -132,8 +137,10 @@ class OpenAIJudge:
 
     heuristic = False
 
-    def __init__(self, endpoint: Endpoint, runtime: Runtime, max_reasks: int = 1):
+    def __init__(self, endpoint: Endpoint, runtime: Runtime, max_reasks: int = 1,
+                 prompt: PromptTemplate | None = None):
         self.endpoint, self.runtime, self.max_reasks = endpoint, runtime, max_reasks
+        self.prompt = prompt or judge_prompt()
         self.name = f"openai-judge/{endpoint.label()}"
         self._client = endpoint.client()
 
@@ -154,22 +161,15 @@ class OpenAIJudge:
         return out["text"], out.get("served", "")
 
     def identity(self) -> dict[str, str]:
-        return {"model": self.endpoint.label(), "framing": digest(FRAMING),
-                "rubric": digest(RUBRIC), "output_format": digest(OUTPUT_FORMAT),
-                "user_template": digest([USER_TEMPLATE, REASK]),
-                "temperature": str(TEMPERATURE), "max_tokens": str(MAX_TOKENS),
-                "reasks": str(self.max_reasks), "parser": PARSER_VERSION}
+        return {"model": self.endpoint.label(), "prompt_sha256": self.prompt.sha256,
+                "reask": digest(REASK), "temperature": str(TEMPERATURE),
+                "max_tokens": str(MAX_TOKENS), "reasks": str(self.max_reasks),
+                "parser": PARSER_VERSION}
 
     def judge(self, inp: JudgeInput) -> Verdict:
-        user = USER_TEMPLATE.format(
-            scenario=inp.scenario, reference=inp.reference or "(none given)",
-            user_transcript=inp.user_transcript or "(nothing recognised)",
-            user_caption=inp.user_caption.caption,
-            reply_transcript=inp.reply_transcript or "(nothing recognised)",
-            reply_caption=inp.reply_caption.caption,
-        )
-        messages = [{"role": "system", "content": SYSTEM_PROMPT},
-                    {"role": "user", "content": user}]
+        system, user = self.prompt.render(judge_fields(inp))
+        messages = ([{"role": "system", "content": system}] if system is not None else []) \
+            + [{"role": "user", "content": user}]
         answers = []
         for _ in range(self.max_reasks + 1):
             text, served = self._ask(messages)
@@ -182,6 +182,22 @@ class OpenAIJudge:
         shown = " | ".join(repr(a[:120]) for a in answers)
         raise JudgeFormatError(f"judge gave no valid 'The score is N.' in {len(answers)} "
                                f"answers: {shown}")
+
+
+def judge_fields(inp: JudgeInput) -> dict[str, str]:
+    """Every JUDGE_FIELDS value for one item, as the judge's prompt shows it."""
+    values = {
+        "scenario": inp.scenario, "reference": inp.reference or "(none given)",
+        "expected_reply_style": inp.reply_style or "(none given)",
+        "conversation_history": "(none)",
+        "user_transcript": inp.user_transcript or "(nothing recognised)",
+        "user_caption": inp.user_caption.caption,
+        "reply_transcript": inp.reply_transcript or "(nothing recognised)",
+        "reply_caption": inp.reply_caption.caption,
+    }
+    for side, cap in (("user", inp.user_caption), ("reply", inp.reply_caption)):
+        values.update({f"{side}_{k}": getattr(cap, k) or "unknown" for k in CAPTION_ATTRIBUTES})
+    return values
 
 
 _STOP = set("""a an the and or but if so to of in on at for with from by is are was were be

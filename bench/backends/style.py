@@ -34,12 +34,14 @@ import base64
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from bench.backends import pronunciation, prosody
 from bench.backends.cache import code_digest, digest
+from bench.backends.prompt_template import PromptTemplate, bundled_template, load_template
 from bench.backends.pronunciation import count_phones, count_syllables
 from bench.backends.prosody import Prosody, analyse
 from bench.backends.remote import Endpoint, usage_of
@@ -239,14 +241,17 @@ class ProsodyCaptioner:
         return StyleCaption(**value)
 
 
-STYLE_PROMPT = (
-    "Listen to the speech clip and describe only HOW it is spoken, not what is said. "
-    "Answer with one JSON object with these keys: "
-    '"emotion" (the emotion or tone, e.g. excited, sad, angry, sarcastic, neutral), '
-    '"speed" (slow|normal|fast), "volume" (soft|normal|loud), "pitch" (low|normal|high), '
-    '"gender" (male|female|unclear), "age" (child|adult|older|unclear), '
-    '"description" (one sentence on the speaking style).'
-)
+# What a --caption-prompt template can use (the bundled prompts/style.txt uses none).
+CAPTION_FIELDS = {"transcript": "what ASR recognised in this clip ('(nothing recognised)' "
+                                "when empty)"}
+
+
+def caption_prompt(path: str | Path | None = None) -> PromptTemplate:
+    """The remote captioner's prompt template: the file at `path` (--caption-prompt), else
+    the bundled prompts/style.txt."""
+    if path is not None:
+        return load_template(path, CAPTION_FIELDS, "--caption-prompt")
+    return bundled_template("style.txt", CAPTION_FIELDS, "--caption-prompt")
 
 
 def parse_style_reply(text: str) -> StyleCaption:
@@ -278,32 +283,38 @@ def parse_style_reply(text: str) -> StyleCaption:
 class OpenAIStyleCaptioner:
     """An audio-understanding chat model behind an OpenAI-compatible API."""
 
-    def __init__(self, endpoint: Endpoint, runtime: Runtime):
+    def __init__(self, endpoint: Endpoint, runtime: Runtime,
+                 prompt: PromptTemplate | None = None):
         self.endpoint, self.runtime = endpoint, runtime
+        self.prompt = prompt or caption_prompt()
         self.name = f"openai-style/{endpoint.label()}"
         self._client = endpoint.client()
 
     def identity(self) -> dict[str, str]:
-        return {"model": self.endpoint.label(), "prompt": digest(STYLE_PROMPT),
+        return {"model": self.endpoint.label(), "prompt_sha256": self.prompt.sha256,
                 "parser": code_digest(parse_style_reply)}
 
     def describe(self, audio_path: str, register: Register | None = None,
                  transcript: str | None = None) -> StyleCaption:
-        """Caption one file; the model hears the voice itself, so register and transcript
-        (inputs of the prosody rules) are not sent and not part of the cache key."""
+        """Caption one file; the model hears the voice itself (a register is only for the
+        prosody rules) and reads `transcript` in its prompt."""
         audio_b64 = base64.b64encode(wav_bytes(load_audio(audio_path))).decode()
+        system, text = self.prompt.render({"transcript": transcript or "(nothing recognised)"})
+        messages = ([{"role": "system", "content": system}] if system is not None else []) + [
+            {"role": "user", "content": [
+                {"type": "text", "text": text},
+                {"type": "input_audio", "input_audio": {"data": audio_b64, "format": "wav"}},
+            ]}]
 
         def compute():
             resp = self._client.chat.completions.create(
-                model=self.endpoint.model, temperature=0,
-                messages=[{"role": "user", "content": [
-                    {"type": "text", "text": STYLE_PROMPT},
-                    {"type": "input_audio", "input_audio": {"data": audio_b64, "format": "wav"}},
-                ]}],
-            )
+                model=self.endpoint.model, temperature=0, messages=messages)
             return {"text": resp.choices[0].message.content or ""}, usage_of(resp)
 
-        inputs = {"audio": file_sha256(audio_path), "prompt": STYLE_PROMPT}
+        # The rendered prompt is the key: with the bundled one, captions cached before stay valid.
+        inputs = {"audio": file_sha256(audio_path), "prompt": text}
+        if system is not None:
+            inputs["system"] = system
         text = self.runtime.call("style", "openai-style", self.endpoint.label(), inputs, compute,
                                  remote=True)["text"]
         return parse_style_reply(text)

@@ -93,8 +93,12 @@ class Judgement:
     input_caption: str = ""
     reply_transcript: str = ""
     reply_caption: str = ""
+    input_caption_words: dict = field(default_factory=dict)  # attribute -> word (emotion, ...)
+    reply_caption_words: dict = field(default_factory=dict)
     reply_audio: str | None = None
-    prompt_sha256: str = ""  # the audio that was scored: a changed file is scored again
+    # The audio that was scored (recorded when the file exists, also for a failed item): an
+    # item whose file changed is scored again.
+    prompt_sha256: str = ""
     reply_sha256: str = ""
     fingerprint: str = ""  # digest of the run's set-up (bench.scoring.fingerprint)
     cost_usd: float = 0.0

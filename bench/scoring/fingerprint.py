@@ -3,8 +3,8 @@
 A run folder holds `fingerprint.json`: per role (system, asr, style, judge) the identity
 its back end reports (model, prompt and rubric digests, rule-code digests, ...). A run
 into a folder whose fingerprint differs is refused with the fields that changed, unless
-`--force-new` sets the old results aside. Each judgement also records the sha256 of its
-prompt and reply audio; an item whose audio changed since it was scored is scored again.
+`--force-new` sets the old results aside. What changes item by item (audio files, speaker
+registers) is not in the fingerprint: bench.scoring.resume scores those items again.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from pathlib import Path
 
 from bench.backends.cache import digest
 from bench.backends.remote import ConfigError
-from bench.backends.systems import ReplyError, WavFolderSystem
-from bench.data.audio import file_sha256
-from bench.data.schema import Judgement, Query
+from bench.backends.systems import WavFolderSystem
 
 FINGERPRINT_FILE = "fingerprint.json"
 RUN_FILES = ("judgements.jsonl", "report.md", "table.csv", "run.json", "ledger.jsonl",
@@ -91,22 +89,3 @@ def check_run_folder(out: Path, fp: dict, force_new: bool) -> Path | None:
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(fp, indent=2, sort_keys=True) + "\n")
     return moved
-
-
-def audio_changed(j: Judgement, query: Query, system) -> str | None:
-    """Why a scored item must be scored again (its prompt or reply audio changed), or None."""
-    style = next((s for s in query.styles if query.item_id(s) == j.item_id), None)
-    if style is None:
-        return None
-    if j.prompt_sha256 and Path(style.audio).is_file() \
-            and file_sha256(style.audio) != j.prompt_sha256:
-        return "prompt audio changed"
-    if isinstance(system, WavFolderSystem) and j.score is not None:
-        # Replies on disk can be edited; remote replies live in the content-addressed cache.
-        try:
-            now = system.respond(query, style).audio
-        except ReplyError:
-            return "reply file removed"
-        if now != j.reply_audio or file_sha256(now) != j.reply_sha256:
-            return "reply audio changed"
-    return None

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
-from bench.backends.judge import JudgeInput
+from bench.backends.judge import CAPTION_ATTRIBUTES, JudgeInput
 from bench.backends.remote import TransientError, redact
 from bench.backends.runtime import Runtime
+from bench.backends.style import StyleCaption
 from bench.data.audio import AudioError, file_sha256, load_audio
 from bench.data.schema import Judgement, Query, StyleVariant
+
+
+def caption_words(caption: StyleCaption) -> dict[str, str | None]:
+    """The caption's word per style attribute (emotion, speed, ...): what a judge reads from
+    it, without the measured numbers that move a little whenever a register does."""
+    return {k: getattr(caption, k) for k in CAPTION_ATTRIBUTES}
+
+
+def _sha256_if_file(path: str) -> str:
+    return file_sha256(path) if Path(path).is_file() else ""
 
 
 def score_item(query: Query, style: StyleVariant, backends, runtime: Runtime,
@@ -24,9 +36,10 @@ def score_item(query: Query, style: StyleVariant, backends, runtime: Runtime,
     stage = "input_audio"
     with runtime.item() as stats:
         try:
+            # Recorded even when the file is unusable: a fixed file is retried on resume.
+            fields["prompt_sha256"] = _sha256_if_file(style.audio)
             # Refuse a bad prompt before paying for a reply.
             load_audio(style.audio, max_seconds=run_info["max_seconds"])
-            fields["prompt_sha256"] = file_sha256(style.audio)
             stage = "asr"
             fields["input_transcript"] = asr.transcribe(style.audio)
             if not fields["input_transcript"].strip():
@@ -37,17 +50,20 @@ def score_item(query: Query, style: StyleVariant, backends, runtime: Runtime,
             out = system.respond(query, style)
             fields["reply_audio"] = out.audio
             stage = "reply_audio"
+            fields["reply_sha256"] = _sha256_if_file(out.audio)
             load_audio(out.audio, max_seconds=run_info["max_seconds"])
-            fields["reply_sha256"] = file_sha256(out.audio)
             stage = "asr"
             fields["reply_transcript"] = asr.transcribe(out.audio)
             stage = "style"
             regs = run_info["registers"]
-            # The transcripts give the offline captioner its speaking rate.
             cap_in = captioner.describe(style.audio, regs.prompt.get(style.speaker),
-                                        fields["input_transcript"])
-            cap_out = captioner.describe(out.audio, regs.reply, fields["reply_transcript"])
+                                        transcript=fields["input_transcript"])
+            cap_out = captioner.describe(out.audio, regs.reply,
+                                         transcript=fields["reply_transcript"])
             fields["input_caption"], fields["reply_caption"] = cap_in.caption, cap_out.caption
+            # What a resume compares: the item is judged again when these words would change.
+            fields["input_caption_words"] = caption_words(cap_in)
+            fields["reply_caption_words"] = caption_words(cap_out)
             stage = "judge"
             verdict = judge.judge(JudgeInput(
                 scenario=query.scenario, reference=style.reference,

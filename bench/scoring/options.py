@@ -11,10 +11,16 @@ from pathlib import Path
 
 from bench.backends.asr import OpenAIASR, PocketSphinxASR, WhisperLocalASR
 from bench.backends.cache import digest
-from bench.backends.judge import OpenAIJudge, RuleJudge
+from bench.backends.judge import JUDGE_FIELDS, OpenAIJudge, RuleJudge, judge_prompt
+from bench.backends.prompt_template import field_list
 from bench.backends.remote import ConfigError, Endpoint
 from bench.backends.runtime import Runtime
-from bench.backends.style import OpenAIStyleCaptioner, ProsodyCaptioner
+from bench.backends.style import (
+    CAPTION_FIELDS,
+    OpenAIStyleCaptioner,
+    ProsodyCaptioner,
+    caption_prompt,
+)
 from bench.backends.systems import (
     AudioChatSystem,
     CheckpointSystem,
@@ -107,6 +113,15 @@ def parse_args(argv: list[str] | None = None, description: str | None = None,
                     help="rule: offline HEURISTIC judge; openai: LLM judge (paper: GPT-4.1)")
     _endpoint_args(ap, "judge")
     ap.add_argument("--judge-reasks", type=int, default=1, help="re-asks on a malformed answer")
+    ap.add_argument("--judge-prompt", type=Path, default=None, metavar="FILE",
+                    help="--judge openai: prompt template replacing the bundled one (e.g. the "
+                         "paper's own); lines [system] / [user] split the messages, {{ }} are "
+                         "literal braces; it must ask for 'The score is N.'. Fields (README, "
+                         "'Prompt templates'; single-turn queries have conversation_history "
+                         "'(none)'): " + field_list(JUDGE_FIELDS))
+    ap.add_argument("--caption-prompt", type=Path, default=None, metavar="FILE",
+                    help="--style openai: prompt template replacing the bundled one, sent with "
+                         "the audio. Fields: " + field_list(CAPTION_FIELDS))
     ap.add_argument("--concurrency", type=int, default=4, help="items in flight at once")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
     ap.add_argument("--max-attempts", type=int, default=5, help="tries per call (429/5xx/timeout)")
@@ -150,9 +165,17 @@ def build_backends(args: argparse.Namespace, runtime: Runtime):
         asr = WhisperLocalASR(args.asr_checkpoint, runtime)
     else:
         asr = PocketSphinxASR(runtime)
-    style = (OpenAIStyleCaptioner(endpoint(args, "style"), runtime) if args.style == "openai"
-             else ProsodyCaptioner(runtime))
-    judge = (OpenAIJudge(endpoint(args, "judge"), runtime, args.judge_reasks)
+    if args.caption_prompt is not None and args.style != "openai":
+        raise ConfigError("--caption-prompt applies to --style openai; the prosody captioner "
+                          "reads no prompt")
+    if args.judge_prompt is not None and args.judge != "openai":
+        raise ConfigError("--judge-prompt applies to --judge openai; the rule judge reads no "
+                          "prompt")
+    style = (OpenAIStyleCaptioner(endpoint(args, "style"), runtime,
+                                  caption_prompt(args.caption_prompt))
+             if args.style == "openai" else ProsodyCaptioner(runtime))
+    judge = (OpenAIJudge(endpoint(args, "judge"), runtime, args.judge_reasks,
+                         judge_prompt(args.judge_prompt))
              if args.judge == "openai" else RuleJudge())
     if args.system == "checkpoint":
         system = CheckpointSystem(args.system_path, args.system_speech, runtime,

@@ -6,14 +6,15 @@ over all of that speaker's prompts in the queries file (the whole file, so --lim
 reply file in the folder (the system's voice). Other systems, and speakers with fewer
 than MIN_REGISTER_CLIPS clips, get none: their captions use the population bands.
 
-Registers shape captions, so their values are part of the run fingerprint.
+Registers shape captions but are not part of the run fingerprint: when one moves (a reply
+file changed), a resume judges again only the items whose caption words it changes
+(bench.scoring.resume). run.json records the values a run used.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.backends.cache import digest
 from bench.backends.style import Register, register_of
 from bench.backends.systems import WavFolderSystem
 from bench.data.audio import AudioError
@@ -25,9 +26,9 @@ class Registers:
     prompt: dict[str, Register] = field(default_factory=dict)  # speaker -> register
     reply: Register | None = None
 
-    def identity(self) -> dict[str, str]:
-        return {"prompt_registers": digest({k: r.as_dict() for k, r in self.prompt.items()}),
-                "reply_register": digest(self.reply.as_dict() if self.reply else None)}
+    def as_dict(self) -> dict:
+        return {"prompt": {k: r.as_dict() for k, r in self.prompt.items()},
+                "reply": self.reply.as_dict() if self.reply else None}
 
 
 def _register(captioner, paths: list[str]) -> Register | None:

@@ -3,11 +3,15 @@ failure is counted and shown, malformed judge answers are asked again."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import soundfile as sf
 
 from bench import report, score
 from bench.backends import judge as judge_mod
+from bench.backends.prompt_template import PROMPTS_DIR
 from bench.data.schema import read_judgements
 from tests.bench.conftest import PLANTED_KEY, make_remote_set, remote_argv
 from tests.bench.fake_openai import tone_wav
@@ -17,28 +21,34 @@ def _judge_calls(server) -> int:
     return sum(n for (endpoint, _), n in server.counts.items() if endpoint == "judge")
 
 
-def test_a_rubric_edit_refuses_the_resume_and_force_new_rescores(tmp_path, fake_server,
-                                                                  monkeypatch, capsys):
+def test_an_edited_judge_prompt_refuses_the_resume_and_force_new_rescores(tmp_path, fake_server,
+                                                                         monkeypatch, capsys):
     monkeypatch.setenv("BENCH_TEST_KEY", PLANTED_KEY)
     queries, _ = make_remote_set(tmp_path / "d", fake_server, 2)
     out = tmp_path / "out"
     argv = remote_argv(fake_server, queries, out, tmp_path / "c.sqlite")
     assert score.main(argv) == 0
     before = _judge_calls(fake_server)
-    rubric = judge_mod.RUBRIC.replace("5 - ", "5 - (edited) ")
-    monkeypatch.setattr(judge_mod, "SYSTEM_PROMPT", judge_mod.SYSTEM_PROMPT.replace(
-        judge_mod.RUBRIC, rubric))
-    monkeypatch.setattr(judge_mod, "RUBRIC", rubric)
+    # The bundled prompt given as a file: same bytes, same set-up, the resume goes on.
+    bundled = (PROMPTS_DIR / "judge.txt").read_text()
+    same = tmp_path / "same.txt"
+    same.write_text(bundled)
+    assert score.main(argv + ["--judge-prompt", str(same)]) == 0
+    assert _judge_calls(fake_server) == before
+    edited = tmp_path / "edited.txt"
+    edited.write_text(bundled.replace("5 - ", "5 - (edited) "))
     capsys.readouterr()
-    assert score.main(argv) == 2  # refused: old scores would be kept under a new rubric
+    assert score.main(argv + ["--judge-prompt", str(edited)]) == 2  # old scores, new rubric
     err = capsys.readouterr().err
-    assert "different set-up" in err and "judge.rubric:" in err and "--force-new" in err
+    assert "different set-up" in err and "judge.prompt_sha256:" in err and "--force-new" in err
+    assert hashlib.sha256(edited.read_bytes()).hexdigest() in err
     assert "judge.model" not in err  # only what changed is named
     assert _judge_calls(fake_server) == before
-    assert score.main(argv + ["--force-new"]) == 0
+    assert score.main(argv + ["--judge-prompt", str(edited), "--force-new"]) == 0
     assert _judge_calls(fake_server) == before + 4  # every item judged again
     assert len(list(out.glob("superseded-*/judgements.jsonl"))) == 1
-    assert score.main(argv) == 0  # the new set-up resumes normally
+    assert "(edited)" in fake_server.bodies[-1][1]
+    assert score.main(argv + ["--judge-prompt", str(edited)]) == 0  # the new set-up resumes
     assert _judge_calls(fake_server) == before + 4
 
 
@@ -88,8 +98,10 @@ def test_a_replaced_reply_file_is_scored_again(tmp_path, fake_server, monkeypatc
     before = dict(fake_server.counts)
     capsys.readouterr()
     assert score.main(argv) == 0
-    assert "2 scored again because their audio changed (e.g. q01:a: reply audio changed)" \
-        in capsys.readouterr().err
+    assert "2 scored again because what they were scored from changed: q01:a: reply audio " \
+        "changed; q02:b: prompt audio changed" in capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text())["items_rescored"] == {
+        "q01:a": "reply audio changed", "q02:b": "prompt audio changed"}
     asked = {m for (endpoint, m), n in fake_server.counts.items()
              if endpoint == "judge" and n != before.get((endpoint, m), 0)}
     assert asked == {"q01a", "q02b"}
