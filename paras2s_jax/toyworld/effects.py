@@ -90,8 +90,14 @@ def effects_table(base: dict, sft: dict, grpo: dict[float, list[dict]], ties: di
                     f"{b:.3f} < {s:.3f} < {g:.3f} | {'yes' if b < s < g else 'no'} |")
     gen = {beta: [r["general"] for r in runs] for beta, runs in grpo.items()}
     diff, half = paired_difference(gen[0.2], gen[0.0])
-    shown = ("yes" if diff - half > 0 else "no: the interval includes 0") \
-        if not math.isnan(half) else "no: one seed"
+    if math.isnan(half):
+        shown = "no: one seed"
+    elif diff - half > 0:
+        shown = "yes"
+    elif diff + half < 0:
+        shown = "no: β = 0 kept more"
+    else:
+        shown = "no: the interval includes 0"
     rows.append(f"| KL term keeps general ability | general ability: SFT {sft['general']:.3f}"
                 f"; GRPO β = 0.2 vs β = 0 ({seeds} training seeds) | {_fmt(gen[0.2])} vs "
                 f"{_fmt(gen[0.0])}; paired difference {diff:+.3f} ± {half:.3f} | {shown} |")

@@ -71,6 +71,12 @@ def test_effects_table_has_a_row_per_effect_and_judges_each():
                                        {"pearson": 0.75, "accuracy": 0.93}, 576, 432)
               if r.startswith("| KL term"))
     assert kl.endswith("| no: the interval includes 0 |")
+    # The opposite effect is named as such.
+    runs[0.0] = [_row(4.9, 4.9), _row(4.9, 4.8), _row(4.9, 4.85)]
+    kl = next(r for r in effects_table(_row(1.0, 1.1), _row(4.4, 5.0), runs, {2: 0.4, 8: 0.02},
+                                       {"pearson": 0.75, "accuracy": 0.93}, 576, 432)
+              if r.startswith("| KL term"))
+    assert kl.endswith("| no: β = 0 kept more |")
     # GRPO below SFT on a dimension is reported, not hidden.
     runs[0.2][0]["age"] = runs[0.2][1]["age"] = runs[0.2][2]["age"] = 4.0
     rows = effects_table(_row(1.0, 1.1), _row(4.4, 5.0), runs, {2: 0.4, 8: 0.02},
