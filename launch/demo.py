@@ -58,10 +58,10 @@ def stage_configs(workdir: Path, fast: bool = False, mode: str | None = None) ->
     s, r, g = sft.get_config("toy"), reward.get_config("toy"), grpo.get_config("toy")
     s.workdir, r.workdir, g.workdir = (str(workdir / n) for n in ("sft", "reward", "grpo"))
     s.train.total_steps = s.train.save_every = steps["sft"]
-    s.optimizer.decay_steps = steps["sft"] - s.optimizer.warmup_steps
+    s.optimizer.decay_steps = max(1, steps["sft"] - s.optimizer.warmup_steps)
     s.toy.judge = False  # the demo scores base and SFT itself
     r.train.total_steps = steps["reward"]
-    r.optimizer.decay_steps = steps["reward"] - r.optimizer.warmup_steps
+    r.optimizer.decay_steps = max(1, steps["reward"] - r.optimizer.warmup_steps)
     g.train.total_steps = g.optimizer.decay_steps = steps["grpo"]
     if mode != "full":  # the eval losses of the intermediate steps show no effect
         s.train.eval_every = 0
