@@ -44,3 +44,22 @@ def test_a_workdir_keeps_its_lengths(tmp_path):
     check_mode(tmp_path, "quick")  # resuming is fine
     with pytest.raises(SystemExit, match="rerun with neither --full nor --fast"):
         check_mode(tmp_path, "full")
+
+
+def test_toy_samplers_share_one_program():
+    import ml_collections
+
+    from paras2s_jax.sampling import bucket_length, sampling_from_settings
+
+    configs = stage_configs(Path("/w"), mode="quick")
+    r, g = configs["reward"], configs["grpo"]
+    distill = sampling_from_settings(r.distill.sampling, r.distill.samples_per_query)
+    rollout = sampling_from_settings(g.grpo.sampling, g.grpo.group_size)
+    # equal configs and rows: the jitted sampler's static arguments and shapes match
+    assert distill == rollout and r.distill.chunk_queries == g.grpo.query_batch
+    toy_eval = sampling_from_settings(configs["sft"].toy.sampling)
+    for s in (distill, toy_eval):  # toy prompts are 12-18 columns: one padded length
+        assert {bucket_length(n, s.prompt_bucket) for n in range(12, 19)} == {20}
+    plain = ml_collections.ConfigDict(dict(max_new_tokens=8, text_temperature=1.0, text_top_k=0,
+                                           audio_temperature=1.0, audio_top_k=0))
+    assert sampling_from_settings(plain).prompt_bucket == 16
