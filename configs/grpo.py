@@ -71,6 +71,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.grpo.sampling.text_top_k = 0  # 0: full vocabulary
     c.grpo.sampling.audio_temperature = 1.0  # exploration on the audio stream
     c.grpo.sampling.audio_top_k = 0  # 0: full vocabulary
+    c.grpo.sampling.prompt_bucket = 16  # prompts padded to 16 * 2**k columns
 
     # Prompts longer than this many tokens (prompt text, speech codes and the chat
     # template) are refused when the stage starts, naming the file and line: the memory
@@ -101,6 +102,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.model.preset = "tiny"  # the CPU-sized model
         c.grpo.query_batch = 16  # 16 prompts x G = 8: 128 replies per step
         c.data.max_prompt_len = 32  # toy prompts are 14-18 tokens
+        c.grpo.sampling.prompt_bucket = 20  # toy prompts are 12-18 columns: one shape
         # The paper's 5e-4 over-steps here: the tiny policy finds replies the small
         # reward model over-rates (content breaks, score 1) within 60 steps.
         c.optimizer.lr = 1e-4

@@ -71,6 +71,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.distill.sampling.text_top_k = 0  # full vocabulary
     c.distill.sampling.audio_temperature = 1.0  # varied voices
     c.distill.sampling.audio_top_k = 0  # full vocabulary
+    c.distill.sampling.prompt_bucket = 16  # prompts padded to 16 * 2**k columns
     # Who scores the replies: "toy" (the toy world's rule judge; needs toy.enabled) or
     # "bench" (bench.score's pipeline on the detokenised replies; resumable, cached).
     c.distill.scorer = "toy"
@@ -91,6 +92,9 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     if preset == "toy":
         c.workdir = "/tmp/paras2s/reward_toy"  # distill/, checkpoints/, reward_model/, tb/
         c.toy.enabled = True  # prompts from the toy world
+        c.distill.sampling.prompt_bucket = 20  # toy prompts are 12-18 columns: one shape
+        # 16 prompts x 8 replies: the rows of a GRPO rollout, so both run one program
+        c.distill.chunk_queries = 16
         c.init.path = "/tmp/paras2s/demo/sft/checkpoints/600"  # the demo's SFT model
         c.init.made_by = "python launch/demo.py"  # writes init.path and toy.data_dir
         c.model.preset = "tiny"  # the CPU-sized model

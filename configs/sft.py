@@ -62,11 +62,13 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.toy.sampling.audio_temperature = 0.8  # audio sampling temperature
     c.toy.sampling.audio_top_k = 10  # audio top-k
     c.toy.sampling.batch_size = 64  # prompts per sampler call
+    c.toy.sampling.prompt_bucket = 16  # prompts padded to 16 * 2**k columns (one compile each)
 
     if preset == "toy":
         c.workdir = "/tmp/paras2s/sft_toy"  # toy_data/, checkpoints/, tb/, results.json
         c.toy.enabled = True  # train on the toy world
         c.toy.judge = True  # print base vs SFT judge scores
+        c.toy.sampling.prompt_bucket = 20  # toy prompts are 12-18 columns: one shape
         c.model.preset = "tiny"  # ~0.5M parameters, CPU
         c.mesh.data = -1  # pure data parallel over whatever devices exist
         c.optimizer.lr = 3e-3  # a tiny model from scratch wants a large lr

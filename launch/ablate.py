@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from launch.demo import evaluate_checkpoint, stage_configs  # noqa: E402
+from paras2s_jax.toyworld.effects import ci95  # noqa: E402
 
 
 def _ensure_prerequisites(workdir: Path) -> dict:
@@ -47,18 +48,6 @@ def _ensure_prerequisites(workdir: Path) -> dict:
             print(f"== prerequisite stage {name}: {cfg.workdir}", flush=True)
             stages.get(cfg.stage)(cfg)
     return configs
-
-
-def ci95(values: list[float]) -> tuple[float, float]:
-    """(mean, half-width of the 95% t interval); half-width nan for one value."""
-    from scipy import stats
-
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, float("nan")
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
 
 
 def _run(configs: dict, name: str, steps: int, seed: int = 0, reward: Path | None = None,

@@ -1,18 +1,25 @@
 """The embedded demo: ParaS2SAlign end to end in the toy paralinguistic world, on a CPU.
 
-    python launch/demo.py [--workdir /tmp/paras2s/demo] [--fast]
+    python launch/demo.py [--workdir /tmp/paras2s/demo] [--full | --fast]
 
 1. Stage 1, SFT: the tiny Kimi-Audio learns from imperfect spoken demonstrations.
 2. Stage 2, reward model: the SFT model's sampled replies are judged by the toy rule
    judge; LoRA adapters learn to predict the judge's digit.
 3. Stage 3, GRPO: G = 8 replies per prompt, rewards from the distilled reward model,
-   KL (beta = 0.2) to the SFT model on both the text and the audio stream.
-Then each stage's Orbax checkpoint is restored (the untrained model's too) and scored by
-the toy judge on held-out queries: a paper-style table per dimension and overall, a
-"general ability" column (style-independent requests that SFT taught and RL never
-sees: the toy VoiceBench, where forgetting would show), plus the reward model's
-Pearson correlation with the judge on held-out pairs. Every number
-comes from this run. Re-running resumes finished stages from their checkpoints.
+   KL to the SFT model on both streams: beta = 0.2 (the paper) and beta = 0, a few
+   training seeds each; the beta = 0 runs go to a second process (the second core).
+Then the untrained, SFT and GRPO models are restored and scored by the toy judge on
+held-out queries and on the general-ability probe (style-independent requests SFT
+taught and RL never sees: the toy VoiceBench), and one table shows each effect of the
+paper: base < SFT < GRPO per dimension, the KL term keeping general ability (paired
+interval over training seeds), the integer judge's ties at G = 2 vs G = 8 (the SFT
+model's distillation replies) and the reward model's Pearson with the judge.
+
+The default lengths are shortened where they carry no effect; `--full` runs the
+lengths of the stage presets (SFT 600, RM 300, GRPO 60 steps; 3 seeds per beta).
+Compiled programs are shared through one jax compilation cache in <workdir>/jax_cache.
+Every number comes from this run; it is deterministic for a seed on CPU, and re-running
+resumes finished stages and runs from their checkpoints.
 """
 
 from __future__ import annotations
@@ -20,33 +27,56 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+BETAS = (0.2, 0.0)  # the paper's KL weight and none
 
-def stage_configs(workdir: Path, fast: bool) -> dict:
-    """The toy presets of the three stages, chained through `workdir`."""
+
+def _lengths(mode: str) -> dict:
+    """Steps per stage and GRPO training seeds per beta for `mode`."""
+    if mode == "full":  # the stage presets' lengths
+        return {"sft": 600, "reward": 300, "grpo": 60, "grpo_seeds": 3}
+    if mode == "fast":  # a smoke version for tests: same code paths, fewer steps
+        return {"sft": 60, "reward": 20, "grpo": 4, "grpo_seeds": 2}
+    # SFT keeps 600 steps: the general-ability requests are learnt between steps 300 and
+    # 450 (probe 1.9 at 300, 4.8 at 450), and the beta comparison is about keeping them.
+    return {"sft": 600, "reward": 200, "grpo": 20, "grpo_seeds": 3}
+
+
+def stage_configs(workdir: Path, fast: bool = False, mode: str | None = None) -> dict:
+    """The toy presets of the three stages, chained through `workdir`, at the lengths of
+    `mode` ("quick": the demo's default; "full": the presets'; "fast": a smoke test)."""
     from configs import grpo, reward, sft
 
+    mode = mode or ("fast" if fast else "full")
+    steps = _lengths(mode)
     s, r, g = sft.get_config("toy"), reward.get_config("toy"), grpo.get_config("toy")
     s.workdir, r.workdir, g.workdir = (str(workdir / n) for n in ("sft", "reward", "grpo"))
-    sft_final = workdir / "sft" / "checkpoints" / str(s.train.total_steps)
-    toy_data = str(workdir / "sft" / "toy_data")
-    r.init.path = g.init.path = str(sft_final)
-    r.toy.data_dir = g.toy.data_dir = toy_data
-    g.reward.path = str(workdir / "reward" / "reward_model")
-    if fast:  # a smoke version for tests: same code paths, fewer steps
-        s.train.total_steps, s.train.eval_every, s.train.save_every = 60, 0, 60
-        s.toy.judge = False
-        r.init.path = g.init.path = str(workdir / "sft" / "checkpoints" / "60")
-        r.train.total_steps, r.train.eval_every, r.train.save_every = 20, 0, 20
+    s.train.total_steps = s.train.save_every = steps["sft"]
+    s.optimizer.decay_steps = max(1, steps["sft"] - s.optimizer.warmup_steps)
+    s.toy.judge = False  # the demo scores base and SFT itself
+    r.train.total_steps = steps["reward"]
+    r.optimizer.decay_steps = max(1, steps["reward"] - r.optimizer.warmup_steps)
+    g.train.total_steps = g.optimizer.decay_steps = steps["grpo"]
+    if mode != "full":  # the eval losses of the intermediate steps show no effect
+        s.train.eval_every = 0
+        r.train.eval_every = r.train.save_every = steps["reward"]
+        g.train.save_every = steps["grpo"]
+    if mode == "quick":  # a third of the steps at twice the rate: about as far from SFT
+        g.optimizer.lr = 2 * g.optimizer.lr
+    if mode == "fast":
         r.toy.num_train_queries = 32
-        r.distill.samples_per_query = 4
-        g.train.total_steps, g.train.save_every = 4, 4
+        r.distill.samples_per_query = 8
         g.grpo.query_batch = 4
+    sft_final = workdir / "sft" / "checkpoints" / str(steps["sft"])
+    r.init.path = g.init.path = str(sft_final)
+    r.toy.data_dir = g.toy.data_dir = str(workdir / "sft" / "toy_data")
+    g.reward.path = str(workdir / "reward" / "reward_model")
     for c in (s, r, g):
         c.train.progress = False
     return {"sft": s, "reward": r, "grpo": g}
@@ -54,6 +84,30 @@ def stage_configs(workdir: Path, fast: bool) -> dict:
 
 def _final_step(cfg) -> Path:
     return Path(cfg.workdir) / "checkpoints" / str(cfg.train.total_steps)
+
+
+def check_mode(workdir: Path, mode: str) -> None:
+    """Record the lengths a workdir was made with; refuse to resume it with others."""
+    marker = workdir / "demo_mode.json"
+    if marker.exists():
+        made = json.loads(marker.read_text())["mode"]
+        if made != mode:
+            flag = {"full": "--full", "fast": "--fast"}.get(made, "neither --full nor --fast")
+            raise SystemExit(f"{workdir} holds a demo run with other lengths ({made}): rerun "
+                             f"with {flag}, or pass another --workdir")
+    else:
+        workdir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"mode": mode}))
+
+
+def use_compilation_cache(workdir: Path) -> None:
+    """Keep every compiled program in <workdir>/jax_cache: runs of the same shapes (GRPO
+    seeds, the second process, a resumed demo) load it instead of compiling again."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(workdir / "jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def evaluate_checkpoint(configs: dict, path: Path, seeds: int = 3) -> dict:
@@ -85,8 +139,38 @@ def evaluate_checkpoint(configs: dict, path: Path, seeds: int = 3) -> dict:
     return row
 
 
-def evaluate(configs: dict, workdir: Path, seeds: int) -> dict:
-    """Restore the base, SFT and GRPO checkpoints and score each with the toy judge."""
+def grpo_run_dir(configs: dict, beta: float, seed: int) -> Path:
+    """Where the GRPO run of (`beta`, `seed`) lives; beta = 0.2, seed 0 is the grpo stage."""
+    if (beta, seed) == (BETAS[0], configs["grpo"].seed):
+        return Path(configs["grpo"].workdir)
+    return Path(configs["grpo"].workdir).parent / "grpo_runs" / f"beta{beta:g}_seed{seed}"
+
+
+def grpo_run(configs: dict, beta: float, seed: int, eval_seeds: int) -> dict:
+    """Train (or resume) GRPO with KL weight `beta` on both streams and training seed
+    `seed`, then score it; the evaluation row is kept in the run's eval.json."""
+    from paras2s_jax.train import stages
+
+    root = grpo_run_dir(configs, beta, seed)
+    cfg = configs["grpo"].copy_and_resolve_references()
+    cfg.workdir = str(root)
+    cfg.seed = cfg.data.shuffle_seed = seed
+    cfg.grpo.beta_text = cfg.grpo.beta_audio = beta
+    start = time.perf_counter()
+    if (root / "results.json").exists() and _final_step(cfg).exists():
+        print(f"== GRPO beta {beta:g} seed {seed}: already done ({root})", flush=True)
+    else:
+        print(f"== GRPO beta {beta:g} seed {seed}: {root}", flush=True)
+        stages.get("grpo")(cfg)
+    saved = root / "eval.json"
+    if not saved.exists():
+        saved.write_text(json.dumps(evaluate_checkpoint(configs, _final_step(cfg), eval_seeds)))
+    print(f"   GRPO beta {beta:g} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+    return json.loads(saved.read_text())
+
+
+def _base_model(configs: dict, workdir: Path) -> Path:
+    """The untrained model, saved once through the same save/restore path as the rest."""
     from flax import nnx
 
     from paras2s_jax.checkpoint.orbax_io import save_model
@@ -95,63 +179,111 @@ def evaluate(configs: dict, workdir: Path, seeds: int) -> dict:
 
     sft_cfg = configs["sft"]
     base_dir = workdir / "base_model"
-    if not base_dir.exists():  # the untrained model, through the same save/restore path
+    if not base_dir.exists():
         save_model(base_dir, KimiAudio(model_config(sft_cfg.model), rngs=nnx.Rngs(sft_cfg.seed)))
-    checkpoints = {"base (untrained)": base_dir, "SFT": _final_step(sft_cfg),
-                   "GRPO": _final_step(configs["grpo"])}
-    return {name: evaluate_checkpoint(configs, path, seeds) for name, path in checkpoints.items()}
+    return base_dir
 
 
-def print_table(table: dict, rm: dict, n_queries: int, seeds: int) -> None:
-    from paras2s_jax.toyworld import DIMENSIONS
+def _lane_command(args: argparse.Namespace, beta: float) -> list[str]:
+    cmd = [sys.executable, os.path.abspath(__file__), "--workdir", args.workdir,
+           "--seeds", str(args.seeds), "--grpo-beta", f"{beta:g}"]
+    return cmd + (["--full"] if args.full else []) + (["--fast"] if args.fast else [])
 
-    cols = (*DIMENSIONS, "overall", "general")
-    print(f"\nToy ParaS2SBench: mean toy-judge score (1-5) on {n_queries} held-out queries "
-          f"x {seeds} sampling seeds; general ability: style-independent requests from "
-          "the SFT data, never RL prompts")
-    print("| system | " + " | ".join(cols[:-1]) + " | general ability |")
-    print("|---" * (len(cols) + 1) + "|")
-    for name, row in table.items():
-        print(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in cols) + " |")
-    print(f"\nreward model vs toy judge on held-out pairs: Pearson {rm['pearson']:.3f}, "
-          f"exact digit {rm['accuracy']:.3f}")
+
+def _grpo_lane(configs: dict, beta: float, seeds: int, eval_seeds: int) -> list[dict]:
+    return [grpo_run(configs, beta, seed, eval_seeds) for seed in range(seeds)]
+
+
+def _stage(name: str, cfg) -> dict:
+    from paras2s_jax.train import stages
+
+    if (Path(cfg.workdir) / "results.json").exists() and _final_step(cfg).exists():
+        print(f"== stage {name}: already done ({cfg.workdir})", flush=True)
+        return json.loads((Path(cfg.workdir) / "results.json").read_text())
+    print(f"== stage {name}: {cfg.workdir}", flush=True)
+    return stages.get(cfg.stage)(cfg)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="/tmp/paras2s/demo")
     parser.add_argument("--seeds", type=int, default=3, help="sampling seeds of the evaluation")
-    parser.add_argument("--fast", action="store_true", help="a few steps per stage (smoke test)")
+    lengths = parser.add_mutually_exclusive_group()
+    lengths.add_argument("--full", action="store_true",
+                         help="the presets' lengths: SFT 600, RM 300, GRPO 60 steps x 3 seeds")
+    lengths.add_argument("--fast", action="store_true", help="a few steps per stage (smoke test)")
+    # Internal: the second process runs the GRPO runs of one beta.
+    parser.add_argument("--grpo-beta", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     workdir = Path(args.workdir)
+    mode = "full" if args.full else "fast" if args.fast else "quick"
+    check_mode(workdir, mode)
+    use_compilation_cache(workdir)
+    configs = stage_configs(workdir, mode=mode)
+    grpo_seeds = _lengths(mode)["grpo_seeds"]
+    if args.grpo_beta is not None:
+        _grpo_lane(configs, args.grpo_beta, grpo_seeds, args.seeds)
+        return
 
-    from paras2s_jax.train import stages
-
-    configs = stage_configs(workdir, args.fast)
-    timings = {}
-    results = {}
-    for name, cfg in configs.items():
+    timings, results = {}, {}
+    for name in ("sft", "reward"):
         start = time.perf_counter()
-        done = (Path(cfg.workdir) / "results.json").exists() and _final_step(cfg).exists()
-        if done:
-            results[name] = json.loads((Path(cfg.workdir) / "results.json").read_text())
-            print(f"== stage {name}: already done ({cfg.workdir})", flush=True)
-        else:
-            print(f"== stage {name}: {cfg.workdir}", flush=True)
-            results[name] = stages.get(cfg.stage)(cfg)
+        results[name] = _stage(name, configs[name])
         timings[name] = time.perf_counter() - start
+    # GRPO: beta = 0 in a second process while this one runs beta = 0.2 and scores the
+    # untrained and SFT models.
     start = time.perf_counter()
-    table = evaluate(configs, workdir, args.seeds)
-    timings["evaluation"] = time.perf_counter() - start
-    rm = {k.split("/", 1)[1]: v for k, v in results["reward"].items()
-          if k.startswith("heldout/")}
-    from paras2s_jax.toyworld.demos import read_queries
+    log = workdir / "grpo_runs" / "beta0.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        lane = subprocess.Popen(_lane_command(args, BETAS[1]), stdout=out,
+                                stderr=subprocess.STDOUT)
+    print(f"== GRPO beta 0 runs in a second process (log: {log})", flush=True)
+    try:
+        runs = {BETAS[0]: _grpo_lane(configs, BETAS[0], grpo_seeds, args.seeds)}
+        base = evaluate_checkpoint(configs, _base_model(configs, workdir), args.seeds)
+        sft = evaluate_checkpoint(configs, _final_step(configs["sft"]), args.seeds)
+    finally:
+        code = lane.wait()
+    if code != 0:
+        raise SystemExit(f"the beta = 0 GRPO process failed (exit {code}); its log, {log}, "
+                         "ends with:\n" + "".join(log.read_text().splitlines(True)[-30:]))
+    runs[BETAS[1]] = [json.loads((grpo_run_dir(configs, BETAS[1], seed) / "eval.json")
+                                 .read_text()) for seed in range(grpo_seeds)]
+    timings["grpo + evaluation"] = time.perf_counter() - start
+    print_table(configs, workdir, base, sft, runs, results["reward"], args.seeds, timings)
 
+
+def print_table(configs: dict, workdir: Path, base: dict, sft: dict, runs: dict,
+                reward_results: dict, seeds: int, timings: dict) -> None:
+    """Print the effects table and the stage times; keep both in demo_results.json."""
+    from paras2s_jax.toyworld.demos import read_queries
+    from paras2s_jax.toyworld.effects import distilled_scores, effects_table, tie_rates
+
+    rm = {k.split("/", 1)[1]: v for k, v in reward_results.items() if k.startswith("heldout/")}
+    distill = Path(configs["reward"].workdir) / "distill"
+    ties = tie_rates(distilled_scores(distill / "train"))
+    n_distill = len(distilled_scores(distill / "train"))
+    n_pairs = sum(len(s) for s in distilled_scores(distill / "heldout"))
     n = len(read_queries(workdir / "sft" / "toy_data" / "eval-queries.jsonl"))
-    print_table(table, rm, n, args.seeds)
+    g = configs["grpo"]
+    print(f"\nToy ParaS2SBench, every number from this run: toy-judge scores (1-5) on {n} "
+          f"held-out queries x {seeds} sampling seeds; general ability: style-independent "
+          f"requests from the SFT data, never RL prompts. SFT {configs['sft'].train.total_steps}"
+          f" steps, RM {configs['reward'].train.total_steps} steps, GRPO "
+          f"{g.train.total_steps} steps of {g.grpo.query_batch} prompts x G = "
+          f"{g.grpo.group_size} (GRPO = β 0.2, mean over {len(runs[BETAS[0]])} training "
+          "seeds; ± : 95% t-interval over training seeds)")
+    rows = effects_table(base, sft, runs, ties, rm, n_pairs, n_distill)
+    print("\n".join(rows))
+    if not next(r for r in rows if r.startswith("| KL term")).endswith("| yes |"):
+        print(f"The KL term's effect on general ability is not shown at {g.train.total_steps} "
+              "GRPO steps; `--full` runs 60 steps x 3 training seeds per β.")
     print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     (workdir / "demo_results.json").write_text(json.dumps(
-        {"table": table, "reward_model": rm, "seconds": timings}, indent=2))
+        {"base": base, "sft": sft, "grpo": {f"{b:g}": r for b, r in runs.items()},
+         "tie_rates": {str(k): v for k, v in ties.items()}, "reward_model": rm,
+         "table": rows, "seconds": timings}, indent=2))
 
 
 if __name__ == "__main__":

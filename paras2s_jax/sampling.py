@@ -64,11 +64,13 @@ class SamplingConfig:
 
 def sampling_from_settings(settings, num_samples: int = 1) -> SamplingConfig:
     """A `SamplingConfig` from a config group with the per-stream fields
-    (max_new_tokens, text_/audio_temperature, text_/audio_top_k)."""
+    (max_new_tokens, text_/audio_temperature, text_/audio_top_k) and, optionally,
+    prompt_bucket (default 16)."""
     return SamplingConfig(
         max_new_tokens=settings.max_new_tokens, text_temperature=settings.text_temperature,
         text_top_k=settings.text_top_k, audio_temperature=settings.audio_temperature,
-        audio_top_k=settings.audio_top_k, num_samples=num_samples)
+        audio_top_k=settings.audio_top_k, num_samples=num_samples,
+        prompt_bucket=getattr(settings, "prompt_bucket", SamplingConfig.prompt_bucket))
 
 
 @struct.dataclass
