@@ -12,7 +12,7 @@ header line). Exits with status 1 when a function's peak exceeds the budget.
 `--devices N` fakes N CPU devices (no accelerator needed; the CPU compiler upcasts bf16
 matmuls and schedules conservatively, so it over-estimates a GPU); `--devices 0` plans
 on the machine's own accelerators. `--markdown` prints only the header line and the
-table (no compile progress), as the README shows it.
+table (no compile progress), as docs/plans.md shows it.
 """
 
 from __future__ import annotations

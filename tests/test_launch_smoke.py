@@ -1,4 +1,4 @@
-"""The README's smoke command runs and reports what it claims."""
+"""The smoke command of docs/model.md runs and reports what it claims."""
 
 import subprocess
 import sys

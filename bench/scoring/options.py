@@ -116,8 +116,9 @@ def parse_args(argv: list[str] | None = None, description: str | None = None,
     ap.add_argument("--judge-prompt", type=Path, default=None, metavar="FILE",
                     help="--judge openai: prompt template replacing the bundled one (e.g. the "
                          "paper's own); lines [system] / [user] split the messages, {{ }} are "
-                         "literal braces; it must ask for 'The score is N.'. Fields (README, "
-                         "'Prompt templates'; single-turn queries have conversation_history "
+                         "literal braces; it must ask for 'The score is N.'. Fields "
+                         "(docs/benchmark.md, 'Prompt templates'; single-turn queries have "
+                         "conversation_history "
                          "'(none)'): " + field_list(JUDGE_FIELDS))
     ap.add_argument("--caption-prompt", type=Path, default=None, metavar="FILE",
                     help="--style openai: prompt template replacing the bundled one, sent with "

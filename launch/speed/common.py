@@ -185,7 +185,7 @@ def matmul_peak(size: int, dtype: str) -> tuple[Callable[[], Any], float]:
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> str:
-    """A Markdown table (the README pastes it as printed)."""
+    """A Markdown table (docs/speed.md pastes it as printed)."""
     def fmt(x: Any) -> str:
         if isinstance(x, float):
             return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"

@@ -60,5 +60,5 @@ def test_offline_style_aware_replies_beat_style_blind_ones(tmp_path, capsys):
         cells[name] = report.cell(read_judgements(tmp_path / name / "judgements.jsonl"))
     aware, blind = cells["style_aware"], cells["style_blind"]
     assert aware.failed == blind.failed == 0
-    assert aware.mean > blind.mean, (aware, blind)  # README: 3.125 vs 2.500
+    assert aware.mean > blind.mean, (aware, blind)  # docs/benchmark.md: 3.125 vs 2.500
     assert "**Overall (failures as 1): " in capsys.readouterr().out

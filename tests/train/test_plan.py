@@ -155,8 +155,9 @@ def test_grpo_plan_reads_the_prompt_cap():
     with cfg.unlocked():
         cfg.grpo.query_batch, cfg.grpo.group_size = 2, 4
         cfg.grpo.sampling.max_new_tokens = 8
-    for cap, columns in ((16, 16), (20, 32), (64, 64)):  # padded as the sampler pads
-        cfg.data.max_prompt_len = cap
+    # padded as the sampler pads: bucket * 2**k columns
+    for bucket, cap, columns in ((16, 16, 16), (16, 20, 32), (16, 64, 64), (20, 16, 20)):
+        cfg.grpo.sampling.prompt_bucket, cfg.data.max_prompt_len = bucket, cap
         functions = grpo_models.planned(cfg).functions
         assert f"prompt {columns} + 8 steps" in functions[0].name
         assert functions[0].args[2].shape == (8, columns)  # the sampler's prompt tokens

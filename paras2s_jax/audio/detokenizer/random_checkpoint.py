@@ -29,7 +29,7 @@ from paras2s_jax.audio.detokenizer.dit import DiTConfig
 from paras2s_jax.audio.detokenizer.vocoder import BigVGANConfig, kaiser_sinc_filter
 from paras2s_jax.checkpoint.torch_pickle import save_torch_file
 
-# Values of the published checkpoint where known (see the README's speech section);
+# Values of the published checkpoint where known (see docs/speech.md);
 # mel_mean / mel_std / num_heads are third-party readings of config.yaml.
 KIMI_DIT_YAML: dict[str, Any] = {
     "model": {"dit": {
