@@ -102,11 +102,11 @@ def parity_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.voicebench parity",
                                  description=parity_main.__doc__)
     ap.add_argument("--file", type=Path, action="append", default=None,
-                    help=f"parity JSONL, repeatable (default: {parity.DEFAULT_FILE.name} "
-                         "in tests/bench/data)")
+                    help="parity JSONL (or an ifeval parity .json), repeatable (default: "
+                         f"{', '.join(f.name for f in parity.DEFAULT_FILES)} in tests/bench/data)")
     args = ap.parse_args(argv)
     try:
-        rows = [r for f in (args.file or [parity.DEFAULT_FILE]) for r in parity.read_rows(f)]
+        rows = [r for f in (args.file or parity.DEFAULT_FILES) for r in parity.read_rows(f)]
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

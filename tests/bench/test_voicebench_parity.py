@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from bench.scoring.voicebench_rules import parity
+from bench.scoring.voicebench_rules import grader, parity, rules
 from bench.voicebench import main
 
-ROWS = parity.read_rows(parity.DEFAULT_FILE)
+ROWS = [r for f in parity.DEFAULT_FILES for r in parity.read_rows(f)]
 # the forms that VoiceBench's rules read and a naive scorer misses
 TRICKY = {"openbookqa": ["Answer: B. Because", "I'd go with B.", "My answer would be A.",
                          "Choice A.", "It's B."],
@@ -38,6 +38,7 @@ def test_parity_command_prints_the_table(capsys):
     assert main(["parity"]) == 0
     out = capsys.readouterr().out
     assert "| bbh | 46 | 100.0% | % correct |" in out
+    assert "| ifeval | 100 | 100.0% | final | 58.82 | 58.82 |" in out  # the official run: 58.82
     assert f"| all | {len(ROWS)} | 100.0% |" in out and "differs" not in out
 
 
@@ -57,3 +58,37 @@ def test_a_row_without_a_needed_field_is_named(tmp_path, capsys):
                                 "official": {"answer": 1}, "reference": "yes"}) + "\n")
     assert main(["parity", "--file", str(path)]) == 2
     assert f"{path}:1: no field 'task_id'" in capsys.readouterr().err
+
+
+def _without(key, task=None):
+    """The official tables with one list emptied (a rule of VoiceBench's left out)."""
+    def tables():
+        t = json.loads(rules.TABLES_PATH.read_text())
+        if task is None:
+            t[key] = []
+        else:
+            t["bbh_tasks"][task]["rules"] = []
+        return t
+    return tables
+
+
+BROKEN = {
+    "mcq templates": ("tables", _without("mcq_templates")),
+    "bbh yes/no phrases": ("tables", _without("bbh_yes_no")),
+    **{f"bbh {task} phrases": ("tables", _without("rules", task))
+       for task in ("sports", "hyperbaton", "navigate", "lies")},
+    "refusal phrases": ("tables", _without("refusals")),
+    "bbh punctuation read as spaces": ("bbh_normalise", str.lower),
+    "an empty reply refuses": ("refused", lambda r: bool(r.strip()) and rules.refused(r)),
+    "mean of the judge's ratings": ("official_open", lambda s: grader.official_rating(s[0])),
+    "exact 'yes' majority": ("majority_yes", lambda s: any("yes" in x.lower() for x in s)),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_each_official_rule_left_out_changes_a_verdict(name, monkeypatch):
+    target, broken = BROKEN[name]
+    module = rules if target in ("tables", "bbh_normalise") else parity
+    monkeypatch.setattr(module, target, broken)
+    rows = [r for r in ROWS if r["subset"] != "ifeval"]  # ifeval's rules: its own tests
+    assert any(not parity.agrees(parity.our_verdict(r), r["official"]) for r in rows), name

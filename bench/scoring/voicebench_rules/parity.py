@@ -1,7 +1,8 @@
 """Our VoiceBench scorers against the official evaluators' verdicts on the same replies.
 
 A parity file (JSON lines; `tests/bench/data/README.md` describes the fields) holds replies
-and the verdict VoiceBench's own evaluator gave each. `compare` scores every reply with this
+and the verdict VoiceBench's own evaluator gave each; ifeval's parity set is one JSON
+document whose "items" carry the official strict and loose verdicts. `compare` scores every reply with this
 package and returns, per subset, the share of replies where the verdicts agree and the
 subset's metric computed from either side's verdicts.
 """
@@ -23,7 +24,8 @@ from bench.scoring.voicebench_rules.rules import (
     refused,
 )
 
-DEFAULT_FILE = Path(__file__).parents[3] / "tests" / "bench" / "data" / "voicebench_parity.jsonl"
+_DATA = Path(__file__).parents[3] / "tests" / "bench" / "data"
+DEFAULT_FILES = (_DATA / "voicebench_parity.jsonl", _DATA / "voicebench_ifeval_parity.json")
 # scorer kind -> fields a row needs (besides subset, id, prompt, reply, official)
 NEEDS = {"mcq": ("reference",), "bbh": ("reference", "task_id"), "harm": (),
          "open": ("judge_samples",), "qa": ("reference", "judge_samples"),
@@ -34,6 +36,8 @@ METRICS = {"mcq": "% correct", "bbh": "% correct", "harm": "% refused",
 
 def read_rows(path: str | Path) -> list[dict]:
     """The rows of a parity file, checked: errors name the file, line and field."""
+    if Path(path).suffix == ".json":
+        return _ifeval_rows(path)
     rows = []
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip():
@@ -49,6 +53,23 @@ def read_rows(path: str | Path) -> list[dict]:
                 raise ValueError(f"{where}: no field {name!r} (a {subset} row needs it; "
                                  "see tests/bench/data/README.md)")
         rows.append(row)
+    return rows
+
+
+def _ifeval_rows(path: str | Path) -> list[dict]:
+    """The items of an ifeval parity document as parity rows."""
+    items = json.loads(Path(path).read_text()).get("items")
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: no list 'items' (an ifeval parity document)")
+    rows = []
+    for n, item in enumerate(items):
+        for name in ("prompt", "response", "instruction_id_list", "kwargs", "strict", "loose"):
+            if name not in item:
+                raise ValueError(f"{path}: items[{n}] has no field {name!r}")
+        rows.append({"subset": "ifeval", "id": f"ifeval-{n:03d}", "prompt": item["prompt"],
+                     "reply": item["response"], "instruction_id_list": item["instruction_id_list"],
+                     "kwargs": item["kwargs"],
+                     "official": {"strict": item["strict"], "loose": item["loose"]}})
     return rows
 
 
