@@ -55,7 +55,7 @@ UNKNOWN = "unknown"
 # "female" above the highest of any male one, each moved GENDER_MARGIN_ST further out.
 THRESHOLDS = {
     "speed": [11.58, 15.65],  # transcript phones per second of active speech: slow|normal|fast
-    "volume": [-24.4, -17.88],  # active RMS, dBFS: soft|normal|loud
+    "volume": [-24.41, -17.89],  # active RMS, dBFS: soft|normal|loud
     "gender_f0_hz": {"male_below": 133.9, "female_above": 161.4},  # median F0, Hz
 }
 # Pitch in semitones from the speaker's register (median F0): low|normal|high.
