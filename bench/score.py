@@ -125,15 +125,18 @@ def run(args: argparse.Namespace) -> list[Judgement]:
         with tqdm(total=len(todo.items), disable=args.no_progress, file=sys.stderr,
                   unit="item") as bar:
             def score_all(items, backends):
+                # After a batch its answers are paid and cached: the spend guard has had its say.
                 return _score_all(items, backends, runtime, run_info, writer, bar, pool,
-                                  args.max_cost)
+                                  None if batches else args.max_cost)
 
             items, stopped = todo.items, 0
             if args.batch:
                 # First pass: everything up to the judge; judge calls not cached go into a batch.
                 collector = BatchCollector(judge)
                 items, stopped = score_all(items, (system, asr, style, collector))
-                if items and not stopped:
+                if stopped:
+                    stopped += len(items)  # deferred to a batch never sent: not scored either
+                elif items:
                     batches = run_batch(judge, list(collector.requests.values()),
                                         out / "batch", Polling(args.batch_poll,
                                                                args.batch_timeout))

@@ -51,6 +51,11 @@ class DistillJudge(Protocol):
     def __call__(self, record: dict, text: list[int], audio: list[int]) -> tuple[int, str]: ...
 
 
+# A judge may also have `prepare(replies)`: it is handed a chunk's (query record, reply text
+# ids, reply audio codes) before it is called on each of them (the benchmark's judge sends
+# their judge calls as one OpenAI batch there, with `config.distill.batch`).
+
+
 def toy_judge(record: dict, text: list[int], audio: list[int]) -> tuple[int, str]:
     """The toy world's rule judge on the reply speech (what a listener hears)."""
     from paras2s_jax.toyworld import Scenario, judge
@@ -103,12 +108,16 @@ def distill(
         if k % jax.process_count() != jax.process_index():
             continue  # another process judges and writes this chunk
         g = sampling.num_samples
+        replies = [(q, *layout.parse_reply(np.asarray(out_s.text[qi * g + s]),
+                                           np.asarray(out_s.audio[qi * g + s]), mc))
+                   for qi, q in enumerate(chunk) for s in range(g)]
+        prepare = getattr(judge_fn, "prepare", None)
+        if prepare is not None:
+            prepare(replies)  # e.g. the chunk's judge calls as one batch, answers cached
         records = []
         for qi, q in enumerate(chunk):
             for s in range(g):
-                row = qi * g + s
-                text, audio = layout.parse_reply(np.asarray(out_s.text[row]),
-                                                 np.asarray(out_s.audio[row]), mc)
+                _, text, audio = replies[qi * g + s]
                 score, why = judge_fn(q, text, audio)
                 records.append({
                     "query_id": q["id"], "prompt_text": list(q.get("prompt_text", ())),

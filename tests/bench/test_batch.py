@@ -1,14 +1,20 @@
-"""bench.score --batch against the loopback server's Batch API: same bodies, cache and
-scores as online; a stopped run resumes the same batch; unusable and missing answers."""
+"""bench.score --batch and distillation's batch mode against the loopback server's Batch
+API: same bodies, cache and scores as online; a stopped run resumes the same batch;
+unusable and missing answers."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+
 from bench import score
+from bench.backends.batch import BatchError
 from bench.backends.cache import Cache
 from bench.backends.judge import REASK
 from bench.data.schema import read_judgements
+from bench.scoring.distill_judge import BenchJudge
 from tests.bench.conftest import PLANTED_KEY, make_remote_set, remote_argv
 
 BATCH = ["--batch", "--batch-poll", "0.01"]
@@ -162,3 +168,52 @@ def test_a_failed_or_expired_batch_names_itself_and_loses_nothing(tmp_path, fake
     assert all(v[0] is not None for v in _scores(out).values())
     assert [b["status"] for b in json.loads(state.read_text())["batches"]] == [
         "failed", "expired", "completed"]
+
+
+class _Speech:
+    """Speaks reply codes as a tone per first code (the detokenizer's part in BenchJudge)."""
+
+    detokenizer = object()
+    output_rate = 16000
+
+    def decode(self, codes, seed=0):
+        t = np.arange(int(0.8 * self.output_rate)) / self.output_rate
+        return (0.3 * np.sin(2 * np.pi * (180 + 20 * codes[0]) * t)).astype(np.float32)
+
+
+def _distill_argv(server, queries, tmp_path, extra=()):
+    argv = remote_argv(server, queries, tmp_path / "out", tmp_path / "cache.sqlite",
+                       ["--batch-poll", "0.01", *extra])
+    argv[argv.index("--style") + 1] = "prosody"  # reply tones are not registered captions
+    return argv
+
+
+def test_distillation_batch_mode_sends_a_chunk_as_one_batch_and_resumes(
+        tmp_path, fake_server, monkeypatch):
+    s = fake_server
+    queries, markers = _setup(tmp_path, s, monkeypatch, n_queries=2)
+    replies = [({"id": f"{m[:3]}:{m[3]}"}, [], [k + 1, 7, 9]) for k, m in enumerate(markers)]
+    replies.append(({"id": "q01:a"}, [], []))  # no audio codes: a failed reply, no request
+    judge = BenchJudge(_distill_argv(s, queries, tmp_path, ["--batch-timeout", "0"]),
+                       _Speech(), batch=True)
+    with pytest.raises(BatchError, match="batch batch_1 is still validating"):
+        judge.prepare(replies)  # stopped while the batch is pending
+
+    judge = BenchJudge(_distill_argv(s, queries, tmp_path), _Speech(), batch=True)  # restart
+    judge.prepare(replies)
+    assert list(s.batches) == ["batch_1"] and len(s.uploads) == 1  # the same batch, polled
+    assert len(_sent(s, "batch_judge")) == len(markers)
+    scores = [judge(*r) for r in replies]
+    assert [sc for sc, _ in scores[:-1]] == [s.judge_scores[m] for m in markers]
+    assert scores[-1][0] == 1 and _sent(s, "judge") == []  # every answer from the batch
+
+
+def test_distillation_batch_mode_refuses_what_it_cannot_do(tmp_path, fake_server, monkeypatch):
+    s = fake_server
+    queries, _ = _setup(tmp_path, s, monkeypatch, n_queries=1)
+    argv = _distill_argv(s, queries, tmp_path)
+    with pytest.raises(ValueError, match="needs the OpenAI judge"):
+        BenchJudge(argv[:argv.index("--judge")] + ["--judge", "rule"]
+                   + argv[argv.index("--judge") + 2:], _Speech(), batch=True)
+    with pytest.raises(ValueError, match="set config.distill.batch=True instead"):
+        BenchJudge(argv + ["--batch"], _Speech())
