@@ -30,6 +30,9 @@ from bench.backends.remote import call_with_retries
 PRICE_FACTOR = 0.5
 ENDPOINT = "/v1/chat/completions"
 TERMINAL = ("completed", "failed", "expired", "cancelled")
+# Per batch, the API takes at most 50,000 requests and a 200 MB input file.
+MAX_REQUESTS = 50_000
+MAX_BYTES = 190 * 2**20
 
 
 class BatchError(RuntimeError):
@@ -94,8 +97,9 @@ class _State:
 def run_batch(judge: OpenAIJudge, requests: list[Request], folder: str | Path,
               polling: Polling = Polling()) -> list[dict]:
     """Finish any batch a stopped run left pending in `folder`, then submit the requests
-    whose answers are still not cached as one batch and ingest its answers. Returns the
-    state entries of the batches finished now; BatchError when one did not complete."""
+    whose answers are still not cached (one batch, more past the API's limits) and ingest
+    the answers. Returns the state entries of the batches finished now; BatchError when
+    one did not complete."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state, client = _State(folder), judge.endpoint.client()
@@ -104,10 +108,22 @@ def run_batch(judge: OpenAIJudge, requests: list[Request], folder: str | Path,
     # What a finished batch did not answer usably is asked online by the scoring pass.
     asked = {cid for entry in finished for cid in _bodies(state, entry)}
     todo = [r for r in requests if r.custom_id not in asked and not _cached(judge, r.custom_id)]
-    if todo:
-        finished.append(_finish(judge, client, state, _submit(judge, client, state, folder,
-                                                              todo), polling))
-    return finished
+    submitted = [_submit(judge, client, state, folder, part) for part in _parts(todo)]
+    return finished + [_finish(judge, client, state, entry, polling) for entry in submitted]
+
+
+def _parts(todo: list[Request]) -> list[list[Request]]:
+    """`todo` cut into batches within the API's limits on requests and input file size."""
+    parts: list[list[Request]] = []
+    size = 0
+    for r in todo:
+        n = len(json.dumps(r.body)) + 200  # the line's other fields
+        if not parts or len(parts[-1]) >= MAX_REQUESTS or size + n > MAX_BYTES:
+            parts.append([])
+            size = 0
+        parts[-1].append(r)
+        size += n
+    return parts
 
 
 def _cached(judge: OpenAIJudge, key: str) -> bool:

@@ -42,18 +42,16 @@ Judge = Callable[[dict, list[int], list[int]], tuple[int, str]]
 class DistillJudge(Protocol):
     """An outside judge that brings its own prompts (e.g. the benchmark's pipeline, built by
     launch/train.py): `query_records` gives the prompts as distillation query records, and
-    calling it scores one reply like a `Judge`."""
+    calling it scores one reply like a `Judge`. Any judge may also have `prepare(replies)`:
+    `distill` hands it a chunk's (query record, reply text ids, reply audio codes) before
+    calling it on each (the benchmark's judge sends their judge calls as one OpenAI batch
+    there, with `config.distill.batch`)."""
 
     name: str
 
     def query_records(self, whisper_features: bool) -> list[dict]: ...
 
     def __call__(self, record: dict, text: list[int], audio: list[int]) -> tuple[int, str]: ...
-
-
-# A judge may also have `prepare(replies)`: it is handed a chunk's (query record, reply text
-# ids, reply audio codes) before it is called on each of them (the benchmark's judge sends
-# their judge calls as one OpenAI batch there, with `config.distill.batch`).
 
 
 def toy_judge(record: dict, text: list[int], audio: list[int]) -> tuple[int, str]:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bench import score
+from bench.backends import batch
 from bench.backends.batch import BatchError
 from bench.backends.cache import Cache
 from bench.backends.judge import REASK
@@ -217,3 +218,15 @@ def test_distillation_batch_mode_refuses_what_it_cannot_do(tmp_path, fake_server
                    + argv[argv.index("--judge") + 2:], _Speech(), batch=True)
     with pytest.raises(ValueError, match="set config.distill.batch=True instead"):
         BenchJudge(argv + ["--batch"], _Speech())
+
+
+def test_requests_past_the_api_limit_go_in_several_batches(tmp_path, fake_server, monkeypatch,
+                                                           capsys):
+    s = fake_server
+    queries, markers = _setup(tmp_path, s, monkeypatch)
+    monkeypatch.setattr(batch, "MAX_REQUESTS", 4)
+    out = tmp_path / "out"
+    assert score.main(remote_argv(s, queries, out, tmp_path / "cache.sqlite", BATCH)) == 0
+    assert list(s.batches) == ["batch_1", "batch_2"]
+    assert [len(_requests(out, n)) for n in (1, 2)] == [4, 2]
+    assert _sent(s, "judge") == [] and all(v[0] is not None for v in _scores(out).values())
