@@ -9,7 +9,9 @@ answer goes into the cache entry the online call would use, so the ordinary scor
 afterwards finds it there and parses it with the same parser; an unusable answer is not
 cached but handed to that pass once, whose judge re-asks online as it would online, and
 a request the batch failed is asked online. A run stopped while a batch is pending goes
-on polling the same batch when started again: nothing is submitted twice.
+on polling the same batch when started again: nothing is submitted twice (the uploaded
+file is recorded before the batch is made, and a batch the API already has for that file
+is found, not made again).
 """
 
 from __future__ import annotations
@@ -148,18 +150,35 @@ def _submit(judge, client, state: _State, folder: Path, todo: list[Request]) -> 
     data = path.read_bytes()
     upload = _api(judge, lambda: client.files.create(file=(path.name, data), purpose="batch"),
                   f"upload {path}")
-    batch = _api(judge, lambda: client.batches.create(
-        input_file_id=upload.id, endpoint=ENDPOINT, completion_window="24h"), "submit")
-    entry = {"id": batch.id, "requests": path.name, "input_file_id": upload.id,
-             "model": judge.endpoint.label(), "count": len(todo), "status": batch.status,
+    entry = {"id": None, "requests": path.name, "input_file_id": upload.id,
+             "model": judge.endpoint.label(), "count": len(todo), "status": "submitting",
              "submitted": time.time()}
     state.batches.append(entry)
-    state.save()  # before polling: a stopped run resumes this batch instead of paying twice
+    state.save()  # a run stopped from here on finds (or makes) this batch, never a second
+    _create(judge, client, state, entry)
     return entry
+
+
+def _create(judge, client, state: _State, entry: dict) -> None:
+    """The batch of the entry's uploaded file: the one the API already has (a run stopped,
+    or a retried request timed out, after it was made), else a new one; recorded before
+    polling."""
+    def find_or_create():
+        for b in client.batches.list(limit=100):
+            if b.input_file_id == entry["input_file_id"]:
+                return b
+        return client.batches.create(input_file_id=entry["input_file_id"], endpoint=ENDPOINT,
+                                     completion_window="24h")
+
+    batch = _api(judge, find_or_create, f"submit {entry['requests']}")
+    entry.update(id=batch.id, status=batch.status)
+    state.save()
 
 
 def _finish(judge, client, state: _State, entry: dict, polling: Polling) -> dict:
     """Poll the batch until it ends, ingest what it answered, record that in the state."""
+    if entry["id"] is None:
+        _create(judge, client, state, entry)
     deadline = time.monotonic() + polling.timeout_s
     while True:
         batch = _api(judge, lambda: client.batches.retrieve(entry["id"]), f"poll {entry['id']}")

@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import numpy as np
 import soundfile as sf
@@ -189,6 +190,9 @@ class FakeOpenAI:
                 self._json({"error": {"message": f"no route {self.path}"}}, 404)
 
             def do_GET(self):
+                if urlsplit(self.path).path.endswith("/batches"):  # newest first, as the API
+                    return self._json({"object": "list", "has_more": False, "data": [
+                        self._shown(b) for b in reversed(list(fake.batches))]})
                 m = re.search(r"/batches/([^/]+)$", self.path)
                 if m and m.group(1) in fake.batches:
                     return self._json(self._advance(m.group(1)))

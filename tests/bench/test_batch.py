@@ -230,3 +230,29 @@ def test_requests_past_the_api_limit_go_in_several_batches(tmp_path, fake_server
     assert list(s.batches) == ["batch_1", "batch_2"]
     assert [len(_requests(out, n)) for n in (1, 2)] == [4, 2]
     assert _sent(s, "judge") == [] and all(v[0] is not None for v in _scores(out).values())
+
+
+def test_a_run_stopped_before_the_batch_id_was_recorded_finds_its_batch(
+        tmp_path, fake_server, monkeypatch, capsys):
+    s = fake_server
+    queries, markers = _setup(tmp_path, s, monkeypatch)
+    out, cache = tmp_path / "out", tmp_path / "cache.sqlite"
+    state = out / "batch/state.json"
+    save, saves = batch._State.save, []
+
+    def killed_after_create(self):
+        saves.append(1)
+        if len(saves) == 2:  # the batch exists on the server, its id is not written yet
+            raise KeyboardInterrupt
+        save(self)
+
+    monkeypatch.setattr(batch._State, "save", killed_after_create)
+    assert score.main(remote_argv(s, queries, out, cache, BATCH)) == 130
+    assert list(s.batches) == ["batch_1"]
+    assert json.loads(state.read_text())["batches"][0]["status"] == "submitting"
+
+    monkeypatch.setattr(batch._State, "save", save)
+    assert score.main(remote_argv(s, queries, out, cache, BATCH)) == 0
+    assert list(s.batches) == ["batch_1"] and len(s.uploads) == 1  # found, not made again
+    assert json.loads(state.read_text())["batches"][0]["id"] == "batch_1"
+    assert _sent(s, "judge") == [] and all(v[0] is not None for v in _scores(out).values())
