@@ -31,7 +31,13 @@ speaker register changes (bench.scoring.resume); run.json lists them with the re
 
 The headline counts every failed item as 1 and says how many failed; the scored-items
 mean (what the paper reports) stands beside it. Exit status: 0 all items scored, 1 some
-failed (summary by stage on stderr), 2 bad set-up or input.
+failed (summary by stage on stderr), 2 bad set-up or input, 3 a --batch job that failed,
+expired or is still pending after --batch-timeout (the same command resumes it).
+
+With --batch (and --judge openai) the judge calls go to the OpenAI Batch API at half the
+online price: ASR and captions of every item first, then one batch of the judge calls
+not yet cached (<out>/batch/), then the items are scored from the cache. Same cache and
+fingerprint as online: batch and online answers are interchangeable.
 
 Outputs in --out (default runs/bench/<system name>): judgements.jsonl (one record per item:
 score or error with its stage, transcripts, captions, audio sha256, back ends, judge
@@ -52,6 +58,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench import report
+from bench.backends.batch import BatchCollector, BatchError, Deferred, Polling, run_batch
 from bench.backends.cache import Cache
 from bench.backends.remote import ConfigError, RateLimiter, RetryPolicy, redact
 from bench.backends.runtime import Runtime
@@ -113,21 +120,28 @@ def run(args: argparse.Namespace) -> list[Judgement]:
     print(resume_message(todo, results_path), file=sys.stderr)
     writer = JsonlAppender(results_path)
     pool = ThreadPoolExecutor(max_workers=max(1, args.concurrency))
-    stopped = 0
+    batches: list[dict] = []
     try:
         with tqdm(total=len(todo.items), disable=args.no_progress, file=sys.stderr,
                   unit="item") as bar:
-            futures = [pool.submit(score_item, q, s, backends, runtime, run_info)
-                       for q, s in todo.items]
-            for fut in as_completed(futures):
-                if fut.cancelled():
-                    continue
-                writer.append(fut.result())
-                bar.update(1)
-                if args.max_cost is not None and runtime.totals.cost_usd >= args.max_cost \
-                        and not stopped:
-                    # Spend guard: queued items are dropped, items in flight still finish.
-                    stopped = sum(f.cancel() for f in futures)
+            def score_all(items, backends):
+                # After a batch its answers are paid and cached: the spend guard has had its say.
+                return _score_all(items, backends, runtime, run_info, writer, bar, pool,
+                                  None if batches else args.max_cost)
+
+            items, stopped = todo.items, 0
+            if args.batch:
+                # First pass: everything up to the judge; judge calls not cached go into a batch.
+                collector = BatchCollector(judge)
+                items, stopped = score_all(items, (system, asr, style, collector))
+                if stopped:
+                    stopped += len(items)  # deferred to a batch never sent: not scored either
+                elif items:
+                    batches = run_batch(judge, list(collector.requests.values()),
+                                        out / "batch", Polling(args.batch_poll,
+                                                               args.batch_timeout))
+            if not stopped:
+                stopped = score_all(items, backends)[1]
     finally:
         # On Ctrl-C: drop queued items, let running ones finish (their calls get cached).
         pool.shutdown(wait=True, cancel_futures=True)
@@ -151,6 +165,10 @@ def run(args: argparse.Namespace) -> list[Judgement]:
               "items were not scored (not in the table). Re-run to continue.")
     print(f"\nScored by: system={names['system']}; ASR={names['asr']}; style={names['style']}; "
           f"judge={names['judge']}")
+    for b in batches:
+        print(f"Judge answers from OpenAI batch {b['id']} ({b['status']}): {b['cached']} of "
+              f"{b['count']} cached, {b['unusable']} unusable (re-asked online), {b['failed']} "
+              f"failed (asked online); state: {out / 'batch' / 'state.json'}")
     if judge.heuristic:
         print("NOTE: HEURISTIC rule judge (offline, not an LLM): these numbers are NOT "
               "comparable with the paper's GPT-4.1 scores.")
@@ -163,6 +181,28 @@ def run(args: argparse.Namespace) -> list[Judgement]:
     return final
 
 
+def _score_all(items, backends, runtime: Runtime, run_info: dict, writer: JsonlAppender, bar,
+               pool: ThreadPoolExecutor, max_cost: float | None) -> tuple[list, int]:
+    """Score `items` on `pool`, appending each judgement to `writer`. Returns the items whose
+    judge call was deferred to a batch (in order) and how many the spend guard dropped."""
+    futures = {pool.submit(score_item, q, s, backends, runtime, run_info): i
+               for i, (q, s) in enumerate(items)}
+    deferred, stopped = [], 0
+    for fut in as_completed(futures):
+        if fut.cancelled():
+            continue
+        try:
+            writer.append(fut.result())
+        except Deferred:
+            deferred.append(futures[fut])
+            continue
+        bar.update(1)
+        if max_cost is not None and runtime.totals.cost_usd >= max_cost and not stopped:
+            # Spend guard: queued items are dropped, items in flight still finish.
+            stopped = sum(f.cancel() for f in futures)
+    return [items[i] for i in sorted(deferred)], stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -170,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"error: {redact(str(err))}", file=sys.stderr)
         return 2
+    except BatchError as err:
+        print(f"error: {redact(str(err))}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("interrupted: finished items are saved; run the same command again to resume",
               file=sys.stderr)

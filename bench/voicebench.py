@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ours, rest = ap.parse_known_args(argv)
     args = options.parse_args(rest, prog="python -m bench.voicebench")
     try:
+        if args.batch:
+            raise ConfigError("--batch is bench.score's: bench.voicebench grades online")
         subsets = [s.strip() for s in ours.subsets.split(",") if s.strip()]
         items = [i for s in subsets for i in read_subset(ours.root, s, ours.split)[:ours.limit]]
         runtime = Runtime(Cache(args.cache), retry=RetryPolicy(args.max_attempts, args.backoff),

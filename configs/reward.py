@@ -26,6 +26,9 @@ ASR, style captions and the LLM judge of bench.score, cached and resumable)::
         --config.distill.scorer=bench --config.distill.bench.speech_dir=/ckpt/speech \
         --config.distill.bench.args="--queries /data/bench/queries.jsonl --judge openai \
             --judge-model gpt-4.1 --cache /checkpoints/paras2s/bench_cache.sqlite"
+
+adding ``--config.distill.batch=True`` sends each chunk's judge calls as one OpenAI Batch
+API job (half price; the run waits for it and a restart resumes polling it).
 """
 
 from __future__ import annotations
@@ -75,6 +78,9 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     # Who scores the replies: "toy" (the toy world's rule judge; needs toy.enabled) or
     # "bench" (bench.score's pipeline on the detokenised replies; resumable, cached).
     c.distill.scorer = "toy"
+    # scorer "bench" with --judge openai: each chunk's judge calls not yet cached go to the
+    # OpenAI Batch API as one batch (half price; the run waits for it, a restart resumes it).
+    c.distill.batch = False
     c.distill.bench = ml_collections.ConfigDict()
     c.distill.bench.args = ""  # bench.score flags: --queries, --cache, --asr/--style/--judge ...
     c.distill.bench.speech_dir = ""  # glm-4-voice-tokenizer/, audio_detokenizer/, vocoder/ ...

@@ -50,6 +50,7 @@ JUDGE_FIELDS = {
 }
 TEMPERATURE = 0
 MAX_TOKENS = 300
+BACKEND = "openai-judge"  # the judge's calls in the cache and the ledger
 
 REASK = ("Your answer did not end with the required sentence. Reply again: one or two short "
          "sentences of reasoning, then exactly 'The score is N.' with N an integer from 1 to 5.")
@@ -128,6 +129,18 @@ def parse_score(text: str) -> tuple[int, str] | None:
     return int(m.group(1)), plain[: m.start()].strip()
 
 
+def answer_of(resp) -> tuple[dict, dict]:
+    """(cached value, usage) of a chat completion, online or from a batch's output."""
+    # "gpt-4.1" is an alias; the served snapshot (e.g. a dated one) is what answered.
+    served = str(getattr(resp, "model", "") or "")
+    return {"text": resp.choices[0].message.content or "", "served": served}, usage_of(resp)
+
+
+def usable(value: dict) -> bool:
+    """Whether a cached judge answer parses (only those are cached)."""
+    return parse_score(value["text"]) is not None
+
+
 PARSER_VERSION = code_digest(parse_score) + "-" + digest(
     [_EMPHASIS_RE.pattern, _PHRASE_RE.pattern, _SCORE_RE.pattern])
 
@@ -144,20 +157,28 @@ class OpenAIJudge:
         self.name = f"openai-judge/{endpoint.label()}"
         self._client = endpoint.client()
 
+    def request(self, messages: list[dict]) -> tuple[dict, dict]:
+        """(cache inputs, chat.completions body) of one ask: what the online call sends and
+        what a batch request line carries (bench.backends.batch), under the same cache key."""
+        body = {"model": self.endpoint.model, "messages": messages, "temperature": TEMPERATURE,
+                "max_tokens": MAX_TOKENS}
+        return {"messages": messages, "temperature": TEMPERATURE}, body
+
+    def first_messages(self, inp: JudgeInput) -> list[dict]:
+        """The messages of the first ask about `inp` (re-asks append to them)."""
+        system, user = self.prompt.render(judge_fields(inp))
+        return ([{"role": "system", "content": system}] if system is not None else []) \
+            + [{"role": "user", "content": user}]
+
     def _ask(self, messages: list[dict]) -> tuple[str, str]:
+        inputs, body = self.request(messages)
+
         def compute():
-            resp = self._client.chat.completions.create(
-                model=self.endpoint.model, messages=messages, temperature=TEMPERATURE,
-                max_tokens=MAX_TOKENS)
-            # "gpt-4.1" is an alias; the served snapshot (e.g. a dated one) is what answered.
-            served = str(getattr(resp, "model", "") or "")
-            return {"text": resp.choices[0].message.content or "", "served": served}, \
-                usage_of(resp)
+            return answer_of(self._client.chat.completions.create(**body))
 
         # A malformed answer is not cached: --retry-failed must ask again, not replay it.
-        out = self.runtime.call("judge", "openai-judge", self.endpoint.label(),
-                                {"messages": messages, "temperature": TEMPERATURE}, compute,
-                                remote=True, keep=lambda v: parse_score(v["text"]) is not None)
+        out = self.runtime.call("judge", BACKEND, self.endpoint.label(), inputs, compute,
+                                remote=True, keep=usable)
         return out["text"], out.get("served", "")
 
     def identity(self) -> dict[str, str]:
@@ -167,9 +188,7 @@ class OpenAIJudge:
                 "parser": PARSER_VERSION}
 
     def judge(self, inp: JudgeInput) -> Verdict:
-        system, user = self.prompt.render(judge_fields(inp))
-        messages = ([{"role": "system", "content": system}] if system is not None else []) \
-            + [{"role": "user", "content": user}]
+        messages = self.first_messages(inp)
         answers = []
         for _ in range(self.max_reasks + 1):
             text, served = self._ask(messages)

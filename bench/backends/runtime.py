@@ -66,6 +66,7 @@ class Runtime:
         self._ledger = JsonlAppender(ledger_path) if ledger_path else None
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._held: dict[str, dict] = {}  # key -> unusable batch answer, handed out once
         self.totals = Totals()
 
     @contextmanager
@@ -102,6 +103,13 @@ class Runtime:
             if stats:
                 stats.cached += 1
             return hit
+        with self._lock:
+            held = self._held.pop(key, None)
+        if held is not None:
+            # Received (and paid, see `ingest`) by a batch, unusable: the caller handles it as
+            # a fresh answer to this call (the judge re-asks), as online.
+            self._log(role, backend, model, key, False, 0.0, 0.0, 0, extra={"from_batch": True})
+            return held
         t0 = time.monotonic()
         try:
             if remote:
@@ -132,8 +140,26 @@ class Runtime:
             stats.latency_s += latency
         return value
 
+    def ingest(self, role: str, backend: str, model: str, inputs: dict[str, Any], value: dict,
+               usage: dict, keep: Callable[[dict], bool], batch_id: str,
+               price_factor: float) -> bool:
+        """Record an answer that a batch received for a call with these inputs: cached under
+        the call's own key when `keep` accepts it, else held for the next `call` with these
+        inputs; logged with its cost (`price_factor` x list price). True when cached."""
+        key = cache_key(backend, model, inputs)
+        cost = estimate_cost(self.prices, model.split("@")[0], usage)
+        kept = keep(value)
+        if kept:
+            self.cache.put(key, role, backend, model, value)
+        else:
+            with self._lock:
+                self._held[key] = value
+        self._log(role, backend, model, key, False, 0.0, (cost or 0.0) * price_factor, 1, usage,
+                  cost is not None, extra={"batch": batch_id})
+        return kept
+
     def _log(self, role, backend, model, key, cached, latency, cost, attempts, usage=None,
-             priced=True):
+             priced=True, extra=None):
         name = f"{role}:{backend}/{model}"
         with self._lock:
             t = self.totals
@@ -153,7 +179,7 @@ class Runtime:
                 "time": time.time(), "role": role, "backend": backend,
                 "model": redact(model), "key": key[:16], "cached": cached,
                 "latency_s": round(latency, 4), "cost_usd": cost, "priced": priced,
-                "attempts": attempts, "usage": usage or {},
+                "attempts": attempts, "usage": usage or {}, **(extra or {}),
             })
 
     def _log_failure(self, role, backend, model, key, latency, err) -> None:

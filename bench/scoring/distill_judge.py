@@ -7,6 +7,12 @@ its command-line flags). Every call is cached by its inputs and the spoken reply
 deterministic for a seed, so a distillation run that is killed and restarted gets each
 finished call from the cache and pays for nothing twice.
 
+With `config.distill.batch` the judge calls of each distillation chunk go to the OpenAI
+Batch API (bench.backends.batch) before its replies are scored: `prepare` transcribes and
+captions the chunk's replies, sends the judge calls not yet cached as one batch (state in
+`<--out, else the cache's folder>/distill-batch/<digest of the requests>/`) and waits; a
+restarted run makes the same requests for the chunk and resumes polling that batch.
+
 Scores: a reply without audio codes, or whose speech is unusable (silent, too short),
 is a failed reply and scores 1 (as `bench.score --system-failures-as-1`); any other
 failure (the judge server down after its retries, ...) stops the run, so no pair is
@@ -19,7 +25,9 @@ import dataclasses
 import shlex
 from collections.abc import Sequence
 
-from bench.backends.cache import Cache
+from bench.backends.batch import BatchCollector, Deferred, Polling, run_batch
+from bench.backends.cache import Cache, digest
+from bench.backends.judge import OpenAIJudge
 from bench.backends.remote import RateLimiter, RetryPolicy
 from bench.backends.runtime import Runtime
 from bench.backends.systems import SystemOutput
@@ -53,8 +61,11 @@ class BenchJudge:
     are ignored. speech: a `paras2s_jax.speech.Speech` with a detokenizer.
     """
 
-    def __init__(self, argv: Sequence[str], speech, seed: int = 0):
+    def __init__(self, argv: Sequence[str], speech, seed: int = 0, batch: bool = False):
         self.args = options.parse_args(list(argv))
+        if self.args.batch:
+            raise ValueError("config.distill.bench.args: --batch is bench.score's switch; set "
+                             "config.distill.batch=True instead")
         if speech.detokenizer is None:
             raise ValueError("the bench scorer needs a detokenizer: the speech folder has no "
                              "audio_detokenizer/ and vocoder/")
@@ -63,6 +74,11 @@ class BenchJudge:
         self.runtime = Runtime(Cache(a.cache), retry=RetryPolicy(a.max_attempts, a.backoff),
                                limiter=RateLimiter(a.max_rps))
         _, self.asr, self.captioner, self.judge = options.build_backends(a, self.runtime)
+        if batch and not isinstance(self.judge, OpenAIJudge):
+            raise ValueError("config.distill.batch=True needs the OpenAI judge: add --judge "
+                             "openai to config.distill.bench.args")
+        self.batch = Polling(a.batch_poll, a.batch_timeout) if batch else None
+        self._spoken: dict[tuple[int, ...], str] = {}  # a prepared chunk's reply audio
         self.name = f"bench/{self.judge.name}"
         every = read_queries(a.queries)
         self.items = {q.item_id(s): (q, s) for q in options.select(every, a) for s in q.styles}
@@ -88,13 +104,42 @@ class BenchJudge:
             records.append(rec)
         return records
 
+    def _speak(self, codes: list[int]) -> str:
+        """The reply's audio file in the cache's blobs (decoded once per prepared chunk)."""
+        blob = self._spoken.pop(tuple(codes), None)
+        if blob is None:
+            wav = self.speech.decode(codes, seed=self.seed)
+            blob = self.runtime.cache.put_blob(wav_bytes(wav, self.speech.output_rate))
+        return blob
+
+    def prepare(self, replies: Sequence[tuple[dict, list[int], list[int]]]) -> None:
+        """With batch mode: everything up to the judge for a chunk's replies, then their
+        judge calls not yet cached as one OpenAI batch, whose answers land in the cache."""
+        if self.batch is None:
+            return
+        collector = BatchCollector(self.judge)
+        self._spoken = {}
+        for record, _, codes in replies:
+            if not codes:
+                continue
+            blob = self._speak(codes)
+            self._spoken[tuple(codes)] = blob
+            backends = (_SpokenReply(SYSTEM_NAME, blob), self.asr, self.captioner, collector)
+            try:
+                score_item(*self.items[record["id"]], backends, self.runtime, self.run_info)
+            except Deferred:
+                pass  # its judge call is in collector.requests
+        if collector.requests:
+            folder = (self.args.out or self.args.cache.parent) / "distill-batch" / digest(
+                sorted(collector.requests))
+            run_batch(self.judge, list(collector.requests.values()), folder, self.batch)
+
     def __call__(self, record: dict, text: list[int], codes: list[int]) -> tuple[int, str]:
         query, style = self.items[record["id"]]
         if not codes:
             return FAILED_REPLY_SCORE, "failed reply: no audio codes"
-        wav = self.speech.decode(codes, seed=self.seed)
-        blob = self.runtime.cache.put_blob(wav_bytes(wav, self.speech.output_rate))
-        backends = (_SpokenReply(SYSTEM_NAME, blob), self.asr, self.captioner, self.judge)
+        backends = (_SpokenReply(SYSTEM_NAME, self._speak(codes)), self.asr, self.captioner,
+                    self.judge)
         verdict = score_item(query, style, backends, self.runtime, self.run_info)
         if verdict.score is not None:
             return int(verdict.score), verdict.reason
@@ -106,8 +151,10 @@ class BenchJudge:
 
 def judge_from_config(cfg) -> BenchJudge:
     """The judge `config.distill.bench` describes: its bench.score flags (`args`) and the
-    speech models that speak each reply (`speech_dir`), seeded with `config.seed`."""
+    speech models that speak each reply (`speech_dir`), seeded with `config.seed`; batch
+    mode with `config.distill.batch`."""
     from paras2s_jax.speech import Speech
 
     bench = cfg.distill.bench
-    return BenchJudge(shlex.split(bench.args), Speech.load(bench.speech_dir), seed=cfg.seed)
+    return BenchJudge(shlex.split(bench.args), Speech.load(bench.speech_dir), seed=cfg.seed,
+                      batch=cfg.distill.batch)

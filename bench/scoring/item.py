@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from bench.backends.batch import Deferred
 from bench.backends.judge import CAPTION_ATTRIBUTES, JudgeInput
 from bench.backends.remote import TransientError, redact
 from bench.backends.runtime import Runtime
@@ -72,6 +73,8 @@ def score_item(query: Query, style: StyleVariant, backends, runtime: Runtime,
                 reply_transcript=fields["reply_transcript"], reply_caption=cap_out))
             result = dict(score=verdict.score, reason=verdict.reason,
                           judge_version=verdict.version)
+        except Deferred:
+            raise  # its judge call went into a batch: scored after it (bench.backends.batch)
         except Exception as err:  # one item's failure must not end a weeks-long run
             msg = str(err) if isinstance(err, TransientError) else f"{type(err).__name__}: {err}"
             result = dict(score=None, error=redact(msg)[:1000], error_stage=stage,

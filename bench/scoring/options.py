@@ -123,6 +123,16 @@ def parse_args(argv: list[str] | None = None, description: str | None = None,
     ap.add_argument("--caption-prompt", type=Path, default=None, metavar="FILE",
                     help="--style openai: prompt template replacing the bundled one, sent with "
                          "the audio. Fields: " + field_list(CAPTION_FIELDS))
+    ap.add_argument("--batch", action="store_true",
+                    help="--judge openai: send the judge calls not yet cached as one OpenAI "
+                         "Batch API job (half price, answers within 24 h) after ASR and "
+                         "captions of every item, then score from the cache; a re-run resumes "
+                         "a pending batch (<out>/batch/state.json)")
+    ap.add_argument("--batch-poll", type=float, default=30.0,
+                    help="--batch: seconds between status checks")
+    ap.add_argument("--batch-timeout", type=float, default=24 * 3600.0,
+                    help="--batch: stop waiting after this many seconds (exit 3; the same "
+                         "command resumes the batch)")
     ap.add_argument("--concurrency", type=int, default=4, help="items in flight at once")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
     ap.add_argument("--max-attempts", type=int, default=5, help="tries per call (429/5xx/timeout)")
@@ -169,6 +179,9 @@ def build_backends(args: argparse.Namespace, runtime: Runtime):
     if args.caption_prompt is not None and args.style != "openai":
         raise ConfigError("--caption-prompt applies to --style openai; the prosody captioner "
                           "reads no prompt")
+    if args.batch and args.judge != "openai":
+        raise ConfigError("--batch applies to --judge openai (the OpenAI Batch API); the rule "
+                          "judge makes no calls")
     if args.judge_prompt is not None and args.judge != "openai":
         raise ConfigError("--judge-prompt applies to --judge openai; the rule judge reads no "
                           "prompt")

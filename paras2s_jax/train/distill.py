@@ -42,7 +42,10 @@ Judge = Callable[[dict, list[int], list[int]], tuple[int, str]]
 class DistillJudge(Protocol):
     """An outside judge that brings its own prompts (e.g. the benchmark's pipeline, built by
     launch/train.py): `query_records` gives the prompts as distillation query records, and
-    calling it scores one reply like a `Judge`."""
+    calling it scores one reply like a `Judge`. Any judge may also have `prepare(replies)`:
+    `distill` hands it a chunk's (query record, reply text ids, reply audio codes) before
+    calling it on each (the benchmark's judge sends their judge calls as one OpenAI batch
+    there, with `config.distill.batch`)."""
 
     name: str
 
@@ -103,12 +106,16 @@ def distill(
         if k % jax.process_count() != jax.process_index():
             continue  # another process judges and writes this chunk
         g = sampling.num_samples
+        replies = [(q, *layout.parse_reply(np.asarray(out_s.text[qi * g + s]),
+                                           np.asarray(out_s.audio[qi * g + s]), mc))
+                   for qi, q in enumerate(chunk) for s in range(g)]
+        prepare = getattr(judge_fn, "prepare", None)
+        if prepare is not None:
+            prepare(replies)  # e.g. the chunk's judge calls as one batch, answers cached
         records = []
         for qi, q in enumerate(chunk):
             for s in range(g):
-                row = qi * g + s
-                text, audio = layout.parse_reply(np.asarray(out_s.text[row]),
-                                                 np.asarray(out_s.audio[row]), mc)
+                _, text, audio = replies[qi * g + s]
                 score, why = judge_fn(q, text, audio)
                 records.append({
                     "query_id": q["id"], "prompt_text": list(q.get("prompt_text", ())),

@@ -267,6 +267,10 @@ def run_reward(cfg: ml_collections.ConfigDict, judge: DistillJudge | None = None
     if out.exists():  # a finished model of this workdir: only under the same view
         read_view(out, cfg.reward.view)
     prompt_features.check_init(cfg)
+    if cfg.distill.batch and cfg.distill.scorer != "bench":
+        raise ValueError(f"config.distill.batch=True applies to config.distill.scorer='bench' "
+                         f"(the benchmark's OpenAI judge); scorer {cfg.distill.scorer!r} "
+                         "makes no API calls")
     mesh = sharding.make_mesh(sharding.MeshConfig(**cfg.mesh.to_dict()))
     model = trainer.init_model(cfg, mesh)
     if cfg.distill.scorer == "bench":

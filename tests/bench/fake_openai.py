@@ -10,6 +10,12 @@ Plain chat requests can also be answered by scripted rules (`add_chat_rule`): th
 rule whose pattern matches the request body answers (a list of texts: one choice each, as
 for a request with n > 1); its requests are counted under the rule's name and kept in
 `bodies` as (name, canonical messages JSON).
+
+The Batch API (files upload, batches create / retrieve, file content) answers each request
+line with the chat-completions logic above (a judge request is kept in `bodies` as
+"batch_judge"; the script queues are shared with online calls). A batch's status moves
+one step of `batch_steps` per retrieve; `batch_answered` caps how many lines an expired
+or cancelled batch answered.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import numpy as np
 import soundfile as sf
@@ -63,6 +70,12 @@ class FakeOpenAI:
         self.bodies: list[tuple[str, str]] = []  # (endpoint, body text) for inspection
         self.auth_headers: list[str] = []
         self.chat_rules: list[tuple[str, re.Pattern, Callable[[dict], str | list[str]]]] = []
+        self.files: dict[str, bytes] = {}  # Batch API: uploaded and result files
+        self.uploads: list[str] = []  # ids of uploaded files, in order
+        self.batches: dict[str, dict] = {}  # id -> the batch object as served
+        self.polls: Counter = Counter()  # batch id -> retrieves
+        self.batch_steps = ["validating", "in_progress", "completed"]
+        self.batch_answered: int | None = None
         self._lock = threading.Lock()
         self.server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -119,7 +132,13 @@ class FakeOpenAI:
             def log_message(self, *args):  # keep test output clean
                 pass
 
+            capture: list | None = None  # set while answering a batch's lines
+            channel = ""  # "batch_" while answering a batch's lines
+
             def _send(self, code: int, body: bytes, ctype: str = "application/json", extra=None):
+                if self.capture is not None:
+                    self.capture.append((code, body))
+                    return
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
@@ -164,7 +183,86 @@ class FakeOpenAI:
                     return self._speech(json.loads(raw))
                 if self.path.endswith("/chat/completions"):
                     return self._chat(json.loads(raw), raw.decode())
+                if self.path.endswith("/files"):
+                    return self._upload(raw)
+                if self.path.endswith("/batches"):
+                    return self._create_batch(json.loads(raw))
                 self._json({"error": {"message": f"no route {self.path}"}}, 404)
+
+            def do_GET(self):
+                if urlsplit(self.path).path.endswith("/batches"):  # newest first, as the API
+                    return self._json({"object": "list", "has_more": False, "data": [
+                        self._shown(b) for b in reversed(list(fake.batches))]})
+                m = re.search(r"/batches/([^/]+)$", self.path)
+                if m and m.group(1) in fake.batches:
+                    return self._json(self._advance(m.group(1)))
+                m = re.search(r"/files/([^/]+)/content$", self.path)
+                if m and m.group(1) in fake.files:
+                    return self._send(200, fake.files[m.group(1)], "application/octet-stream")
+                self._json({"error": {"message": f"no route {self.path}"}}, 404)
+
+            def _upload(self, raw: bytes):
+                msg = BytesParser().parsebytes(
+                    b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + raw)
+                parts = {p.get_param("name", header="content-disposition"): p.get_payload(
+                    decode=True) for p in msg.get_payload()}
+                with fake._lock:
+                    fid = f"file-{len(fake.files) + 1}"
+                    fake.files[fid] = parts["file"]
+                    fake.uploads.append(fid)
+                self._json({"id": fid, "object": "file", "bytes": len(parts["file"]),
+                            "created_at": 0, "filename": "requests.jsonl",
+                            "purpose": parts["purpose"].decode(), "status": "processed"})
+
+            def _create_batch(self, body: dict):
+                with fake._lock:
+                    bid = f"batch_{len(fake.batches) + 1}"
+                    fake.batches[bid] = {
+                        "id": bid, "object": "batch", "endpoint": body["endpoint"],
+                        "input_file_id": body["input_file_id"], "created_at": 0,
+                        "completion_window": body["completion_window"], "status": "validating",
+                        "output_file_id": None, "error_file_id": None, "errors": None,
+                        "steps": list(fake.batch_steps)}
+                self._json(self._shown(bid))
+
+            def _shown(self, bid: str) -> dict:
+                return {k: v for k, v in fake.batches[bid].items() if k != "steps"}
+
+            def _advance(self, bid: str) -> dict:
+                """One status step; on reaching an end, the result files."""
+                b = fake.batches[bid]
+                fake.polls[bid] += 1
+                if b["steps"]:
+                    b["status"] = b["steps"].pop(0)
+                    if b["status"] == "failed":
+                        b["errors"] = {"object": "list", "data": [
+                            {"code": "invalid_request", "message": "fake batch failure"}]}
+                    elif b["status"] in ("completed", "expired", "cancelled"):
+                        self._answer_batch(b)
+                return self._shown(bid)
+
+            def _answer_batch(self, b: dict):
+                lines = fake.files[b["input_file_id"]].decode().splitlines()
+                if b["status"] != "completed" and fake.batch_answered is not None:
+                    lines = lines[: fake.batch_answered]
+                out, err = [], []
+                for i, line in enumerate(lines):
+                    req = json.loads(line)
+                    self.capture, self.channel = [], "batch_"
+                    try:
+                        self._chat(req["body"], json.dumps(req["body"]))
+                        code, payload = self.capture[0]
+                    finally:
+                        self.capture, self.channel = None, ""
+                    row = {"id": f"req_{i}", "custom_id": req["custom_id"], "error": None,
+                           "response": {"status_code": code, "request_id": f"r{i}",
+                                        "body": json.loads(payload)}}
+                    (out if code == 200 else err).append(json.dumps(row) + "\n")
+                for name, rows in (("output_file_id", out), ("error_file_id", err)):
+                    if rows:
+                        fid = f"file-{len(fake.files) + 1}"
+                        fake.files[fid] = "".join(rows).encode()
+                        b[name] = fid
 
             def _transcribe(self, raw: bytes):
                 msg = BytesParser().parsebytes(
@@ -232,7 +330,7 @@ class FakeOpenAI:
                 if isinstance(system, str) and "CONTINUATION FITNESS" in system:
                     m = MARKER_RE.search(text)
                     marker = m.group(0) if m else "unknown"
-                    fake.bodies.append(("judge", text))
+                    fake.bodies.append((self.channel + "judge", text))
                     b = fake.next_behaviour("judge", marker)
                     if self._fail(b):
                         return

@@ -3,10 +3,12 @@
 import pytest
 from flax import nnx
 
+from configs import reward as reward_configs
 from paras2s_jax.model import KimiAudio, tiny
 from paras2s_jax.sampling import SamplingConfig
 from paras2s_jax.toyworld import ToyDataConfig, read_queries, write_toy_data
 from paras2s_jax.train.distill import chunk_path, distill, read_scored, toy_judge
+from paras2s_jax.train.reward_stage import run_reward
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +49,30 @@ def test_read_scored_names_bad_records(tmp_path):
     bad.write_text('{"prompt_audio": [1], "reply_text": [], "reply_audio": [], "score": 9}\n')
     with pytest.raises(ValueError, match="distill-00000.jsonl:1: score 9"):
         read_scored([bad])
+
+
+def test_a_judge_with_prepare_is_handed_each_chunk_first(queries, tmp_path):
+    model = KimiAudio(tiny(), rngs=nnx.Rngs(0))
+    sampling = SamplingConfig(max_new_tokens=10, audio_temperature=1.0, num_samples=2)
+    events = []
+
+    class PreparingJudge:
+        def prepare(self, replies):
+            events.append(("prepare", [(r["id"], list(a)) for r, _, a in replies]))
+
+        def __call__(self, record, text, audio):
+            events.append(("judge", (record["id"], list(audio))))
+            return toy_judge(record, text, audio)
+
+    distill(model, queries[:3], PreparingJudge(), tmp_path, sampling, "j", chunk_queries=2)
+    assert [e[0] for e in events] == ["prepare"] + ["judge"] * 4 + ["prepare"] + ["judge"] * 2
+    assert events[0][1] == [e[1] for e in events[1:5]]  # the replies it is then called on
+    assert events[5][1] == [e[1] for e in events[6:]]
+
+
+def test_batch_mode_needs_the_bench_scorer(tmp_path):
+    cfg = reward_configs.get_config("toy")
+    cfg.workdir, cfg.init.path, cfg.distill.batch = str(tmp_path), str(tmp_path / "none"), True
+    with pytest.raises(ValueError, match="config.distill.batch=True applies to "
+                                         "config.distill.scorer='bench'"):
+        run_reward(cfg)
