@@ -2,9 +2,9 @@
 
 A parity file (JSON lines; `tests/bench/data/README.md` describes the fields) holds replies
 and the verdict VoiceBench's own evaluator gave each; ifeval's parity set is one JSON
-document whose "items" carry the official strict and loose verdicts. `compare` scores every reply with this
-package and returns, per subset, the share of replies where the verdicts agree and the
-subset's metric computed from either side's verdicts.
+document whose "items" carry the official strict and loose verdicts. `compare` scores every
+reply with this package and returns, per subset, the share of replies where the verdicts
+agree and the subset's metric computed from either side's verdicts.
 """
 
 from __future__ import annotations
