@@ -7,7 +7,7 @@ scores them with the reward model and with the judge, and hands the two score ve
 to `Audits.record`: means, their gap (RM - judge), Pearson over the replies, the best
 judge mean so far, and what `audit.rule` does about it ("warn", "stop" or "rollback" to
 the checkpoint with the best judge mean). The history is one JSON line per audit in
-`<workdir>/audits.jsonl`; a resumed run reads it back.
+`<workdir>/audits.jsonl` (written by process 0); a resumed run reads it back.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -25,8 +26,9 @@ METRIC = "audit/judge_mean"  # ranks the kept checkpoints when audits are on
 RULES = ("warn", "stop", "rollback")
 
 
-def check_config(c: ml_collections.ConfigDict) -> None:
-    """Refuse audit settings that cannot work, naming the field."""
+def check_config(cfg: ml_collections.ConfigDict) -> None:
+    """Refuse audit settings (`cfg.audit`) that cannot work, naming the field."""
+    c = cfg.audit
     if c.rule not in RULES:
         raise ValueError(f"config.audit.rule must be one of {RULES}, got {c.rule!r}")
     for name in ("prompts", "samples_per_prompt", "patience"):
@@ -37,6 +39,9 @@ def check_config(c: ml_collections.ConfigDict) -> None:
                          "trigger); both are off")
     if c.max_rollbacks < 0:
         raise ValueError(f"config.audit.max_rollbacks must be >= 0, got {c.max_rollbacks}")
+    if c.rule == "rollback" and cfg.checkpoint.keep_best < 1:
+        raise ValueError("config.audit.rule='rollback' needs config.checkpoint.keep_best >= 1: "
+                         "the best-judged checkpoint is kept as the best one")
 
 
 def fixed_sample(pool: list[dict], c: ml_collections.ConfigDict) -> list[dict]:
@@ -76,12 +81,15 @@ class Audits:
     """The audit history of a run and the decisions of `audit.rule` on it."""
 
     def __init__(self, c: ml_collections.ConfigDict, workdir: str | Path, start: int):
-        check_config(c)
+        """`c`: `config.audit` (checked by `check_config`); `start`: the step resumed at."""
         self.c = c
         self.path = Path(workdir) / AUDIT_FILE
         self.history = read_history(workdir, start)
-        if self.path.exists():  # drop records past the checkpoint resumed from
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+        self.writes = jax.process_index() == 0
+        if self.writes and self.path.exists():  # drop records past the resumed checkpoint
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+            tmp.replace(self.path)  # atomic: other processes read the whole file
 
     def due(self, step: int) -> bool:
         """Whether `step` (updates done) is an audit step not audited yet."""
@@ -112,8 +120,9 @@ class Audits:
         rec["action"] = self._action(rec["reason"])
         rec["judge_calls_total"] = self.judge_calls + rec["judge_calls"]
         self.history.append(rec)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        if self.writes:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
         return rec
 
     def _action(self, reason: str) -> str:

@@ -319,7 +319,7 @@ def run_grpo(cfg: ml_collections.ConfigDict, judge: DistillJudge | None = None) 
     data's held-out queries; required for audits outside the toy world)."""
     workdir = Path(cfg.workdir)
     if cfg.audit.every:
-        grpo_audit.check_config(cfg.audit)
+        grpo_audit.check_config(cfg)
     held_out = audit_prompts(cfg, judge) if cfg.audit.every else []  # before building
     if cfg.reward.path and Path(cfg.reward.path).exists():  # before anything is built
         read_view(cfg.reward.path, cfg.reward.view)  # scored as it was trained, or refused

@@ -3,6 +3,8 @@ prompts; a planted divergence (the judge's score falls while the reward model's 
 not) makes the rule warn, stop, or roll back to the best-judged checkpoint; audits off
 change nothing. Tiny runs: a fresh tiny policy (also the reward model), toy prompts."""
 
+import contextlib
+import io
 import json
 
 import jax
@@ -138,19 +140,29 @@ def test_rollback_is_said_in_the_log(world, tmp_path, capsys):
     assert results["audit_rollbacks"] == 1 and results["audit_stopped_at"] == 2
 
 
-def test_warn_waits_for_patience_and_changes_nothing(world, tmp_path, capsys):
-    judge = PlantedJudge(world["pool"], [5, 1])
-    cfg = _cfg(world, tmp_path / "warn", 2, every=1, rule="warn", max_gap=0.1, patience=2)
-    results = run_grpo(cfg, judge=judge)
-    out = capsys.readouterr().out
-    records = _lines(tmp_path / "warn" / grpo_audit.AUDIT_FILE)
+@pytest.fixture(scope="module")
+def warn_run(world, tmp_path_factory):
+    """Audits at 0, 1, 2 under "warn" with patience 2; the judge says 5, then 1."""
+    work = tmp_path_factory.mktemp("warn")
+    cfg = _cfg(world, work, 2, every=1, rule="warn", max_gap=0.1, patience=2)
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        results = run_grpo(cfg, judge=PlantedJudge(world["pool"], [5, 1]))
+    return {"work": work, "results": results, "out": out.getvalue()}
+
+
+def test_warn_waits_for_patience_and_trains_on(warn_run):
+    work, out = warn_run["work"], warn_run["out"]
+    records = _lines(work / grpo_audit.AUDIT_FILE)
     assert [bool(r["reason"]) for r in records] == [False, True, True]
     assert [r["action"] for r in records] == ["", "", "warn"]
     assert "audit at step 2: RM mean - judge mean" in out and "warning only" in out
     assert "audit at step 1:" not in out
-    assert "audit_stopped_at" not in results
-    warned = _params(tmp_path / "warn" / "checkpoints" / "2")
-    # Audits off: no audit sampling, no judge call, no audit log, the same policy.
+    assert "audit_stopped_at" not in warn_run["results"]
+    assert [m["step"] for m in _lines(work / "metrics.jsonl") if "loss" in m] == [1, 2]
+
+
+def test_audits_off_sample_and_judge_nothing_and_train_the_same_policy(
+        world, warn_run, tmp_path):
     calls = []
     sample = grpo_stage.sample_in_parts
 
@@ -159,15 +171,17 @@ def test_warn_waits_for_patience_and_changes_nothing(world, tmp_path, capsys):
         return sample(*args)
 
     quiet = PlantedJudge(world["pool"], [1])
-    cfg = _cfg(world, tmp_path / "off", 2, every=0)
+    cfg = _cfg(world, tmp_path, 2, every=0)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(grpo_stage, "sample_in_parts", counted)
         off = run_grpo(cfg, judge=quiet)
-    assert len(calls) == 2 and quiet.seen == []  # one rollout per step
-    assert not (tmp_path / "off" / grpo_audit.AUDIT_FILE).exists()
+    assert len(calls) == 2 and quiet.seen == []  # one rollout per step, no audit
+    assert not (tmp_path / grpo_audit.AUDIT_FILE).exists()
     assert not any(k.startswith("audit") for k in off)
-    assert not any("audit/judge_mean" in m for m in _lines(tmp_path / "off" / "metrics.jsonl"))
-    assert _same(_params(tmp_path / "off" / "checkpoints" / "2"), warned)
+    assert not any("audit/judge_mean" in m for m in _lines(tmp_path / "metrics.jsonl"))
+    # Audits draw their own keys: the policy trains exactly as with audits on.
+    assert _same(_params(tmp_path / "checkpoints" / "2"),
+                 _params(warn_run["work"] / "checkpoints" / "2"))
 
 
 def test_stop_saves_and_stops_and_a_rerun_resumes_with_the_audit_history(
@@ -194,6 +208,10 @@ def test_audit_config_is_checked_and_needs_a_judge_outside_the_toy_world(world, 
         run_grpo(cfg)
     cfg = _cfg(world, tmp_path, 2, every=1)
     with pytest.raises(ValueError, match=r"config\.audit needs max_gap > 0 or min_judge_drop"):
+        run_grpo(cfg)
+    cfg = _cfg(world, tmp_path, 2, every=1, rule="rollback", max_gap=1.0)
+    cfg.checkpoint.keep_best = 0
+    with pytest.raises(ValueError, match=r"needs config\.checkpoint\.keep_best >= 1"):
         run_grpo(cfg)
     cfg = _cfg(world, tmp_path, 2, every=1, max_gap=1.0)
     cfg.toy.enabled = False
