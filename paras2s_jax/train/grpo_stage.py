@@ -279,7 +279,12 @@ def audit_replies(cfg: ml_collections.ConfigDict, run: trainer.Run, records: lis
     prompts = pad_prompts(streams, sampling.prompt_bucket, mc.special.pad, feats)
     out = sample_in_parts(run.model(), prompts, key, sampling, 1)
     rm = np.asarray(score(streams, out, feats, n), np.float32)
-    return rm, judge_replies(records, out, n, mc, judge_fn)
+    # (prompt record, reply text, reply audio) per row; row r answers prompt r // n
+    replies = [(records[row // n], *layout.parse_reply(out.text[row], out.audio[row], mc))
+               for row in range(out.text.shape[0])]
+    if hasattr(judge_fn, "prepare"):  # e.g. the benchmark's judge: its calls as one batch
+        judge_fn.prepare(replies)
+    return rm, np.asarray([judge_fn(*reply)[0] for reply in replies], np.float32)
 
 
 def audit_step(cfg: ml_collections.ConfigDict, run: trainer.Run, audits: grpo_audit.Audits,

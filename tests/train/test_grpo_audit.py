@@ -30,7 +30,10 @@ class PlantedJudge:
     name = "planted"
 
     def __init__(self, pool: list[dict], scores: list[float]):
-        self.pool, self.scores, self.seen = pool, scores, []
+        self.pool, self.scores, self.seen, self.prepared = pool, scores, [], []
+
+    def prepare(self, replies):
+        self.prepared.append([record["id"] for record, _, _ in replies])
 
     def query_records(self, whisper_features: bool) -> list[dict]:
         return self.pool
@@ -104,6 +107,7 @@ def test_audits_are_logged_at_step_0_and_every_k_on_the_same_held_out_prompts(
     per_audit = [judge.seen[i:i + PROMPTS * SAMPLES]
                  for i in range(0, len(judge.seen), PROMPTS * SAMPLES)]
     assert len(per_audit) == 5 and all(p == per_audit[0] for p in per_audit)
+    assert judge.prepared == per_audit  # each audit's replies handed over before judging
     held_out = {r["id"] for r in world["pool"]}
     assert set(per_audit[0]) <= held_out and len(set(per_audit[0])) == PROMPTS
     assert len(list((work / "tb").iterdir())) >= 1  # TensorBoard events written
