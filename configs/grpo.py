@@ -98,7 +98,9 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.audit = ml_collections.ConfigDict()
     c.audit.every = 0  # steps between audits (0: no audits)
     c.audit.prompts = 32  # size of the fixed held-out prompt sample
-    c.audit.samples_per_prompt = 4  # replies sampled per audit prompt
+    # replies sampled per audit prompt; prompts x samples_per_prompt rows take one sampler
+    # call (size them like a rollout part: query_batch x group_size / rollout_micro_batches)
+    c.audit.samples_per_prompt = 4
     c.audit.seed = 0  # draws the prompt sample; folded with the step for each audit's replies
     c.audit.rule = "warn"  # "warn", "stop" or "rollback" (to the best-judged checkpoint)
     c.audit.max_gap = 0.5  # fire when RM mean - judge mean exceeds this (0: not checked)

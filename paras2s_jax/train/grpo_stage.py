@@ -323,9 +323,10 @@ def run_grpo(cfg: ml_collections.ConfigDict, judge: DistillJudge | None = None) 
     `judge`: the audits' judge and prompt source (default: the toy judge and the toy
     data's held-out queries; required for audits outside the toy world)."""
     workdir = Path(cfg.workdir)
-    if cfg.audit.every:
+    held_out = []  # the audits' fixed prompts
+    if cfg.audit.every:  # refused before anything is built
         grpo_audit.check_config(cfg)
-    held_out = audit_prompts(cfg, judge) if cfg.audit.every else []  # before building
+        held_out = audit_prompts(cfg, judge)
     if cfg.reward.path and Path(cfg.reward.path).exists():  # before anything is built
         read_view(cfg.reward.path, cfg.reward.view)  # scored as it was trained, or refused
     records, where = prompt_records(cfg)
@@ -366,15 +367,12 @@ def run_grpo(cfg: ml_collections.ConfigDict, judge: DistillJudge | None = None) 
     log_probs = grpo_models.build_log_probs(run, sampling, cfg.grpo.forward_micro_batches,
                                             prompt_rows(cfg, cfg.grpo.forward_micro_batches))
 
-    audits = None
-    if cfg.audit.every:  # checkpoints ranked by the audits' judge mean
-        ckpt = trainer.checkpointer(run, grpo_audit.METRIC, "max")
-    else:
-        ckpt = trainer.checkpointer(run)
+    # With audits, checkpoints are ranked by the audits' judge mean (rollback targets).
+    ckpt = (trainer.checkpointer(run, grpo_audit.METRIC, "max") if cfg.audit.every
+            else trainer.checkpointer(run))
     start = trainer.restore_latest(run, ckpt, None)
     writer = MetricWriter(workdir / "tb", cfg.train.total_steps, start, cfg.train.progress)
-    if cfg.audit.every:
-        audits = grpo_audit.Audits(cfg.audit, workdir, start)
+    audits = grpo_audit.Audits(cfg.audit, workdir, start) if cfg.audit.every else None
 
     def audit(step: int) -> str | None:
         """The audit's action at `step`, or None when `step` is not an audit step."""
