@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from configs import grpo as grpo_configs
 from paras2s_jax.checkpoint.orbax_io import restore_model, save_model
@@ -110,7 +111,11 @@ def test_audits_are_logged_at_step_0_and_every_k_on_the_same_held_out_prompts(
     assert judge.prepared == per_audit  # each audit's replies handed over before judging
     held_out = {r["id"] for r in world["pool"]}
     assert set(per_audit[0]) <= held_out and len(set(per_audit[0])) == PROMPTS
-    assert len(list((work / "tb").iterdir())) >= 1  # TensorBoard events written
+    tb = EventAccumulator(str(work / "tb"))
+    tb.Reload()
+    for name in ("rm_mean", "judge_mean", "gap", "pearson", "judge_best"):
+        assert [e.step for e in tb.Scalars(f"audit/{name}")] == [0, 2, 4, 6, 8]
+    assert [e.value for e in tb.Scalars("audit/judge_mean")] == [3, 4, 3, 1, 3]
     records = _lines(work / grpo_audit.AUDIT_FILE)
     assert [r["step"] for r in records] == [0, 2, 4, 6, 8]
     assert records[-1]["judge_calls_total"] == 5 * PROMPTS * SAMPLES
