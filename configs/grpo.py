@@ -90,6 +90,25 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     # in <reward.path>/reward_input.json, else GRPO refuses to start.
     c.reward.view = "audio"
 
+    # Reward audits (paras2s_jax/train/grpo_audit.py): before training and every `every`
+    # steps, the policy's replies to a fixed held-out prompt sample are scored by the
+    # reward model and the judge (toy: the toy judge on the toy data's eval queries;
+    # else the judge handed to run_grpo); `rule` acts once `patience` audits in a row
+    # fire. Off by default: the demo's and the ablations' runs stay as they were.
+    c.audit = ml_collections.ConfigDict()
+    c.audit.every = 0  # steps between audits (0: no audits)
+    c.audit.prompts = 32  # size of the fixed held-out prompt sample
+    # replies sampled per audit prompt; prompts x samples_per_prompt rows take one sampler
+    # call (size them like a rollout part: query_batch x group_size / rollout_micro_batches)
+    c.audit.samples_per_prompt = 4
+    c.audit.seed = 0  # draws the prompt sample; folded with the step for each audit's replies
+    c.audit.rule = "warn"  # "warn", "stop" or "rollback" (to the best-judged checkpoint)
+    c.audit.max_gap = 0.5  # fire when RM mean - judge mean exceeds this (0: not checked)
+    # fire when the judge mean falls more than this below the best audit's (0: not checked)
+    c.audit.min_judge_drop = 0.25
+    c.audit.patience = 1  # audits in a row that must fire before the rule acts
+    c.audit.max_rollbacks = 2  # rollbacks allowed; the next firing stops the run
+
     c.toy = ml_collections.ConfigDict()
     c.toy.enabled = False  # prompts from the toy world's training texts
     c.toy.data_dir = "/tmp/paras2s/demo/sft/toy_data"  # the SFT run's toy data

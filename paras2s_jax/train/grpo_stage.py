@@ -10,6 +10,9 @@ The reward model reads the replies under the view it was trained with
 (`reward.view`, checked against the record beside it). In the toy world every step also
 has the integer toy judge score the same replies: logged beside the reward model's
 statistics (`judge_*`), never trained on.
+With `audit.every` > 0 the policy is audited before training and every `audit.every`
+steps: its replies to fixed held-out prompts are scored by the reward model and the
+judge, and `audit.rule` acts on a divergence (see `train/grpo_audit.py`).
 With `data.whisper_features` (which must match what the SFT checkpoint and the reward
 model were trained with) every forward reads the prompts' Whisper features, as SFT did.
 """
@@ -28,8 +31,10 @@ import numpy as np
 
 from paras2s_jax import layout, sharding
 from paras2s_jax.checkpoint.orbax_io import restore_model, save_model
-from paras2s_jax.sampling import SampleOutput, SamplingConfig, generate
-from paras2s_jax.train import grpo_models, prompt_features, stages, trainer
+from paras2s_jax.sampling import SampleOutput, SamplingConfig, generate, sampling_from_settings
+from paras2s_jax.train import grpo_audit, grpo_models, prompt_features, stages, trainer
+from paras2s_jax.train.checkpointing import Checkpointer, abstract_like
+from paras2s_jax.train.distill import DistillJudge, Judge, toy_judge
 from paras2s_jax.train.grpo import STREAMS, group_advantages, group_spread
 from paras2s_jax.train.grpo_update import (
     build_step,
@@ -136,6 +141,9 @@ def _global(batch: dict, mesh) -> dict:
 
 # (prompt streams, sampler output, prompt features or None) -> one reward per reply row
 ScoreFn = Callable[[list[layout.Streams], SampleOutput, list[np.ndarray] | None], np.ndarray]
+# (prompt streams, sampler output, prompt features or None, replies per prompt) -> rewards
+GroupScoreFn = Callable[[list[layout.Streams], SampleOutput, list[np.ndarray] | None, int],
+                        np.ndarray]
 JudgeFn = Callable[[list[dict], SampleOutput], np.ndarray]  # (prompt records, replies)
 
 
@@ -239,10 +247,86 @@ def update_step(cfg: ml_collections.ConfigDict, run: trainer.Run, batch: dict,
     return result
 
 
+def audit_prompts(cfg: ml_collections.ConfigDict, judge: DistillJudge | None) -> list[dict]:
+    """The fixed held-out audit prompts (`audit.prompts` of them, drawn with `audit.seed`):
+    from the judge's own query records, else (toy world) the toy data's held-out eval
+    queries, never the RL prompts."""
+    if judge is not None:
+        pool = judge.query_records(cfg.data.whisper_features)
+    elif cfg.toy.enabled:
+        from paras2s_jax.toyworld.demos import read_queries
+
+        made_by = cfg.init.get("made_by", "") or "python launch/demo.py"
+        data_dir = require(cfg.toy.data_dir, "config.toy.data_dir", made_by)
+        pool = [rec for rec, _ in read_queries(Path(data_dir) / "eval-queries.jsonl")]
+    else:
+        raise ValueError("config.audit.every > 0 outside the toy world needs a judge: "
+                         "run_grpo(cfg, judge=...) with a DistillJudge (its query records "
+                         "are the audit prompts); set config.audit.every=0 to run without")
+    return grpo_audit.fixed_sample(pool, cfg.audit)
+
+
+def audit_replies(cfg: ml_collections.ConfigDict, run: trainer.Run, records: list[dict],
+                  key: jax.Array, score: GroupScoreFn,
+                  judge_fn: Judge) -> tuple[np.ndarray, np.ndarray]:
+    """(RM scores, judge scores) of `audit.samples_per_prompt` replies of the current
+    policy to each of `records`, as scored (no length-cap policy)."""
+    n, mc = cfg.audit.samples_per_prompt, run.model_config
+    sampling = sampling_from_settings(cfg.grpo.sampling, n)
+    streams = [layout.record_prompt(r, mc) for r in records]
+    feats = ([prompt_features.load(r) for r in records] if cfg.data.whisper_features
+             else None)
+    prompts = pad_prompts(streams, sampling.prompt_bucket, mc.special.pad, feats)
+    out = sample_in_parts(run.model(), prompts, key, sampling, 1)
+    rm = np.asarray(score(streams, out, feats, n), np.float32)
+    # (prompt record, reply text, reply audio) per row; row r answers prompt r // n
+    replies = [(records[row // n], *layout.parse_reply(out.text[row], out.audio[row], mc))
+               for row in range(out.text.shape[0])]
+    if hasattr(judge_fn, "prepare"):  # e.g. the benchmark's judge: its calls as one batch
+        judge_fn.prepare(replies)
+    return rm, np.asarray([judge_fn(*reply)[0] for reply in replies], np.float32)
+
+
+def audit_step(cfg: ml_collections.ConfigDict, run: trainer.Run, audits: grpo_audit.Audits,
+               step: int, measure: Callable[[jax.Array], tuple[np.ndarray, np.ndarray]],
+               ckpt: Checkpointer, writer: MetricWriter) -> str:
+    """Audit the policy after `step` updates, log it (TensorBoard, metrics.jsonl,
+    audits.jsonl), checkpoint it ranked by its judge mean, and act on `audit.rule`:
+    a rollback restores the best-judged checkpoint and saves that state as `step`.
+    Returns the action ("", "warn", "stop" or "rollback")."""
+    rec = audits.record(step, *measure(jax.random.fold_in(jax.random.key(cfg.audit.seed),
+                                                          step)))
+    values = audits.metrics(rec)
+    writer.scalars(step, values, prefix="audit")
+    if jax.process_index() == 0:
+        with open(Path(cfg.workdir) / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, **{f"audit/{k}": v for k, v in values.items()}})
+                    + "\n")
+    meta = {"stage": "grpo", **prompt_features.meta(cfg)}
+    target = None
+    if rec["action"] == "rollback":
+        ckpt.wait()
+        target = ckpt.best_step()
+        run.state, _ = ckpt.restore(target, abstract_like(run.state, run.shardings))
+        ckpt.save(step, run.state, None, model_config=run.model_config, meta=meta)
+    else:
+        ckpt.save(step, run.state, None, model_config=run.model_config, meta=meta,
+                  metrics={grpo_audit.METRIC: rec["judge_mean"]})
+    if rec["action"]:
+        writer.text(audits.message(rec, target))
+    return rec["action"]
+
+
 @stages.register("grpo")
-def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
-    """Run GRPO from `cfg.init` (the SFT checkpoint); returns the last metrics."""
+def run_grpo(cfg: ml_collections.ConfigDict, judge: DistillJudge | None = None) -> dict:
+    """Run GRPO from `cfg.init` (the SFT checkpoint); returns the last metrics.
+    `judge`: the audits' judge and prompt source (default: the toy judge and the toy
+    data's held-out queries; required for audits outside the toy world)."""
     workdir = Path(cfg.workdir)
+    held_out = []  # the audits' fixed prompts
+    if cfg.audit.every:  # refused before anything is built
+        grpo_audit.check_config(cfg)
+        held_out = audit_prompts(cfg, judge)
     if cfg.reward.path and Path(cfg.reward.path).exists():  # before anything is built
         read_view(cfg.reward.path, cfg.reward.view)  # scored as it was trained, or refused
     records, where = prompt_records(cfg)
@@ -268,42 +352,58 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
               flush=True)
     suffix, digits = score_token_ids(cfg.reward)
     g, b = cfg.grpo.group_size, cfg.grpo.query_batch
-    judge = None
+    rollout_judge = None
     if cfg.toy.enabled:  # the toy world's integer judge, logged beside the RM's rewards
-        from paras2s_jax.train.distill import toy_judge
-
-        def judge(recs, out):
+        def rollout_judge(recs, out):
             return judge_replies(recs, out, g, mc, toy_judge)
+
+    def rm_score(streams, out, feats, group=g):
+        return score_replies(reward_model, streams, out, group, suffix, digits,
+                             cfg.reward.view, micro=cfg.grpo.forward_micro_batches,
+                             features=feats)
 
     step_fn = build_step(cfg, run, sampling)
 
     log_probs = grpo_models.build_log_probs(run, sampling, cfg.grpo.forward_micro_batches,
                                             prompt_rows(cfg, cfg.grpo.forward_micro_batches))
 
-    ckpt = trainer.checkpointer(run)
+    # With audits, checkpoints are ranked by the audits' judge mean (rollback targets).
+    ckpt = (trainer.checkpointer(run, grpo_audit.METRIC, "max") if cfg.audit.every
+            else trainer.checkpointer(run))
     start = trainer.restore_latest(run, ckpt, None)
     writer = MetricWriter(workdir / "tb", cfg.train.total_steps, start, cfg.train.progress)
+    audits = grpo_audit.Audits(cfg.audit, workdir, start) if cfg.audit.every else None
+
+    def audit(step: int) -> str | None:
+        """The audit's action at `step`, or None when `step` is not an audit step."""
+        if audits is None or not audits.due(step):
+            return None
+        return audit_step(cfg, run, audits, step, lambda k: audit_replies(
+            cfg, run, held_out, k, rm_score, judge or toy_judge), ckpt, writer)
+
     order = np.random.default_rng(cfg.data.shuffle_seed).permutation(len(records))
     key = jax.random.key(cfg.seed)
     last: dict[str, float] = {}
     t0 = time.perf_counter()
     try:
+        action = audit(0) if start == 0 else None  # the SFT policy: the first baseline
         for step in range(start, cfg.train.total_steps):
+            if action == "stop":
+                break
             # Deterministic in (seed, step), so a resumed run samples the same rollouts.
             picks = [records[order[(step * b + i) % len(records)]] for i in range(b)]
             batch, diag = rollout_step(
                 cfg, run, picks, jax.random.fold_in(key, step), sampling,
-                lambda streams, out, feats: score_replies(
-                    reward_model, streams, out, g, suffix, digits, cfg.reward.view,
-                    micro=cfg.grpo.forward_micro_batches, features=feats),
-                judge)
+                rm_score, rollout_judge)
             metrics = update_step(cfg, run, batch, step_fn, log_probs, reference)
             last = writer.train_step(step, {**metrics, **diag}, time.perf_counter() - t0)
             t0 = time.perf_counter()
             if jax.process_index() == 0:  # a plain per-step record next to TensorBoard
                 with open(workdir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps({"step": step + 1, **last}) + "\n")
-            if (step + 1) % cfg.train.save_every == 0 or step + 1 == cfg.train.total_steps:
+            action = audit(step + 1)  # saves its own checkpoint
+            if action is None and ((step + 1) % cfg.train.save_every == 0
+                                   or step + 1 == cfg.train.total_steps):
                 ckpt.save(step + 1, run.state, None, model_config=mc,
                           meta={"stage": "grpo", **prompt_features.meta(cfg)})
     finally:
@@ -315,6 +415,8 @@ def run_grpo(cfg: ml_collections.ConfigDict) -> dict:
     if adapters is not None and not agreed((workdir / "policy_model").exists()):
         save_model(workdir / "policy_model", run.model(), lora=adapters,
                    meta={"stage": "grpo", **prompt_features.meta(cfg)})
+    if audits is not None:
+        last.update(audits.results())
     if jax.process_index() == 0:
         (workdir / "results.json").write_text(json.dumps(last, indent=2))
     return last

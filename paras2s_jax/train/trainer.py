@@ -157,12 +157,15 @@ def jit_step(run: Run, step: Callable) -> sharding.mesh_jit:
                              out_shardings=(run.shardings, None))
 
 
-def checkpointer(run: Run) -> Checkpointer:
+def checkpointer(run: Run, best_metric: str | None = None,
+                 best_mode: str | None = None) -> Checkpointer:
+    """The run's checkpointer; `best_metric` / `best_mode` override `config.checkpoint`'s
+    (a stage that ranks its checkpoints by its own metric)."""
     c = run.cfg.checkpoint
     return Checkpointer(CheckpointConfig(
         directory=str(run.workdir / "checkpoints"), keep_last=c.keep_last,
-        keep_best=c.keep_best, best_metric=c.best_metric, best_mode=c.best_mode,
-        async_save=c.async_save))
+        keep_best=c.keep_best, best_metric=best_metric or c.best_metric,
+        best_mode=best_mode or c.best_mode, async_save=c.async_save))
 
 
 def restore_latest(run: Run, ckpt: Checkpointer, data_iter: Any) -> int:
