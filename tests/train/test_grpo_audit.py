@@ -136,6 +136,7 @@ def test_a_planted_divergence_rolls_back_to_the_best_judged_checkpoint(rollback_
     assert "audit_stopped_at" not in results
 
 
+@pytest.mark.slow
 def test_rollback_is_said_in_the_log(world, tmp_path, capsys):
     judge = PlantedJudge(world["pool"], [4, 1])
     cfg = _cfg(world, tmp_path, 2, every=1, rule="rollback", min_judge_drop=1.0,
@@ -193,6 +194,7 @@ def test_audits_off_sample_and_judge_nothing_and_train_the_same_policy(
                  _params(warn_run["work"] / "checkpoints" / "2"))
 
 
+@pytest.mark.slow
 def test_stop_saves_and_stops_and_a_rerun_resumes_with_the_audit_history(
         world, tmp_path, capsys):
     cfg = _cfg(world, tmp_path, 3, every=1, rule="stop", min_judge_drop=1.0)
