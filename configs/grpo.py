@@ -9,7 +9,7 @@ prompt, scores them with the distilled reward model and updates the policy; Tens
 metrics in <workdir>/tb: reward mean/std, zero-spread groups, KL / entropy / clip
 fraction / reply length per stream (toy: also the toy judge's `judge_*` statistics of
 the same replies). `python launch/demo.py` runs all stages and evaluates them;
-`python launch/ablate.py` runs the beta, G and reward-model-view sweeps.
+`python launch/ablate.py` runs the beta, G, reward-model-view and reward-audit sweeps.
 
 Paper run (8x H100, FSDP)::
 
@@ -122,8 +122,8 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.grpo.query_batch = 16  # 16 prompts x G = 8: 128 replies per step
         c.data.max_prompt_len = 32  # toy prompts are 14-18 tokens
         c.grpo.sampling.prompt_bucket = 20  # toy prompts are 12-18 columns: one shape
-        # The paper's 5e-4 over-steps here: the tiny policy finds replies the small
-        # reward model over-rates (content breaks, score 1) within 60 steps.
+        # The paper's 5e-4 over-steps here: over 200 steps the judge's score falls below
+        # SFT's while the reward model's does not (`python launch/ablate.py audit`).
         c.optimizer.lr = 1e-4
         c.optimizer.warmup_steps = 5  # short warm-up
         c.optimizer.decay_steps = 60  # schedule length
