@@ -277,8 +277,11 @@ def print_table(configs: dict, workdir: Path, base: dict, sft: dict, runs: dict,
     rows = effects_table(base, sft, runs, ties, rm, n_pairs, n_distill)
     print("\n".join(rows))
     if not next(r for r in rows if r.startswith("| KL term")).endswith("| yes |"):
+        seeds_per_beta = len(runs[BETAS[0]])
+        more = ("`--full` runs 60 steps" if g.train.total_steps < 60 else
+                "`python launch/ablate.py beta --seeds N` runs more training seeds")
         print(f"The KL term's effect on general ability is not shown at {g.train.total_steps} "
-              "GRPO steps; `--full` runs 60 steps x 3 training seeds per β.")
+              f"GRPO steps x {seeds_per_beta} training seeds per β; {more}.")
     print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     (workdir / "demo_results.json").write_text(json.dumps(
         {"base": base, "sft": sft, "grpo": {f"{b:g}": r for b, r in runs.items()},
