@@ -111,19 +111,24 @@ def test_rounds_judge_the_planted_uncertain_reply_and_nothing_twice(tmp_path):
     assert _run(tmp_path, again, FakeRM()) == records and again.calls == []
 
 
-def test_a_killed_run_resumes_its_judged_set_and_round(tmp_path):
+@pytest.mark.parametrize("die_after", [5, 7])  # in round 1 / in round 2, 2 calls in
+def test_a_killed_run_resumes_its_judged_set_and_round(tmp_path, die_after):
     full = _run(tmp_path / "full", CountingJudge(), FakeRM())
-    killed = CountingJudge(die_after=5)  # dies in round 1, after 2 of its 3 calls
+    killed = CountingJudge(die_after=die_after)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path / "run", killed, FakeRM())
-    assert round_path(tmp_path / "run", 0).exists()
-    assert not round_path(tmp_path / "run", 1).exists()
+    rounds_done = die_after // 3
+    assert [round_path(tmp_path / "run", r).exists() for r in range(3)] == [
+        r < rounds_done for r in range(3)]
     resumed, rm = CountingJudge(), FakeRM()
     records = _run(tmp_path / "run", resumed, rm)
     assert records == full  # the same picks as an uninterrupted run
-    assert rm.fits == [3, 6]  # round 1 picked with the RM fitted on round 0's pairs
-    assert not set(resumed.calls) & {r["pool_index"] for r in records if r["round"] == 0}
-    assert len(resumed.calls) == 6 == len(set(resumed.calls))
+    # refitted on the rounds on disk before its first round, then after each of its own
+    assert rm.fits == [3, 6][rounds_done - 1:]
+    on_disk = {r["pool_index"] for r in records if r["round"] < rounds_done}
+    assert PLANTED in {r["pool_index"] for r in records if r["round"] == 1}
+    assert not set(resumed.calls) & on_disk  # nothing judged before is judged again
+    assert len(resumed.calls) == 9 - 3 * rounds_done == len(set(resumed.calls))
 
 
 def test_a_changed_pool_is_refused_on_resume(tmp_path):
