@@ -1,5 +1,5 @@
 """Uncertainty-driven distillation: judge in rounds the replies the reward model is least
-sure of (issue 22, item 1; the mechanism; not yet wired into `reward_stage`).
+sure of (issue 22, item 1; `config.distill.selection="uncertainty"` in `reward_stage`).
 
 Sampling replies is cheap, judging them is the paid part. The replies are sampled first
 (the pool); round 0 judges `per_round` of them picked at random, then each later round
