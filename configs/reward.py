@@ -81,6 +81,15 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     # scorer "bench" with --judge openai: each chunk's judge calls not yet cached go to the
     # OpenAI Batch API as one batch (half price; the run waits for it, a restart resumes it).
     c.distill.batch = False
+    # Which sampled training replies are judged: "random" (all of them) or "uncertainty"
+    # (the pool is sampled, then `rounds` rounds judge `per_round` replies each: the first
+    # at random, each later one the replies whose digit distribution under a reward model
+    # fitted for `round_steps` steps on the pairs judged so far has the highest entropy;
+    # paras2s_jax/train/select.py). Held-out replies are all judged either way.
+    c.distill.selection = "random"
+    c.distill.rounds = 4  # judging rounds ("uncertainty")
+    c.distill.per_round = 432  # replies judged per round ("uncertainty")
+    c.distill.round_steps = 100  # RM steps fitted before each chosen round ("uncertainty")
     c.distill.bench = ml_collections.ConfigDict()
     c.distill.bench.args = ""  # bench.score flags: --queries, --cache, --asr/--style/--judge ...
     c.distill.bench.speech_dir = ""  # glm-4-voice-tokenizer/, audio_detokenizer/, vocoder/ ...

@@ -142,8 +142,36 @@ def _loss_fns(digit_ids: tuple[int, ...]):
     return loss_fn, count_fn
 
 
-def _toy_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path) -> None:
-    """Sample and judge toy replies of the SFT model (train prompts and held-out queries)."""
+SELECTIONS = ("random", "uncertainty")
+
+
+def _unjudged(record: dict, text: list[int], audio: list[int]) -> tuple[int, str]:
+    """The pool's stand-in judge: replies sampled for uncertainty selection, not judged."""
+    return 0, ""
+
+
+def _distil(cfg, run_model, workdir: Path, name: str, queries: list[dict], judge_fn,
+            judge_name: str, sampling) -> list[dict] | None:
+    """Sample and judge the `name` split; under `distill.selection` "uncertainty" the
+    train split is only sampled (to distill/pool) and its queries returned for the rounds."""
+    pool = name == "train" and cfg.distill.selection == "uncertainty"
+    distill(run_model, queries, _unjudged if pool else judge_fn,
+            workdir / "distill" / ("pool" if pool else name), sampling,
+            "unjudged" if pool else judge_name, seed=cfg.seed + (name == "heldout"),
+            chunk_queries=cfg.distill.chunk_queries,
+            whisper_features=cfg.data.whisper_features)
+    return queries if pool else None
+
+
+def _set_files(cfg, workdir: Path) -> None:
+    with cfg.unlocked():
+        cfg.data.train_files = sorted(str(p) for p in (workdir / "distill/train").glob("*.jsonl"))
+        cfg.data.eval_files = sorted(str(p) for p in (workdir / "distill/heldout").glob("*.jsonl"))
+
+
+def _toy_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path):
+    """Sample and judge toy replies of the SFT model (train prompts and held-out queries);
+    returns the train queries, the judge and its name when rounds are still to judge."""
     from paras2s_jax.toyworld.demos import read_queries
     from paras2s_jax.train.inputs import require
 
@@ -158,18 +186,17 @@ def _toy_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path) 
     train_queries = list(train.values())[: cfg.toy.num_train_queries]
     held = [rec for rec, _ in read_queries(toy_dir / "eval-queries.jsonl")]
     sampling = sampling_from_settings(cfg.distill.sampling, cfg.distill.samples_per_query)
+    pending = None
     for name, queries in (("train", train_queries), ("heldout", held)):
-        distill(run_model, queries, toy_judge, workdir / "distill" / name, sampling,
-                "toy-rule-judge", seed=cfg.seed + (name == "heldout"),
-                chunk_queries=cfg.distill.chunk_queries,
-                whisper_features=cfg.data.whisper_features)
-    with cfg.unlocked():
-        cfg.data.train_files = sorted(str(p) for p in (workdir / "distill/train").glob("*.jsonl"))
-        cfg.data.eval_files = sorted(str(p) for p in (workdir / "distill/heldout").glob("*.jsonl"))
+        pool = _distil(cfg, run_model, workdir, name, queries, toy_judge, "toy-rule-judge",
+                       sampling)
+        pending = pending or pool
+    _set_files(cfg, workdir)
+    return (pending, toy_judge, "toy-rule-judge") if pending else None
 
 
 def _bench_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path,
-                        judge: DistillJudge) -> None:
+                        judge: DistillJudge):
     """Sample replies of the SFT model to the judge's prompts and score them with it (the
     benchmark pipeline, when launch/train.py builds it). Every `heldout_every`-th item is
     held out."""
@@ -178,18 +205,53 @@ def _bench_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path
     held = queries[bcfg.heldout_every - 1::bcfg.heldout_every]
     train = [q for i, q in enumerate(queries) if (i + 1) % bcfg.heldout_every]
     sampling = sampling_from_settings(cfg.distill.sampling, cfg.distill.samples_per_query)
+    pending = None
     for name, part in (("train", train), ("heldout", held)):
-        distill(run_model, part, judge, workdir / "distill" / name, sampling, judge.name,
-                seed=cfg.seed + (name == "heldout"), chunk_queries=cfg.distill.chunk_queries,
-                whisper_features=cfg.data.whisper_features)
+        pool = _distil(cfg, run_model, workdir, name, part, judge, judge.name, sampling)
+        pending = pending or pool
+    _set_files(cfg, workdir)
+    return (pending, judge, judge.name) if pending else None
+
+
+def _judge_rounds(cfg, run: trainer.Run, step_fn, workdir: Path, queries: list[dict],
+                  judge_fn, judge_name: str) -> None:
+    """Uncertainty selection (`select.judge_in_rounds`) over distill/pool: before each
+    chosen round the adapters are refitted from their initial values for
+    `distill.round_steps` steps on every pair judged so far; the judged rounds are
+    written to distill/train and become `data.train_files`. The run's state is left at
+    the initial adapters, for the final training on all judged pairs."""
+    from paras2s_jax.train import data as data_lib
+    from paras2s_jax.train.select import judge_in_rounds
+
+    by_id = {q["id"]: q for q in queries}
+    pool = [(by_id[r["query_id"]], r["reply_text"], r["reply_audio"])
+            for path in sorted((workdir / "distill/pool").glob("distill-*.jsonl"))
+            for r in map(json.loads, path.read_text().splitlines())]
+    initial = jax.tree.map(jnp.copy, run.state)
+
+    def fit(records):
+        run.state = jax.tree.map(jnp.copy, initial)  # the step donates its state
+        batches = training_batches(records, run.model_config, cfg)
+        for _ in range(cfg.distill.round_steps):
+            run.state, _ = step_fn(run.state, data_lib.to_global(next(batches), run.mesh),
+                                   run.rest)
+
+    def score(replies):
+        # (unjudged: "score" 0 is only collate_left's padding value, never a target here)
+        return digit_probs(run.model(), [{**q, "reply_text": t, "reply_audio": a, "score": 0}
+                                         for q, t, a in replies], cfg)
+
+    judge_in_rounds(pool, judge_fn, workdir / "distill/train", cfg.distill.rounds,
+                    cfg.distill.per_round, fit, score, judge_name, seed=cfg.seed)
+    run.state = initial
     with cfg.unlocked():
-        cfg.data.train_files = sorted(str(p) for p in (workdir / "distill/train").glob("*.jsonl"))
-        cfg.data.eval_files = sorted(str(p) for p in (workdir / "distill/heldout").glob("*.jsonl"))
+        cfg.data.train_files = sorted(str(p) for p in (workdir / "distill/train").glob(
+            "round-*.jsonl"))
 
 
-def evaluate_rm(model, records: list[dict], cfg) -> dict[str, float]:
-    """Pearson and exact-digit accuracy of the RM against the judge on `records`, the
-    replies read under `cfg.reward.view`, `data.global_batch` rows per forward in
+def _digit_logits(model, records: list[dict], cfg):
+    """Yield (rows of `records` in the chunk, float32[global_batch, 5] digit logits) for
+    each `data.global_batch` records, the replies read under `cfg.reward.view`, in
     `train.eval_micro_batches` parts."""
     from paras2s_jax.train.rollout import digit_forward
 
@@ -200,7 +262,6 @@ def evaluate_rm(model, records: list[dict], cfg) -> dict[str, float]:
         raise ValueError(f"config.train.eval_micro_batches={micro} must be >= 1 and divide "
                          f"config.data.global_batch={rows}")
     mesh = sharding.mesh_of(nnx.state(model))
-    predicted, argmax = [], []
     for i in range(0, len(records), rows):
         chunk = records[i:i + rows]
         b = collate_left(chunk, mc, suffix, cfg.data.buckets, rows, cfg.reward.view,
@@ -210,12 +271,28 @@ def evaluate_rm(model, records: list[dict], cfg) -> dict[str, float]:
         with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
             d = digit_forward(model, b["text"], b["audio"], b["attention_mask"], digits,
                               micro, b.get("whisper_features"), b.get("continuous"))
-        predicted += host_value(expected_score(d))[: len(chunk)].tolist()
-        argmax += (host_value(jnp.argmax(d, -1))[: len(chunk)] + 1).tolist()
+        yield len(chunk), d
+
+
+def evaluate_rm(model, records: list[dict], cfg) -> dict[str, float]:
+    """Pearson and exact-digit accuracy of the RM against the judge on `records`, the
+    replies read under `cfg.reward.view`, `data.global_batch` rows per forward in
+    `train.eval_micro_batches` parts."""
+    predicted, argmax = [], []
+    for n, d in _digit_logits(model, records, cfg):
+        predicted += host_value(expected_score(d))[:n].tolist()
+        argmax += (host_value(jnp.argmax(d, -1))[:n] + 1).tolist()
     judge = np.asarray([r["score"] for r in records], np.float64)
     return {"pearson": pearson(np.asarray(predicted), judge),
             "accuracy": float(np.mean(np.asarray(argmax) == judge)),
             "mean_predicted": float(np.mean(predicted))}
+
+
+def digit_probs(model, records: list[dict], cfg) -> np.ndarray:
+    """float64[N, 5]: the RM's distribution over the digits "1".."5" for each record."""
+    parts = [host_value(jax.nn.softmax(d.astype(jnp.float32), -1))[:n]
+             for n, d in _digit_logits(model, records, cfg)]
+    return np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, 5))
 
 
 def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run,
@@ -271,23 +348,39 @@ def run_reward(cfg: ml_collections.ConfigDict, judge: DistillJudge | None = None
         raise ValueError(f"config.distill.batch=True applies to config.distill.scorer='bench' "
                          f"(the benchmark's OpenAI judge); scorer {cfg.distill.scorer!r} "
                          "makes no API calls")
+    if cfg.distill.selection not in SELECTIONS:
+        raise ValueError(f"config.distill.selection={cfg.distill.selection!r}: use one of "
+                         f"{SELECTIONS}")
+    if cfg.distill.selection == "uncertainty":
+        if cfg.data.whisper_features or jax.process_count() > 1:
+            raise ValueError("config.distill.selection='uncertainty' runs in one process "
+                             "without config.data.whisper_features (not implemented yet)")
+        if cfg.distill.round_steps < 1:
+            raise ValueError(f"config.distill.round_steps={cfg.distill.round_steps} must "
+                             "be >= 1")
     mesh = sharding.make_mesh(sharding.MeshConfig(**cfg.mesh.to_dict()))
     model = trainer.init_model(cfg, mesh)
+    pending = None
     if cfg.distill.scorer == "bench":
         if judge is None:
             raise ValueError("config.distill.scorer='bench' needs the benchmark's judge: run "
                              "the stage through launch/train.py, which builds it from "
                              "config.distill.bench")
-        _bench_distillation(cfg, model, workdir, judge)
+        pending = _bench_distillation(cfg, model, workdir, judge)
     elif cfg.toy.enabled:
-        _toy_distillation(cfg, model, workdir)
+        pending = _toy_distillation(cfg, model, workdir)
+    elif cfg.distill.selection == "uncertainty":
+        raise ValueError("config.distill.selection='uncertainty' selects among replies it "
+                         "samples: it needs config.toy.enabled or config.distill.scorer='bench'")
     run = trainer.setup(cfg, adapters=lora_config(cfg.lora), model=model)
     mc = run.model_config
     _, digits = score_token_ids(cfg.reward)
+    step_fn = build_step(cfg, run, digits)
+    if pending:
+        _judge_rounds(cfg, run, step_fn, workdir, *pending)
     data_iter = training_batches(read_scored(cfg.data.train_files), mc, cfg)
     heldout = read_scored(cfg.data.eval_files) if cfg.data.eval_files else []
 
-    step_fn = build_step(cfg, run, digits)
     eval_fn = (lambda r: evaluate_rm(r.model(), heldout, cfg)) if heldout else None
 
     ckpt = trainer.checkpointer(run)
