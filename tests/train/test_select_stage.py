@@ -36,6 +36,7 @@ def _cfg(workdir, toy_dir):
     return cfg
 
 
+@pytest.mark.slow
 def test_uncertainty_rounds_in_the_reward_stage(toy_dir, tmp_path, monkeypatch):
     first_round = set(np.random.default_rng(0).choice(POOL, PER_ROUND, replace=False).tolist())
     planted = min(set(range(POOL)) - first_round)
