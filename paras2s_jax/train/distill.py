@@ -54,6 +54,27 @@ class DistillJudge(Protocol):
     def __call__(self, record: dict, text: list[int], audio: list[int]) -> tuple[int, str]: ...
 
 
+def judge_all(judge_fn: Judge, replies: Sequence[tuple[dict, list[int], list[int]]]
+              ) -> list[tuple[int, str]]:
+    """(score, rationale) of each (query record, reply text, reply audio), in order, after
+    handing them all to the judge's `prepare` when it has one (e.g. the benchmark's judge
+    sends their calls as one batch and caches the answers)."""
+    prepare = getattr(judge_fn, "prepare", None)
+    if prepare is not None:
+        prepare(replies)
+    return [judge_fn(*reply) for reply in replies]
+
+
+def judged_record(reply: tuple[dict, list[int], list[int]], score: int, why: str,
+                  judge_name: str) -> dict:
+    """A distillation record: the prompt, the reply and the judge's verdict."""
+    q, text, audio = reply
+    return {"query_id": q["id"], "prompt_text": list(q.get("prompt_text", ())),
+            "prompt_audio": list(q["prompt_audio"]), "scenario": q.get("scenario"),
+            "reply_text": list(text), "reply_audio": list(audio), "score": int(score),
+            "rationale": why, "judge": judge_name}
+
+
 def toy_judge(record: dict, text: list[int], audio: list[int]) -> tuple[int, str]:
     """The toy world's rule judge on the reply speech (what a listener hears)."""
     from paras2s_jax.toyworld import Scenario, judge
@@ -109,20 +130,12 @@ def distill(
         replies = [(q, *layout.parse_reply(np.asarray(out_s.text[qi * g + s]),
                                            np.asarray(out_s.audio[qi * g + s]), mc))
                    for qi, q in enumerate(chunk) for s in range(g)]
-        prepare = getattr(judge_fn, "prepare", None)
-        if prepare is not None:
-            prepare(replies)  # e.g. the chunk's judge calls as one batch, answers cached
+        verdicts = judge_all(judge_fn, replies)
         records = []
         for qi, q in enumerate(chunk):
             for s in range(g):
-                _, text, audio = replies[qi * g + s]
-                score, why = judge_fn(q, text, audio)
-                records.append({
-                    "query_id": q["id"], "prompt_text": list(q.get("prompt_text", ())),
-                    "prompt_audio": list(q["prompt_audio"]), "scenario": q.get("scenario"),
-                    "sample": s, "reply_text": text, "reply_audio": audio,
-                    "score": int(score), "rationale": why, "judge": judge_name,
-                })
+                records.append({**judged_record(replies[qi * g + s], *verdicts[qi * g + s],
+                                                judge_name), "sample": s})
                 if whisper_features:
                     records[-1]["prompt_features"] = _feature_file(out, k, qi, q, feats[qi])
         tmp = path.with_suffix(".tmp")

@@ -34,7 +34,7 @@ from paras2s_jax.checkpoint.orbax_io import restore_model, save_model
 from paras2s_jax.sampling import SampleOutput, SamplingConfig, generate, sampling_from_settings
 from paras2s_jax.train import grpo_audit, grpo_models, prompt_features, stages, trainer
 from paras2s_jax.train.checkpointing import Checkpointer, abstract_like
-from paras2s_jax.train.distill import DistillJudge, Judge, toy_judge
+from paras2s_jax.train.distill import DistillJudge, Judge, judge_all, toy_judge
 from paras2s_jax.train.grpo import STREAMS, group_advantages, group_spread
 from paras2s_jax.train.grpo_update import (
     build_step,
@@ -282,9 +282,7 @@ def audit_replies(cfg: ml_collections.ConfigDict, run: trainer.Run, records: lis
     # (prompt record, reply text, reply audio) per row; row r answers prompt r // n
     replies = [(records[row // n], *layout.parse_reply(out.text[row], out.audio[row], mc))
                for row in range(out.text.shape[0])]
-    if hasattr(judge_fn, "prepare"):  # e.g. the benchmark's judge: its calls as one batch
-        judge_fn.prepare(replies)
-    return rm, np.asarray([judge_fn(*reply)[0] for reply in replies], np.float32)
+    return rm, np.asarray([score for score, _ in judge_all(judge_fn, replies)], np.float32)
 
 
 def audit_step(cfg: ml_collections.ConfigDict, run: trainer.Run, audits: grpo_audit.Audits,

@@ -150,23 +150,25 @@ def _unjudged(record: dict, text: list[int], audio: list[int]) -> tuple[int, str
     return 0, ""
 
 
-def _distil(cfg, run_model, workdir: Path, name: str, queries: list[dict], judge_fn,
-            judge_name: str, sampling) -> list[dict] | None:
-    """Sample and judge the `name` split; under `distill.selection` "uncertainty" the
-    train split is only sampled (to distill/pool) and its queries returned for the rounds."""
-    pool = name == "train" and cfg.distill.selection == "uncertainty"
-    distill(run_model, queries, _unjudged if pool else judge_fn,
-            workdir / "distill" / ("pool" if pool else name), sampling,
-            "unjudged" if pool else judge_name, seed=cfg.seed + (name == "heldout"),
-            chunk_queries=cfg.distill.chunk_queries,
-            whisper_features=cfg.data.whisper_features)
-    return queries if pool else None
-
-
-def _set_files(cfg, workdir: Path) -> None:
+def _distil_splits(cfg, run_model, workdir: Path, train: list[dict], held: list[dict],
+                   judge_fn, judge_name: str):
+    """Sample replies to the train and held-out queries and judge them; they become
+    `data.train_files` / `data.eval_files`. Under `distill.selection` "uncertainty" the
+    train replies are only sampled (to distill/pool), and (train queries, judge, its name)
+    are returned for the rounds; else None."""
+    sampling = sampling_from_settings(cfg.distill.sampling, cfg.distill.samples_per_query)
+    rounds = cfg.distill.selection == "uncertainty"
+    for name, queries in (("train", train), ("heldout", held)):
+        pool = name == "train" and rounds
+        distill(run_model, queries, _unjudged if pool else judge_fn,
+                workdir / "distill" / ("pool" if pool else name), sampling,
+                "unjudged" if pool else judge_name, seed=cfg.seed + (name == "heldout"),
+                chunk_queries=cfg.distill.chunk_queries,
+                whisper_features=cfg.data.whisper_features)
     with cfg.unlocked():
         cfg.data.train_files = sorted(str(p) for p in (workdir / "distill/train").glob("*.jsonl"))
         cfg.data.eval_files = sorted(str(p) for p in (workdir / "distill/heldout").glob("*.jsonl"))
+    return (train, judge_fn, judge_name) if rounds and train else None
 
 
 def _toy_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path):
@@ -185,14 +187,8 @@ def _toy_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path):
                 train.setdefault(rec["id"], rec)
     train_queries = list(train.values())[: cfg.toy.num_train_queries]
     held = [rec for rec, _ in read_queries(toy_dir / "eval-queries.jsonl")]
-    sampling = sampling_from_settings(cfg.distill.sampling, cfg.distill.samples_per_query)
-    pending = None
-    for name, queries in (("train", train_queries), ("heldout", held)):
-        pool = _distil(cfg, run_model, workdir, name, queries, toy_judge, "toy-rule-judge",
-                       sampling)
-        pending = pending or pool
-    _set_files(cfg, workdir)
-    return (pending, toy_judge, "toy-rule-judge") if pending else None
+    return _distil_splits(cfg, run_model, workdir, train_queries, held, toy_judge,
+                          "toy-rule-judge")
 
 
 def _bench_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path,
@@ -204,13 +200,7 @@ def _bench_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path
     queries = judge.query_records(cfg.data.whisper_features)
     held = queries[bcfg.heldout_every - 1::bcfg.heldout_every]
     train = [q for i, q in enumerate(queries) if (i + 1) % bcfg.heldout_every]
-    sampling = sampling_from_settings(cfg.distill.sampling, cfg.distill.samples_per_query)
-    pending = None
-    for name, part in (("train", train), ("heldout", held)):
-        pool = _distil(cfg, run_model, workdir, name, part, judge, judge.name, sampling)
-        pending = pending or pool
-    _set_files(cfg, workdir)
-    return (pending, judge, judge.name) if pending else None
+    return _distil_splits(cfg, run_model, workdir, train, held, judge, judge.name)
 
 
 def _judge_rounds(cfg, run: trainer.Run, step_fn, workdir: Path, queries: list[dict],

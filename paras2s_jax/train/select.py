@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paras2s_jax.train.distill import Judge
+from paras2s_jax.train.distill import Judge, judge_all, judged_record
 
 # A pool reply: (query record, reply text ids, reply audio codes), as `distill` judges them.
 Reply = tuple[dict, list[int], list[int]]
@@ -51,14 +51,6 @@ def pick_uncertain(probs: np.ndarray, judged: np.ndarray, k: int) -> np.ndarray:
 
 def round_path(out_dir: Path, r: int) -> Path:
     return out_dir / f"round-{r:03d}.jsonl"
-
-
-def _record(reply: Reply, index: int, r: int, score: int, why: str, judge_name: str) -> dict:
-    q, text, audio = reply
-    return {"query_id": q["id"], "prompt_text": list(q.get("prompt_text", ())),
-            "prompt_audio": list(q["prompt_audio"]), "scenario": q.get("scenario"),
-            "reply_text": list(text), "reply_audio": list(audio), "score": int(score),
-            "rationale": why, "judge": judge_name, "pool_index": int(index), "round": r}
 
 
 def judge_in_rounds(
@@ -105,13 +97,9 @@ def judge_in_rounds(
             probs = np.zeros((len(pool), 5))
             probs[free] = np.asarray(score([pool[i] for i in free]))
             picked = pick_uncertain(probs, judged, per_round)
-        prepare = getattr(judge_fn, "prepare", None)
-        if prepare is not None:
-            prepare([pool[i] for i in picked])
-        new = []
-        for i in picked:
-            s, why = judge_fn(*pool[i])
-            new.append(_record(pool[i], i, r, s, why, judge_name))
+        verdicts = judge_all(judge_fn, [pool[i] for i in picked])
+        new = [{**judged_record(pool[i], s, why, judge_name), "pool_index": int(i), "round": r}
+               for i, (s, why) in zip(picked, verdicts, strict=True)]
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(rec) + "\n" for rec in new))
         tmp.replace(path)

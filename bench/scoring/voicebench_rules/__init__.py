@@ -19,11 +19,11 @@ from bench.scoring.voicebench_rules.ifeval import (
     ifeval_metrics,
 )
 from bench.scoring.voicebench_rules.rules import (
-    LETTERS,
     bbh_answer,
+    bbh_pick,
     bbh_truth,
-    guess,
     mcq_choice,
+    mcq_pick,
     refused,
 )
 
@@ -59,14 +59,14 @@ def score_item(item: Item, response: str, grader: LLMGrader | None, pedant=None)
         return rec
     if kind == "mcq":
         choice = mcq_choice(response)
-        pick = choice if choice is not None else guess(item.id, LETTERS)
-        return {"score": float(pick == str(_field(item, "reference")).strip()),
+        reference = str(_field(item, "reference")).strip()
+        return {"score": float(mcq_pick(choice, item.id) == reference),
                 "choice": choice, "guessed": choice is None}
     if kind == "bbh":
         answer = bbh_answer(response, str(_field(item, "id")))
-        pick = answer if answer is not None else guess(item.id, (0, 1))
         truth = bbh_truth(str(_field(item, "reference")), item.id)
-        return {"score": float(pick == truth), "answer": answer, "guessed": answer is None}
+        return {"score": float(bbh_pick(answer, item.id) == truth), "answer": answer,
+                "guessed": answer is None}
     if kind == "harm":
         return {"score": float(refused(response))}
     try:

@@ -15,12 +15,13 @@ from pathlib import Path
 
 from bench.data.voicebench_set import SCORERS
 from bench.scoring.voicebench_rules.grader import majority_yes, official_open
+from bench.scoring.voicebench_rules.ifeval import IfevalResult, check_ifeval, ifeval_metrics
 from bench.scoring.voicebench_rules.rules import (
-    LETTERS,
     bbh_answer,
+    bbh_pick,
     bbh_truth,
-    guess,
     mcq_choice,
+    mcq_pick,
     refused,
 )
 
@@ -86,8 +87,6 @@ def our_verdict(row: dict) -> dict:
         return {"score": official_open(row["judge_samples"])}
     if kind == "qa":
         return {"correct": majority_yes(row["judge_samples"])}
-    from bench.scoring.voicebench_rules.ifeval import check_ifeval
-
     result = check_ifeval(reply, row["instruction_id_list"], row["kwargs"], row["prompt"])
     return {"strict": list(result.strict), "loose": list(result.loose)}
 
@@ -102,12 +101,10 @@ def agrees(ours: dict, official: dict) -> bool:
 def metric(kind: str, rows: list[dict], verdicts: list[dict]) -> float:
     """The subset metric from one side's verdicts (no-answer items take the seeded guess)."""
     if kind == "mcq":
-        picks = [v["choice"] or guess(r["id"], LETTERS)
-                 for r, v in zip(rows, verdicts, strict=True)]
+        picks = [mcq_pick(v["choice"], r["id"]) for r, v in zip(rows, verdicts, strict=True)]
         return 100 * sum(p == r["reference"] for p, r in zip(picks, rows, strict=True)) / len(rows)
     if kind == "bbh":
-        picks = [guess(r["id"], (0, 1)) if v["answer"] is None else v["answer"]
-                 for r, v in zip(rows, verdicts, strict=True)]
+        picks = [bbh_pick(v["answer"], r["id"]) for r, v in zip(rows, verdicts, strict=True)]
         truths = [bbh_truth(r["reference"], r["id"]) for r in rows]
         return 100 * sum(p == t for p, t in zip(picks, truths, strict=True)) / len(rows)
     if kind == "harm":
@@ -116,8 +113,6 @@ def metric(kind: str, rows: list[dict], verdicts: list[dict]) -> float:
         return sum(v["score"] for v in verdicts) / len(rows)
     if kind == "qa":
         return 100 * sum(v["correct"] for v in verdicts) / len(rows)
-    from bench.scoring.voicebench_rules.ifeval import IfevalResult, ifeval_metrics
-
     return ifeval_metrics([IfevalResult(tuple(v["strict"]), tuple(v["loose"]))
                            for v in verdicts])["final"]
 

@@ -37,6 +37,16 @@ def guess(item_id: str, options: tuple) -> object:
     return random.Random(seed).choice(options)
 
 
+def mcq_pick(choice: str | None, item_id: str) -> str:
+    """The letter scored: the reply's choice, or VoiceBench's seeded guess when it has none."""
+    return choice if choice is not None else guess(item_id, LETTERS)
+
+
+def bbh_pick(answer: int | None, item_id: str) -> int:
+    """The answer scored: the reply's, or VoiceBench's seeded guess when it has none."""
+    return answer if answer is not None else guess(item_id, (0, 1))
+
+
 def mcq_choice(response: str) -> str | None:
     """The letter A-D a reply commits to under VoiceBench's templates, or None."""
     text = response.lower()
