@@ -12,9 +12,8 @@ from collections import defaultdict
 
 import jax
 import numpy as np
+from flax import nnx
 
-from paras2s_jax import layout
-from paras2s_jax.model import KimiAudio
 from paras2s_jax.toyworld.general import Request, judge_general
 from paras2s_jax.toyworld.judge import Judgement, judge
 from paras2s_jax.toyworld.world import DIMENSIONS, Scenario
@@ -34,30 +33,28 @@ class ToyScore:
 
 
 def score_model(
-    model: KimiAudio,
+    model: nnx.Module,
     queries: list[tuple[dict, Scenario | Request]],
     rng: jax.Array,
     sampling,  # paras2s_jax.sampling.SamplingConfig
     batch_size: int = 64,
 ) -> ToyScore:
     """Sample one reply per query with `sampling` and judge each; deterministic in `rng`."""
-    from paras2s_jax.sampling import generate  # the sampler is optional for training alone
+    from paras2s_jax.policy import policy_for  # the sampler is optional for training alone
 
-    mc = model.config
+    policy = policy_for(model.config)
     judgements: list[Judgement] = []
     by_dim: dict[str, list[int]] = defaultdict(list)
     for start in range(0, len(queries), batch_size):
         chunk = queries[start:start + batch_size]
-        streams = [layout.record_prompt(rec, mc) for rec, _ in chunk]
         # A fixed batch size keeps one compilation: pad with copies of the first prompt.
-        streams += [streams[0]] * (batch_size - len(streams))
-        length = max(len(s) for s in streams)
-        prompts = layout.left_pad(streams, length, mc.special.pad)
-        out = generate(model, prompts, jax.random.fold_in(rng, start), sampling)
-        text, audio = np.asarray(out.text), np.asarray(out.audio)
+        prompts = policy.prompt_batch([rec for rec, _ in chunk], sampling.prompt_bucket,
+                                      rows=batch_size)
+        replies = policy.replies(policy.sample(model, prompts, jax.random.fold_in(rng, start),
+                                               sampling))
         g = sampling.num_samples
         for i, (_, sc) in enumerate(chunk):
-            _, codes = layout.parse_reply(text[i * g], audio[i * g], mc)
+            codes = replies[i * g][1]
             j = judge_general(sc, codes) if isinstance(sc, Request) else judge(sc, codes)
             judgements.append(j)
             by_dim[sc.dimension].append(j.score)

@@ -24,16 +24,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import jax
 import numpy as np
 
-from paras2s_jax import layout
-from paras2s_jax.model import KimiAudio
-from paras2s_jax.sampling import SamplingConfig, generate
+from paras2s_jax.policy import policy_for
+from paras2s_jax.sampling import SamplingConfig
 from paras2s_jax.train import prompt_features
-from paras2s_jax.train.hosts import agreed, host_value
+from paras2s_jax.train.hosts import agreed
 
 # (query record, reply text ids, reply audio codes) -> (score 1..5, rationale)
 Judge = Callable[[dict, list[int], list[int]], tuple[int, str]]
@@ -88,7 +87,7 @@ def chunk_path(out_dir: Path, chunk: int) -> Path:
 
 
 def distill(
-    model: KimiAudio,
+    model: Any,
     queries: Sequence[dict],
     judge_fn: Judge,
     out_dir: str | Path,
@@ -102,7 +101,7 @@ def distill(
     """Write (query, reply, score) shards; returns counts of chunks done and skipped."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    mc = model.config
+    policy = policy_for(model.config)
     chunks = [queries[i:i + chunk_queries] for i in range(0, len(queries), chunk_queries)]
     # Which chunks are missing is decided once, for every process: sampling is collective.
     todo = agreed(np.asarray([not chunk_path(out, k).exists() for k in range(len(chunks))]))
@@ -112,24 +111,16 @@ def distill(
         if not todo[k]:
             skipped += 1
             continue
-        streams = [layout.record_prompt(q, mc) for q in chunk]
         # Pad to a fixed number of prompts: one compilation for every chunk.
-        streams += [streams[0]] * (chunk_queries - len(streams))
-        length = max(len(s) for s in streams)
-        prompts = layout.left_pad(streams, length, mc.special.pad)
-        if whisper_features:
-            feats = [prompt_features.load(q) for q in chunk]
-            prompts["whisper_features"] = prompt_features.left_padded(
-                streams, feats + feats[:1] * (chunk_queries - len(feats)), length)
-        out_s = jax.tree.map(host_value, generate(model, prompts, jax.random.fold_in(
+        prompts = policy.prompt_batch(chunk, sampling.prompt_bucket, whisper_features,
+                                      rows=chunk_queries)
+        sampled = policy.replies(policy.sample(model, prompts, jax.random.fold_in(
             jax.random.key(seed), k), sampling))
         done += 1
         if k % jax.process_count() != jax.process_index():
             continue  # another process judges and writes this chunk
         g = sampling.num_samples
-        replies = [(q, *layout.parse_reply(np.asarray(out_s.text[qi * g + s]),
-                                           np.asarray(out_s.audio[qi * g + s]), mc))
-                   for qi, q in enumerate(chunk) for s in range(g)]
+        replies = [(q, *sampled[qi * g + s]) for qi, q in enumerate(chunk) for s in range(g)]
         verdicts = judge_all(judge_fn, replies)
         records = []
         for qi, q in enumerate(chunk):
@@ -137,7 +128,8 @@ def distill(
                 records.append({**judged_record(replies[qi * g + s], *verdicts[qi * g + s],
                                                 judge_name), "sample": s})
                 if whisper_features:
-                    records[-1]["prompt_features"] = _feature_file(out, k, qi, q, feats[qi])
+                    records[-1]["prompt_features"] = _feature_file(out, k, qi, q,
+                                                                   prompts.features[qi])
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
         tmp.replace(path)

@@ -22,12 +22,11 @@ import numpy as np
 from flax import nnx
 
 from paras2s_jax import sharding
-from paras2s_jax.model import KimiAudio
 from paras2s_jax.model.lora import LoRAConfig
 from paras2s_jax.sampling import SamplingConfig, bucket_length, decode_program
 from paras2s_jax.train import grpo_update, plan, trainer
 from paras2s_jax.train.grpo import STREAMS
-from paras2s_jax.train.rollout import reply_logprobs, reward_forward
+from paras2s_jax.train.rollout import reward_forward
 from paras2s_jax.train.step import micro_batches, unmicro
 
 
@@ -66,7 +65,7 @@ def _max_abs_difference(a: nnx.State, b: nnx.State) -> jax.Array:
     return jnp.max(jnp.stack(jax.tree.leaves(diffs)))
 
 
-def share_reward_base(reward_model: KimiAudio, base: nnx.State) -> tuple[KimiAudio, bool]:
+def share_reward_base(reward_model: nnx.Module, base: nnx.State) -> tuple[nnx.Module, bool]:
     """(the reward model on `base`'s arrays, True) when its own base equals `base`
     (cast to `base`'s dtypes), else (the reward model unchanged, False)."""
     graphdef, adapters, own = nnx.split(reward_model, nnx.LoRAParam, ...)
@@ -87,7 +86,8 @@ def build_log_probs(run: trainer.Run, sampling: SamplingConfig,
     `group`: consecutive rows sharing a prompt, kept whole (`grpo_update.prompt_rows`)."""
     def one(params, rest, batch):
         model = nnx.merge(run.graphdef, params, rest)
-        return reply_logprobs(model, batch, sampling, with_entropy=True, group=group)
+        return run.policy.reply_logprobs(model, batch, sampling, with_entropy=True,
+                                         group=group)
 
     def log_probs(params, rest, batch):
         if micro == 1:

@@ -29,9 +29,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from paras2s_jax import layout, sharding
+from paras2s_jax import sharding
 from paras2s_jax.checkpoint.orbax_io import restore_model, save_model
-from paras2s_jax.sampling import SampleOutput, SamplingConfig, generate, sampling_from_settings
+from paras2s_jax.policy import PromptBatch, SpeechPolicy
+from paras2s_jax.sampling import SampleOutput, SamplingConfig, sampling_from_settings
 from paras2s_jax.train import grpo_audit, grpo_models, prompt_features, stages, trainer
 from paras2s_jax.train.checkpointing import Checkpointer, abstract_like
 from paras2s_jax.train.distill import DistillJudge, Judge, judge_all, toy_judge
@@ -46,12 +47,7 @@ from paras2s_jax.train.hosts import agreed, host_value
 from paras2s_jax.train.inputs import MissingInput, require
 from paras2s_jax.train.metrics import MetricWriter
 from paras2s_jax.train.reward_stage import read_view, score_token_ids
-from paras2s_jax.train.rollout import (
-    judge_replies,
-    pad_prompts,
-    rollout_batch,
-    score_replies,
-)
+from paras2s_jax.train.rollout import judge_replies
 
 
 def apply_length_cap(rewards: np.ndarray, finished: np.ndarray, batch: dict, policy: str,
@@ -86,12 +82,12 @@ def prompt_records(cfg: ml_collections.ConfigDict) -> tuple[list[dict], list[str
     return records, where
 
 
-def check_prompt_lengths(records: list[dict], where: list[str], config,
+def check_prompt_lengths(records: list[dict], where: list[str], policy: SpeechPolicy,
                          max_prompt_len: int) -> None:
     """Refuse prompts longer than `config.data.max_prompt_len` tokens (the prompt columns
     `launch/plan.py` plans the rollout, log-prob, scoring and update memory for): one
     error naming the first such record, where it came from and how many there are."""
-    over = [(i, n) for i, n in enumerate(len(layout.record_prompt(r, config)) for r in records)
+    over = [(i, n) for i, n in enumerate(policy.prompt_length(r) for r in records)
             if n > max_prompt_len]
     if over:
         i, n = over[0]
@@ -116,55 +112,37 @@ def toy_prompts(cfg: ml_collections.ConfigDict) -> list[dict]:
     return records
 
 
-def sample_in_parts(model, prompts: dict, rng: jax.Array, sampling: SamplingConfig,
-                    parts: int) -> SampleOutput:
-    """`generate` on `parts` consecutive groups of prompts (rows stay prompt-major): the
-    sampler's memory (KV cache, prefill) scales with the rows of one call."""
-    if parts == 1:
-        return jax.tree.map(host_value, generate(model, prompts, rng, sampling))
-    n = len(prompts["text"])
-    if n % parts:
-        raise ValueError(f"config.grpo.rollout_micro_batches={parts} does not divide the "
-                         f"{n} prompts of a step (config.grpo.query_batch)")
-    size = n // parts
-    outs = [jax.tree.map(host_value, generate(
-        model, {k: v[i * size:(i + 1) * size] for k, v in prompts.items()},
-        jax.random.fold_in(rng, i), sampling)) for i in range(parts)]
-    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
-
-
 def _global(batch: dict, mesh) -> dict:
     """The rollout batch (the same on every process) as global arrays split by rows."""
     return {k: sharding.replicated_batch_to_global(np.asarray(v), mesh)
             for k, v in batch.items()}
 
 
-# (prompt streams, sampler output, prompt features or None) -> one reward per reply row
-ScoreFn = Callable[[list[layout.Streams], SampleOutput, list[np.ndarray] | None], np.ndarray]
-# (prompt streams, sampler output, prompt features or None, replies per prompt) -> rewards
-GroupScoreFn = Callable[[list[layout.Streams], SampleOutput, list[np.ndarray] | None, int],
-                        np.ndarray]
+# (prompts, sampler output, replies per prompt) -> one reward per reply row
+ScoreFn = Callable[[PromptBatch, SampleOutput, int], np.ndarray]
 JudgeFn = Callable[[list[dict], SampleOutput], np.ndarray]  # (prompt records, replies)
 
 
 def rollout_step(cfg: ml_collections.ConfigDict, run: trainer.Run, picks: list[dict],
                  key: jax.Array, sampling: SamplingConfig, score: ScoreFn,
                  judge: JudgeFn | None = None) -> tuple[dict, dict[str, float]]:
-    """Sample G replies for each record of `picks`, score them with `score(prompt
-    streams, sampler output, prompt features)` (one reward per reply row, rows grouped
-    G per prompt) and return the rollout batch with its group advantages, plus rollout
+    """Sample G replies for each record of `picks` with the run's policy, score them with
+    `score(prompts, sampler output, G)` (one reward per reply row, rows grouped G per
+    prompt) and return the rollout batch with its group advantages, plus rollout
     diagnostics. With `data.whisper_features` the records' features go everywhere. With
     `judge(picks, sampler output)` the same replies are also judged, under the same
     length-cap policy, and its group statistics are logged as `judge_*` (not trained on)."""
-    mc = run.model_config
-    streams = [layout.record_prompt(r, mc) for r in picks]
-    feats = ([prompt_features.load(r) for r in picks] if cfg.data.whisper_features
-             else None)
-    prompts = pad_prompts(streams, sampling.prompt_bucket, mc.special.pad, feats)
+    policy = run.policy
+    prompts = policy.prompt_batch(picks, sampling.prompt_bucket, cfg.data.whisper_features)
+    if cfg.grpo.query_batch % cfg.grpo.rollout_micro_batches:
+        raise ValueError(f"config.grpo.rollout_micro_batches={cfg.grpo.rollout_micro_batches}"
+                         f" does not divide the {cfg.grpo.query_batch} prompts of a step "
+                         "(config.grpo.query_batch)")
     # Replies come back whole on every process (they may span processes).
-    out = sample_in_parts(run.model(), prompts, key, sampling, cfg.grpo.rollout_micro_batches)
-    batch = rollout_batch(prompts, out, cfg.grpo.group_size)
-    rewards = apply_length_cap(np.asarray(score(streams, out, feats), np.float32), out.finished,
+    out = policy.sample(run.model(), prompts, key, sampling, cfg.grpo.rollout_micro_batches)
+    batch = policy.rollout_batch(prompts, out, cfg.grpo.group_size)
+    rewards = apply_length_cap(np.asarray(score(prompts, out, cfg.grpo.group_size),
+                                          np.float32), out.finished,
                                batch, cfg.grpo.truncated, cfg.grpo.truncated_reward)
     adv, _ = group_advantages(rewards, cfg.grpo.group_size)
     batch["advantages"] = np.asarray(adv)
@@ -177,7 +155,7 @@ def rollout_step(cfg: ml_collections.ConfigDict, run: trainer.Run, picks: list[d
         diag["judge_reward_mean"] = float(np.mean(judged))
         diag.update({f"judge_{k}": v for k, v in group_spread(judged, cfg.grpo.group_size)
                      .items()})
-    for s in STREAMS:  # KL and entropy per stream come from the updates' metrics
+    for s in policy.streams:  # KL and entropy per stream come from the updates' metrics
         diag[f"reply_length_{s}"] = float(batch[f"{s}_mask"].sum(axis=1).mean())
     return batch, diag
 
@@ -195,7 +173,7 @@ def sampler_gap(batch: dict, logprobs: dict) -> dict[str, float]:
     at a run's first update (policy = reference), where a larger gap means the two
     forwards read different inputs (e.g. one without the prompt's Whisper features)."""
     gaps = {}
-    for s in STREAMS:
+    for s in logprobs:
         mask = np.asarray(batch[f"{s}_mask"], bool)
         diff = np.abs(np.asarray(logprobs[s], np.float64) - batch[f"sampler_{s}_logprobs"])
         gaps[f"sampler_gap_{s}"] = float(diff[mask].mean()) if mask.any() else 0.0
@@ -267,21 +245,17 @@ def audit_prompts(cfg: ml_collections.ConfigDict, judge: DistillJudge | None) ->
 
 
 def audit_replies(cfg: ml_collections.ConfigDict, run: trainer.Run, records: list[dict],
-                  key: jax.Array, score: GroupScoreFn,
+                  key: jax.Array, score: ScoreFn,
                   judge_fn: Judge) -> tuple[np.ndarray, np.ndarray]:
     """(RM scores, judge scores) of `audit.samples_per_prompt` replies of the current
     policy to each of `records`, as scored (no length-cap policy)."""
-    n, mc = cfg.audit.samples_per_prompt, run.model_config
+    n, policy = cfg.audit.samples_per_prompt, run.policy
     sampling = sampling_from_settings(cfg.grpo.sampling, n)
-    streams = [layout.record_prompt(r, mc) for r in records]
-    feats = ([prompt_features.load(r) for r in records] if cfg.data.whisper_features
-             else None)
-    prompts = pad_prompts(streams, sampling.prompt_bucket, mc.special.pad, feats)
-    out = sample_in_parts(run.model(), prompts, key, sampling, 1)
-    rm = np.asarray(score(streams, out, feats, n), np.float32)
+    prompts = policy.prompt_batch(records, sampling.prompt_bucket, cfg.data.whisper_features)
+    out = policy.sample(run.model(), prompts, key, sampling)
+    rm = np.asarray(score(prompts, out, n), np.float32)
     # (prompt record, reply text, reply audio) per row; row r answers prompt r // n
-    replies = [(records[row // n], *layout.parse_reply(out.text[row], out.audio[row], mc))
-               for row in range(out.text.shape[0])]
+    replies = [(records[row // n], *reply) for row, reply in enumerate(policy.replies(out))]
     return rm, np.asarray([score for score, _ in judge_all(judge_fn, replies)], np.float32)
 
 
@@ -338,8 +312,8 @@ def run_grpo(cfg: ml_collections.ConfigDict, judge: DistillJudge | None = None) 
     rm_path = require(cfg.reward.path, "config.reward.path (the reward model)",
                       cfg.reward.get("made_by", "") or "python launch/demo.py")
     prompt_features.check_trained_with(cfg, rm_path, "the reward model")
-    mc = run.model_config
-    check_prompt_lengths(records, where, mc, cfg.data.max_prompt_len)
+    mc, policy = run.model_config, run.policy
+    check_prompt_lengths(records, where, policy, cfg.data.max_prompt_len)
     # The frozen SFT policy and the reward model share one base (see grpo_models).
     reference = grpo_models.reference_params(run, adapters is not None)
     reward_model, shared = grpo_models.share_reward_base(
@@ -348,17 +322,16 @@ def run_grpo(cfg: ml_collections.ConfigDict, judge: DistillJudge | None = None) 
     if not shared and jax.process_index() == 0:
         print(f"{cfg.reward.path}: trained on other base weights; it keeps its own copy",
               flush=True)
-    suffix, digits = score_token_ids(cfg.reward)
+    suffix, digits = score_token_ids(cfg.reward, policy)
     g, b = cfg.grpo.group_size, cfg.grpo.query_batch
     rollout_judge = None
     if cfg.toy.enabled:  # the toy world's integer judge, logged beside the RM's rewards
         def rollout_judge(recs, out):
-            return judge_replies(recs, out, g, mc, toy_judge)
+            return judge_replies(recs, policy.replies(out), g, toy_judge)
 
-    def rm_score(streams, out, feats, group=g):
-        return score_replies(reward_model, streams, out, group, suffix, digits,
-                             cfg.reward.view, micro=cfg.grpo.forward_micro_batches,
-                             features=feats)
+    def rm_score(prompts, out, group):
+        return policy.reward_scores(reward_model, prompts, out, group, suffix, digits,
+                                    cfg.reward.view, micro=cfg.grpo.forward_micro_batches)
 
     step_fn = build_step(cfg, run, sampling)
 

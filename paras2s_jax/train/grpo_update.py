@@ -15,11 +15,11 @@ import jax.numpy as jnp
 import ml_collections
 
 from paras2s_jax import sharding
+from paras2s_jax.policy import SpeechPolicy
 from paras2s_jax.sampling import SamplingConfig, sampling_from_settings
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train import trainer
 from paras2s_jax.train.grpo import STREAMS, GRPOLossConfig, stream_denominator, stream_terms
-from paras2s_jax.train.rollout import reply_logprobs
 
 
 def loss_config(cfg: ml_collections.ConfigDict) -> GRPOLossConfig:
@@ -65,14 +65,16 @@ def prompt_rows(cfg: ml_collections.ConfigDict, parts: int) -> int:
     return cfg.grpo.group_size if cfg.grpo.query_batch % parts == 0 else 1
 
 
-def loss_fns(lcfg: GRPOLossConfig, sampling: SamplingConfig, group: int = 1):
+def loss_fns(policy: SpeechPolicy, lcfg: GRPOLossConfig, sampling: SamplingConfig,
+             group: int = 1):
     """(loss_fn, count_fn) of the GRPO objective for `step.build_train_step`, with the
     stream weights `{s: lcfg.weight(s)}`. The batch is a rollout batch with
     "advantages", "ref_{s}_logprobs" and, when several updates share a rollout,
-    "old_{s}_logprobs" (without them the rollout policy is the current one)."""
+    "old_{s}_logprobs" (without them the rollout policy is the current one); the
+    log-probs are `policy.reply_logprobs`."""
     def loss_fn(model, batch, rng):
         del rng
-        logps = reply_logprobs(model, batch, sampling, with_entropy=True, group=group)
+        logps = policy.reply_logprobs(model, batch, sampling, with_entropy=True, group=group)
         masks = {s: batch[f"{s}_mask"] for s in STREAMS}
         old = ({s: batch[f"old_{s}_logprobs"] for s in STREAMS}
                if "old_text_logprobs" in batch else None)
@@ -99,7 +101,7 @@ def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run,
     lcfg = loss_config(cfg)
     accum = cfg.optimizer.accum_steps
     group = prompt_rows(cfg, accum)
-    loss_fn, count_fn = loss_fns(lcfg, sampling, group)
+    loss_fn, count_fn = loss_fns(run.policy, lcfg, sampling, group)
     return trainer.jit_step(run, step_lib.build_train_step(
         run.graphdef, loss_fn, count_fn, {s: lcfg.weight(s) for s in STREAMS}, run.tx,
         run.schedule, accum, group))

@@ -27,13 +27,13 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from paras2s_jax import layout, sharding
+from paras2s_jax import sharding
 from paras2s_jax.checkpoint.orbax_io import save_model
 from paras2s_jax.model.lora import LoRAConfig
+from paras2s_jax.policy import SpeechPolicy, policy_for
 from paras2s_jax.sampling import sampling_from_settings
 from paras2s_jax.train import plan, prompt_features, stages, trainer
 from paras2s_jax.train import step as step_lib
-from paras2s_jax.train.data import bucket_for
 from paras2s_jax.train.distill import DistillJudge, distill, read_scored, toy_judge
 from paras2s_jax.train.hosts import agreed, host_value, process_rows
 from paras2s_jax.train.inputs import InputMismatch
@@ -41,8 +41,6 @@ from paras2s_jax.train.reward import (
     check_view,
     expected_score,
     pearson,
-    reward_input,
-    reward_reply,
     score_loss,
 )
 
@@ -53,12 +51,12 @@ def lora_config(cfg: ml_collections.ConfigDict) -> LoRAConfig:
     return LoRAConfig(rank=cfg.rank, alpha=cfg.alpha, targets=tuple(cfg.targets))
 
 
-def score_token_ids(rcfg: ml_collections.ConfigDict) -> tuple[list[int], tuple[int, ...]]:
-    """(suffix ids, ids of "1".."5"): from `reward.tokenizer_dir`, else the configured ids."""
+def score_token_ids(rcfg: ml_collections.ConfigDict,
+                    policy: SpeechPolicy) -> tuple[list[int], tuple[int, ...]]:
+    """(suffix ids, ids of "1".."5"): from `reward.tokenizer_dir` (the policy's text
+    tokenizer), else the configured ids."""
     if rcfg.tokenizer_dir:
-        from paras2s_jax.tokenizer import KimiTextTokenizer
-
-        tok = KimiTextTokenizer(rcfg.tokenizer_dir)
+        tok = policy.text_tokenizer(rcfg.tokenizer_dir)
         digits = [tok.encode(str(k)) for k in range(1, 6)]
         if any(len(d) != 1 for d in digits):
             raise ValueError(f"{rcfg.tokenizer_dir}: the digits 1..5 are not single tokens")
@@ -89,38 +87,22 @@ def read_view(directory: str | Path, view: str) -> str:
     return recorded
 
 
-def reward_sequence(record: dict, config, suffix_ids, view: str) -> layout.Streams:
-    """The reward model's input for one scored reply, read under `view`."""
-    reply = reward_reply(record["reply_text"], record["reply_audio"], config, view)
-    return reward_input(layout.record_prompt(record, config), reply, suffix_ids, config)
-
-
 def collate_left(records: list[dict], config, suffix_ids, buckets, rows: int,
                  view: str, whisper_features: bool = False) -> dict:
-    """Left-padded [rows, bucket] inputs + int32 scores [rows, 1] (0 on padding rows);
-    with `whisper_features` also "continuous" and the prompts' "whisper_features"."""
-    seqs = [reward_sequence(r, config, suffix_ids, view) for r in records]
-    length = bucket_for(max(len(s) for s in seqs), buckets)
-    filler = rows - len(seqs)
-    seqs += [seqs[0]] * filler
-    out = layout.left_pad(seqs, length, config.special.pad)
+    """The policy's reward-model inputs [rows, bucket] (`SpeechPolicy.reward_inputs`) +
+    int32 scores [rows, 1] (0 on padding rows)."""
+    batch = policy_for(config).reward_inputs(records, suffix_ids, view, buckets, rows,
+                                             whisper_features)
     scores = np.zeros((rows, 1), np.int32)  # 2-D: every batch field shards on its rows
     scores[: len(records), 0] = [int(r["score"]) for r in records]
-    batch = {"text": out["text"], "audio": out["audio"],
-             "attention_mask": out["attention_mask"], "score": scores}
-    if whisper_features:
-        feats = [prompt_features.load(r) for r in records]
-        batch["continuous"] = out["continuous"]
-        batch["whisper_features"] = prompt_features.left_padded(
-            seqs, feats + feats[:1] * filler, length)
-    return batch
+    return {**batch, "score": scores}
 
 
 def training_batches(records: list[dict], config, cfg: ml_collections.ConfigDict):
     """The endless shuffled iterator of this process's rows of each global training
     batch (`collate_left` under `cfg.reward.view`), with a checkpointable state."""
     rows = cfg.data.global_batch
-    suffix, _ = score_token_ids(cfg.reward)
+    suffix, _ = score_token_ids(cfg.reward, policy_for(config))
     ds = grain.MapDataset.source(records).shuffle(seed=cfg.data.shuffle_seed).repeat(None)
     # Each process keeps its rows of the global batch, padded to the global batch's bucket.
     ds = ds.batch(rows, drop_remainder=True, batch_fn=lambda rs: process_rows(collate_left(
@@ -129,12 +111,11 @@ def training_batches(records: list[dict], config, cfg: ml_collections.ConfigDict
     return iter(ds.to_iter_dataset())
 
 
-def _loss_fns(digit_ids: tuple[int, ...]):
+def _loss_fns(policy: SpeechPolicy, digit_ids: tuple[int, ...]):
     def loss_fn(model, batch, rng):
         del rng
-        logits = model(batch["text"], batch["audio"], attention_mask=batch["attention_mask"],
-                       last_only=True, **prompt_features.model_inputs(batch)).text_logits
-        return {"score": score_loss(logits, batch["score"][:, 0], digit_ids)}
+        return {"score": score_loss(policy.reward_logits(model, batch), batch["score"][:, 0],
+                                    digit_ids)}
 
     def count_fn(batch):
         return {"score": jnp.sum(batch["score"] >= 1)}
@@ -243,10 +224,8 @@ def _digit_logits(model, records: list[dict], cfg):
     """Yield (rows of `records` in the chunk, float32[global_batch, 5] digit logits) for
     each `data.global_batch` records, the replies read under `cfg.reward.view`, in
     `train.eval_micro_batches` parts."""
-    from paras2s_jax.train.rollout import digit_forward
-
-    suffix, digits = score_token_ids(cfg.reward)
     mc = model.config
+    suffix, digits = score_token_ids(cfg.reward, policy_for(mc))
     rows, micro = cfg.data.global_batch, cfg.train.eval_micro_batches
     if micro < 1 or rows % micro:
         raise ValueError(f"config.train.eval_micro_batches={micro} must be >= 1 and divide "
@@ -259,8 +238,7 @@ def _digit_logits(model, records: list[dict], cfg):
         if mesh is not None:  # the same rows on every process: split them over the mesh
             b = {k: sharding.replicated_batch_to_global(v, mesh) for k, v in b.items()}
         with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
-            d = digit_forward(model, b["text"], b["audio"], b["attention_mask"], digits,
-                              micro, b.get("whisper_features"), b.get("continuous"))
+            d = policy_for(mc).reward_digit_logits(model, b, digits, micro)
         yield len(chunk), d
 
 
@@ -288,7 +266,7 @@ def digit_probs(model, records: list[dict], cfg) -> np.ndarray:
 def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run,
                digits: tuple[int, ...]) -> sharding.mesh_jit:
     """The jitted RM train step `(adapter state, batch, frozen base) -> ...`."""
-    loss_fn, count_fn = _loss_fns(digits)
+    loss_fn, count_fn = _loss_fns(run.policy, digits)
     return trainer.jit_step(run, step_lib.build_train_step(
         run.graphdef, loss_fn, count_fn, {"score": 1.0}, run.tx, run.schedule,
         cfg.optimizer.accum_steps))
@@ -364,7 +342,7 @@ def run_reward(cfg: ml_collections.ConfigDict, judge: DistillJudge | None = None
                          "samples: it needs config.toy.enabled or config.distill.scorer='bench'")
     run = trainer.setup(cfg, adapters=lora_config(cfg.lora), model=model)
     mc = run.model_config
-    _, digits = score_token_ids(cfg.reward)
+    _, digits = score_token_ids(cfg.reward, run.policy)
     step_fn = build_step(cfg, run, digits)
     if pending:
         _judge_rounds(cfg, run, step_fn, workdir, *pending)

@@ -184,14 +184,13 @@ def score_replies(
     return host_value(scores)
 
 
-def judge_replies(records: Sequence[dict], out: SampleOutput, group: int, config,
-                  judge_fn) -> np.ndarray:
-    """float32[N]: `judge_fn(record, text, audio)`'s score of every sampled reply, row r
-    judged against its own prompt record r // G (see `train.distill.Judge`)."""
-    out = jax.device_get(out)
-    return np.asarray([judge_fn(records[row // group],
-                                *layout.parse_reply(out.text[row], out.audio[row], config))[0]
-                       for row in range(out.text.shape[0])], np.float32)
+def judge_replies(records: Sequence[dict], replies: Sequence[tuple[list[int], list[int]]],
+                  group: int, judge_fn) -> np.ndarray:
+    """float32[N]: `judge_fn(record, text, audio)`'s score of every reply (text ids,
+    speech codes), row r judged against its own prompt record r // G (see
+    `train.distill.Judge`)."""
+    return np.asarray([judge_fn(records[row // group], *reply)[0]
+                       for row, reply in enumerate(replies)], np.float32)
 
 
 def _digit_logits_in_parts(model: KimiAudio, text, audio, mask, digit_ids: tuple[int, ...],

@@ -22,6 +22,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from paras2s_jax import sharding
 from paras2s_jax.model import KimiAudio, KimiAudioConfig, kimi_audio_7b, tiny
 from paras2s_jax.model.lora import LoRAConfig, abstract_kimi_audio, attach_lora
+from paras2s_jax.policy import SpeechPolicy, policy_for
 from paras2s_jax.train import data as data_lib
 from paras2s_jax.train import prompt_features
 from paras2s_jax.train import step as step_lib
@@ -68,6 +69,11 @@ class Run:
         """A live model view of `params` (default: the current state's)."""
         return nnx.merge(self.graphdef, self.state["params"] if params is None else params,
                          self.rest)
+
+    @property
+    def policy(self) -> SpeechPolicy:
+        """The stages' view of this run's model family (`paras2s_jax.policy`)."""
+        return policy_for(self.model_config)
 
     def batch_sharding(self, ndim: int = 2) -> NamedSharding:
         return sharding.batch_sharding(self.mesh, ndim)

@@ -16,8 +16,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from configs import grpo as grpo_configs
 from paras2s_jax.checkpoint.orbax_io import restore_model, save_model
 from paras2s_jax.model import KimiAudio, tiny
+from paras2s_jax.policy import KimiAudioPolicy
 from paras2s_jax.toyworld.demos import read_queries, write_toy_data
-from paras2s_jax.train import grpo_audit, grpo_stage
+from paras2s_jax.train import grpo_audit
 from paras2s_jax.train.grpo_stage import run_grpo
 from paras2s_jax.train.reward_stage import write_view
 
@@ -174,16 +175,16 @@ def test_warn_waits_for_patience_and_trains_on(warn_run):
 def test_audits_off_sample_and_judge_nothing_and_train_the_same_policy(
         world, warn_run, tmp_path):
     calls = []
-    sample = grpo_stage.sample_in_parts
+    sample = KimiAudioPolicy.sample
 
-    def counted(*args):
+    def counted(*args, **kwargs):
         calls.append(1)
-        return sample(*args)
+        return sample(*args, **kwargs)
 
     quiet = PlantedJudge(world["pool"], [1])
     cfg = _cfg(world, tmp_path, 2, every=0)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(grpo_stage, "sample_in_parts", counted)
+        mp.setattr(KimiAudioPolicy, "sample", counted)
         off = run_grpo(cfg, judge=quiet)
     assert len(calls) == 2 and quiet.seen == []  # one rollout per step, no audit
     assert not (tmp_path / grpo_audit.AUDIT_FILE).exists()

@@ -67,8 +67,9 @@ def step_result(tmp_path_factory):
     records = _records()
     captured = {}
 
-    def planted(streams, out, features):
+    def planted(prompts, out, group):
         """5 for one reply of prompt 1 (found by its prompt stream), 1 elsewhere."""
+        streams = prompts.layouts
         captured["out"], captured["streams"] = out, streams
         own = layout.record_prompt(records[1], run.model_config).audio
         rewards = np.ones(out.text.shape[0], np.float32)

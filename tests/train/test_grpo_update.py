@@ -50,7 +50,7 @@ def rollout(tmp_path_factory):
     sampling = sampling_config(cfg)
     rewards = np.asarray([1.0, 4.0, 2.0, 5.0], np.float32)
     batch, _ = rollout_step(cfg, run, _records(), jax.random.key(1), sampling,
-                            lambda streams, out, feats: rewards)
+                            lambda prompts, out, group: rewards)
     assert np.abs(batch["advantages"]).min() > 0.5  # every row carries policy gradient
     rng = np.random.default_rng(2)
     for name, spread in (("ref", 0.3), ("old", 0.2)):

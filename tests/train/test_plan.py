@@ -17,6 +17,7 @@ from configs import grpo as grpo_config
 from configs import reward as reward_config
 from configs import sft as sft_config
 from paras2s_jax import layout
+from paras2s_jax.policy import KimiAudioPolicy
 from paras2s_jax.sharding import MeshConfig, make_mesh
 from paras2s_jax.train import grpo_models, grpo_stage, plan, reward_stage, sft_stage, trainer
 from paras2s_jax.train.hlo import analyse, group_size, shape_bytes, wire_bytes
@@ -176,9 +177,10 @@ def test_grpo_refuses_a_prompt_over_the_cap(tmp_path):
         cfg.data.train_files = [str(path)]
     records, where = grpo_stage.prompt_records(cfg)
     lengths = [len(layout.record_prompt(r, mc)) for r in records]
-    grpo_stage.check_prompt_lengths(records, where, mc, max(lengths))  # at the cap: accepted
+    policy = KimiAudioPolicy(mc)
+    grpo_stage.check_prompt_lengths(records, where, policy, max(lengths))  # at the cap: fine
     with pytest.raises(ValueError) as refused:
-        grpo_stage.check_prompt_lengths(records, where, mc, lengths[1] - 1)
+        grpo_stage.check_prompt_lengths(records, where, policy, lengths[1] - 1)
     message = str(refused.value)
     assert message.startswith(f"{path}:2: prompt 'p1' is {lengths[1]} tokens")
     assert f"config.data.max_prompt_len={lengths[1] - 1}" in message and "(2 of 3" in message

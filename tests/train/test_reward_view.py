@@ -11,6 +11,7 @@ from configs import grpo as grpo_configs
 from configs import reward as reward_configs
 from paras2s_jax import layout
 from paras2s_jax.model import KimiAudio, tiny
+from paras2s_jax.policy import KimiAudioPolicy
 from paras2s_jax.sampling import SampleOutput
 from paras2s_jax.train import stages
 from paras2s_jax.train.inputs import InputMismatch
@@ -129,6 +130,6 @@ def test_judge_replies_judges_each_row_against_its_own_prompt():
     cfg = tiny()
     replies = [(TEXT, AUDIO), (OTHER_TEXT, AUDIO[:2]), (TEXT, OTHER_AUDIO[:3]), ([], [5])]
     records = [{"id": 10}, {"id": 20}]
-    judged = judge_replies(records, _sampled(replies, cfg), 2, cfg,
+    judged = judge_replies(records, KimiAudioPolicy(cfg).replies(_sampled(replies, cfg)), 2,
                            lambda rec, text, audio: (rec["id"] + len(text) + audio[0], ""))
     np.testing.assert_array_equal(judged, [10 + 4 + 7, 10 + 4 + 7, 20 + 4 + 70, 20 + 0 + 5])

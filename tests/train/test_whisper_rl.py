@@ -17,6 +17,7 @@ from paras2s_jax import layout
 from paras2s_jax.audio.features import place_features
 from paras2s_jax.checkpoint.orbax_io import read_meta, save_model
 from paras2s_jax.model import KimiAudio, tiny
+from paras2s_jax.policy import policy_for
 from paras2s_jax.sampling import SamplingConfig, generate
 from paras2s_jax.train import grpo_models, trainer
 from paras2s_jax.train.distill import distill, read_scored, toy_judge
@@ -104,14 +105,16 @@ def rollout(records, tmp_path_factory):
     sampling = sampling_config(cfg)
     seen = {}
 
-    def score(streams, out, feats):
-        seen.update(streams=streams, out=out, feats=feats)
-        return score_replies(run.model(), streams, out, G, SUFFIX, DIGITS, "both", micro=2,
-                             features=feats)
+    def score(prompts, out, group):
+        seen.update(streams=prompts.layouts, out=out, feats=prompts.features)
+        return score_replies(run.model(), prompts.layouts, out, group, SUFFIX, DIGITS, "both",
+                             micro=2, features=prompts.features)
 
     picks = records[1:]  # prompts of lengths 6 and 5: left padding differs per row
     batch, _ = rollout_step(cfg, run, picks, jax.random.key(0), sampling, score)
-    batch["rewards"] = np.asarray(score(seen["streams"], seen["out"], seen["feats"]))
+    batch["rewards"] = np.asarray(score_replies(run.model(), seen["streams"], seen["out"], G,
+                                                SUFFIX, DIGITS, "both", micro=2,
+                                                features=seen["feats"]))
     return cfg, run, sampling, picks, batch, seen
 
 
@@ -225,7 +228,7 @@ def test_rm_training_batches_carry_the_features_of_their_rows(tmp_path):
     np.testing.assert_array_equal(share["whisper_features"], batch["whisper_features"][2:])
     np.testing.assert_array_equal(share["score"], batch["score"][2:])
     # The RM loss reads them: the per-row digit cross-entropy is the SFT-style forward's.
-    loss_fn = nnx.jit(lambda m, b: _loss_fns(tuple(DIGITS))[0](m, b, None))
+    loss_fn = nnx.jit(lambda m, b: _loss_fns(policy_for(mc), tuple(DIGITS))[0](m, b, None))
     total, count = loss_fn(model, batch)["score"]
     deaf = {k: v for k, v in batch.items() if k != "whisper_features"}
     assert abs(float(loss_fn(model, deaf)["score"][0]) - float(total)) > 1e-3

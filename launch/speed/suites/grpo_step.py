@@ -62,6 +62,7 @@ def ours_iteration(model, prompt_ids, group: int, steps: int, share_prompts: boo
     from flax import nnx
 
     from launch.speed.common import block
+    from paras2s_jax.policy import policy_for
     from paras2s_jax.sampling import SamplingConfig, generate
     from paras2s_jax.train import step as step_lib
     from paras2s_jax.train.grpo import GRPOLossConfig, group_advantages
@@ -77,7 +78,7 @@ def ours_iteration(model, prompt_ids, group: int, steps: int, share_prompts: boo
     ocfg = OptimizerConfig(lr=LR, weight_decay=0.0)
     tx = make_optimizer(ocfg)
     shared_rows = group if share_prompts else 1  # consecutive rows that share a prompt
-    loss_fn, count_fn = loss_fns(lcfg, sampling, shared_rows)
+    loss_fn, count_fn = loss_fns(policy_for(model.config), lcfg, sampling, shared_rows)
     step = jax.jit(step_lib.build_train_step(graphdef, loss_fn, count_fn,
                                              {"text": 1.0, "audio": 1.0}, tx, schedule(ocfg)),
                    donate_argnums=0)

@@ -1,0 +1,113 @@
+"""What the training stages need from a speech-to-speech model: the `SpeechPolicy` protocol.
+
+SFT, distillation, the reward model, GRPO and its audits talk to a policy, never to a
+model family. A policy says
+
+- which output **streams** it samples (`streams`: "text" and "audio"); GRPO keeps one KL
+  weight, one mask and one log-prob array per stream;
+- its text tokenizer (`text_tokenizer`: the reward model's score suffix and digits);
+- how a prompt record becomes model inputs (`prompt_batch`: layouts, left padding to the
+  sampler's bucket, prompt audio features) and how long a prompt is (`prompt_length`,
+  which `config.data.max_prompt_len` caps);
+- how replies are **sampled** (`sample`: G replies per prompt, rows prompt-major) and read
+  back (`replies`: the text token ids and speech codes of each row, which the judge and
+  the distillation records take);
+- how a rollout is laid out for training (`rollout_batch`) and the per-step
+  **log-probabilities** of each stream's chosen tokens under a model
+  (`reply_logprobs`: float32[N, T_s] per stream, with the masks of `rollout_batch`); the
+  streams need not share a length or be column-aligned;
+- what the **reward model** reads: its inputs for judged records (`reward_inputs`), its
+  last-position logits (`reward_logits`, what the reward stage's loss takes), the digit
+  logits of a jitted forward (`reward_digit_logits`, evaluation and uncertainty
+  selection) and the expected Likert score of every sampled reply
+  (`reward_scores`, GRPO's reward), each under the reply view it was trained with.
+
+A model family plugs in by implementing this protocol and registering its policy for its
+frozen model-config class (`paras2s_jax.policy.register`); `policy_for(config)` picks it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+
+from paras2s_jax.sampling import SampleOutput, SamplingConfig
+
+Reply = tuple[list[int], list[int]]  # (text token ids, speech codes) of one sampled reply
+
+
+@dataclasses.dataclass
+class PromptBatch:
+    """Prompts ready for the sampler: the records, the policy's layout of each, the padded
+    model inputs (numpy [B, P] arrays) and the prompts' audio features, if read."""
+
+    records: list[dict]
+    layouts: list[Any]
+    inputs: dict[str, np.ndarray]
+    features: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+class SpeechPolicy(Protocol):
+    """A speech-to-speech model as the stages see it (see the module docstring)."""
+
+    streams: tuple[str, ...]
+    config: Any  # the frozen model config
+
+    def text_tokenizer(self, directory: str) -> Any:
+        """The model's text tokenizer in `directory` (has `encode(str) -> list[int]`)."""
+
+    def prompt_length(self, record: dict) -> int:
+        """Prompt tokens of `record` as the model reads them."""
+
+    def prompt_batch(self, records: Sequence[dict], bucket: int, features: bool = False,
+                     rows: int | None = None) -> PromptBatch:
+        """`records` laid out and left-padded to `bucket * 2**k` columns; `features`: read
+        each record's prompt features; `rows`: repeat the first prompt up to that many
+        rows (one compiled shape for every chunk)."""
+
+    def sample(self, model: Any, prompts: PromptBatch, rng: jax.Array,
+               sampling: SamplingConfig, parts: int = 1) -> SampleOutput:
+        """`sampling.num_samples` replies per prompt (host numpy), rows prompt-major, in
+        `parts` sampler calls of consecutive prompts."""
+
+    def replies(self, out: SampleOutput) -> list[Reply]:
+        """(text ids, speech codes) of every sampled row."""
+
+    def rollout_batch(self, prompts: PromptBatch, out: SampleOutput, group: int) -> dict:
+        """The training batch of a rollout: model inputs, f"{s}_mask" and
+        f"sampler_{s}_logprobs" [N, T_s] per stream."""
+
+    def reply_logprobs(self, model: Any, batch: dict, sampling: SamplingConfig,
+                       with_entropy: bool = False, group: int = 1) -> dict[str, jax.Array]:
+        """Per-stream log-probs [N, T_s] of `batch`'s reply tokens under `model` (and
+        f"entropy_{s}"); `group`: consecutive rows sharing a prompt."""
+
+    def reward_inputs(self, records: Sequence[dict], suffix_ids: Sequence[int], view: str,
+                      buckets: Sequence[int], rows: int,
+                      features: bool = False) -> dict[str, np.ndarray]:
+        """The reward model's left-padded inputs [rows, bucket] for scored records (prompt
+        fields + "reply_text"/"reply_audio"): prompt, the reply under `view`, then
+        `suffix_ids`; padded to the smallest of `buckets` that fits, rows past
+        len(records) repeating the first."""
+
+    def reward_logits(self, model: Any, batch: dict) -> jax.Array:
+        """float32[N, 1, V]: the reward model's text logits at each row's last position
+        (traceable: the reward stage's loss takes them)."""
+
+    def reward_digit_logits(self, model: Any, batch: dict, digit_ids: Sequence[int],
+                            micro: int = 1) -> jax.Array:
+        """float32[N, 5]: the jitted forward's logits of the digits "1".."5" at each row's
+        last position, the rows in `micro` micro-batches."""
+
+    def reward_scores(self, reward_model: Any, prompts: PromptBatch, out: SampleOutput,
+                      group: int, suffix_ids: Sequence[int], digit_ids: Sequence[int],
+                      view: str, micro: int = 1) -> np.ndarray:
+        """float32[N]: the reward model's expected score of every sampled reply (row r
+        answers prompt r // group), read under `view`."""

@@ -1,0 +1,115 @@
+"""Kimi-Audio as a `SpeechPolicy`: two column-aligned streams from one model.
+
+The text head and the audio head read one shared trunk; each reply step emits a token on
+both streams (`paras2s_jax.layout`), so the streams share the reply's columns. Sampling
+is `paras2s_jax.sampling.generate`; the log-prob and reward forwards are those of
+`paras2s_jax.train.rollout`; the reward model is a Kimi-Audio with LoRA adapters that
+reads the prompt and the reply's streams under its view, then a score suffix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from paras2s_jax import layout
+from paras2s_jax.model.config import KimiAudioConfig
+from paras2s_jax.model.kimi_audio import KimiAudio
+from paras2s_jax.policy.base import PromptBatch, Reply
+from paras2s_jax.sampling import SampleOutput, SamplingConfig, generate
+from paras2s_jax.tokenizer import KimiTextTokenizer
+from paras2s_jax.train import prompt_features, rollout
+from paras2s_jax.train.data import bucket_for
+from paras2s_jax.train.hosts import host_value
+from paras2s_jax.train.reward import reward_input, reward_reply
+
+
+class KimiAudioPolicy:
+    """The `SpeechPolicy` of `KimiAudio` models (see the module docstring)."""
+
+    config_class = KimiAudioConfig
+    streams = ("text", "audio")
+
+    def __init__(self, config: KimiAudioConfig):
+        self.config = config
+
+    def text_tokenizer(self, directory: str) -> KimiTextTokenizer:
+        return KimiTextTokenizer(directory)
+
+    def prompt_length(self, record: dict) -> int:
+        return len(layout.record_prompt(record, self.config))
+
+    def prompt_batch(self, records: Sequence[dict], bucket: int, features: bool = False,
+                     rows: int | None = None) -> PromptBatch:
+        records = list(records)
+        layouts = [layout.record_prompt(r, self.config) for r in records]
+        feats = [prompt_features.load(r) for r in records] if features else None
+        filler = (rows or len(records)) - len(records)
+        if filler < 0:
+            raise ValueError(f"prompt_batch: {len(records)} prompts exceed rows={rows}")
+        inputs = rollout.pad_prompts(layouts + layouts[:1] * filler, bucket,
+                                     self.config.special.pad,
+                                     None if feats is None else feats + feats[:1] * filler)
+        return PromptBatch(records, layouts, inputs, feats)
+
+    def sample(self, model: KimiAudio, prompts: PromptBatch, rng: jax.Array,
+               sampling: SamplingConfig, parts: int = 1) -> SampleOutput:
+        inputs = prompts.inputs
+        if parts == 1:
+            return jax.tree.map(host_value, generate(model, inputs, rng, sampling))
+        n = len(inputs["text"])
+        if n % parts:
+            raise ValueError(f"{parts} sampler calls do not divide the {n} prompts")
+        size = n // parts
+        outs = [jax.tree.map(host_value, generate(
+            model, {k: v[i * size:(i + 1) * size] for k, v in inputs.items()},
+            jax.random.fold_in(rng, i), sampling)) for i in range(parts)]
+        return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+
+    def replies(self, out: SampleOutput) -> list[Reply]:
+        out = jax.device_get(out)
+        return [layout.parse_reply(out.text[row], out.audio[row], self.config)
+                for row in range(out.text.shape[0])]
+
+    def rollout_batch(self, prompts: PromptBatch, out: SampleOutput, group: int) -> dict:
+        return rollout.rollout_batch(prompts.inputs, out, group)
+
+    def reply_logprobs(self, model: KimiAudio, batch: dict, sampling: SamplingConfig,
+                       with_entropy: bool = False, group: int = 1) -> dict[str, jax.Array]:
+        return rollout.reply_logprobs(model, batch, sampling, with_entropy, group)
+
+    def reward_inputs(self, records: Sequence[dict], suffix_ids: Sequence[int], view: str,
+                      buckets: Sequence[int], rows: int,
+                      features: bool = False) -> dict[str, np.ndarray]:
+        c = self.config
+        seqs = [reward_input(layout.record_prompt(r, c),
+                             reward_reply(r["reply_text"], r["reply_audio"], c, view),
+                             suffix_ids, c) for r in records]
+        length = bucket_for(max(len(s) for s in seqs), buckets)
+        filler = rows - len(seqs)
+        out = layout.left_pad(seqs + seqs[:1] * filler, length, c.special.pad)
+        batch = {k: out[k] for k in ("text", "audio", "attention_mask")}
+        if features:
+            feats = [prompt_features.load(r) for r in records]
+            batch["continuous"] = out["continuous"]
+            batch["whisper_features"] = prompt_features.left_padded(
+                seqs + seqs[:1] * filler, feats + feats[:1] * filler, length)
+        return batch
+
+    def reward_logits(self, model: KimiAudio, batch: dict) -> jax.Array:
+        return model(batch["text"], batch["audio"], attention_mask=batch["attention_mask"],
+                     last_only=True, **prompt_features.model_inputs(batch)).text_logits
+
+    def reward_digit_logits(self, model: KimiAudio, batch: dict, digit_ids: Sequence[int],
+                            micro: int = 1) -> jax.Array:
+        return rollout.digit_forward(model, batch["text"], batch["audio"],
+                                     batch["attention_mask"], tuple(digit_ids), micro,
+                                     batch.get("whisper_features"), batch.get("continuous"))
+
+    def reward_scores(self, reward_model: KimiAudio, prompts: PromptBatch,
+                      out: SampleOutput, group: int, suffix_ids: Sequence[int],
+                      digit_ids: Sequence[int], view: str, micro: int = 1) -> np.ndarray:
+        return rollout.score_replies(reward_model, prompts.layouts, out, group, suffix_ids,
+                                     digit_ids, view, micro=micro, features=prompts.features)
