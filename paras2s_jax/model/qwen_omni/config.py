@@ -227,6 +227,12 @@ class TalkerConfig:
                    text_end_token_id="tts_text_end_token_id",
                    text_pad_token_id="tts_text_pad_token_id")
         fields.update({ours: int(talker[hf]) for ours, hf in ids.items() if hf in talker})
+        # Not a config.json field: transformers' generate stops the talker on
+        # [8292, 8294], the published codec pad and end ids; those of this config.
+        eos = talker.get("talker_eos_token_id") or (
+            fields.get("codec_pad_token_id", cls.codec_pad_token_id),
+            fields.get("codec_end_token_id", cls.codec_end_token_id))
+        fields["talker_eos_token_id"] = tuple(int(t) for t in eos)
         return cls(**{**fields, **overrides})
 
 
