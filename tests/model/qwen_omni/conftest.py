@@ -61,17 +61,24 @@ def hf_config_dict(thinker: ThinkerTextConfig, talker: TalkerConfig) -> dict:
 
 
 def perturb_(model: torch.nn.Module, seed: int) -> None:
-    """Non-trivial norm scales (around 1) and biases (around 0) in the thinker and talker."""
+    """Non-trivial norm scales (around 1) and biases in the thinker and talker, and
+    matrices of unit gain (std 1/sqrt(fan_in)) so attention scores, and with them the
+    positions, weigh in the outputs (the default 0.02 init leaves attention ~uniform)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if not name.startswith(("thinker.model.language_model", "talker")):
+            if not name.startswith(("thinker.model.language_model", "thinker.lm_head",
+                                    "talker")):
                 continue
             noise = torch.randn(p.shape, generator=gen)
             if "norm" in name:
                 p.copy_(1.0 + 0.2 * noise)
             elif name.endswith("bias"):
-                p.copy_(0.1 * noise)
+                p.copy_(0.3 * noise)
+            elif "embed_tokens" in name:
+                p.copy_(noise)
+            else:
+                p.copy_(noise / p.shape[1] ** 0.5)
 
 
 @dataclasses.dataclass
