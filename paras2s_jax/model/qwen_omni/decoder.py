@@ -13,7 +13,12 @@ import jax.numpy as jnp
 from flax import nnx, struct
 
 from paras2s_jax.model.layers import (
-    CACHE_AXES, RESIDUAL_AXES, AttentionMask, DecoderLayer, Embed, RMSNorm,
+    CACHE_AXES,
+    RESIDUAL_AXES,
+    AttentionMask,
+    DecoderLayer,
+    Embed,
+    RMSNorm,
 )
 from paras2s_jax.model.qwen_omni.config import TalkerConfig, ThinkerTextConfig
 from paras2s_jax.model.qwen_omni.rope import mrope_tables, rope_index

@@ -76,7 +76,8 @@ def check_audio_spans(input_ids: np.ndarray, attention_mask: np.ndarray,
         is_audio = np.concatenate([[False], ids[mask] == audio_token_index, [False]])
         edges = np.flatnonzero(np.diff(is_audio.astype(np.int8)))
         runs.extend((edges[1::2] - edges[::2]).tolist())
+    lengths = np.asarray(feature_lengths).tolist()
     expected = audio_token_count(feature_lengths).tolist()
     if runs != expected:
         raise ValueError(f"audio placeholder runs {runs} do not match the clips' token counts "
-                         f"{expected} (from feature lengths {np.asarray(feature_lengths).tolist()})")
+                         f"{expected} (from feature lengths {lengths})")

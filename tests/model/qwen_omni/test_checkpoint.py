@@ -11,8 +11,13 @@ from safetensors.numpy import load_file, save_file
 
 from paras2s_jax.checkpoint.hf_keys import CheckpointKeyError
 from paras2s_jax.model.qwen_omni.checkpoint import (
-    export, iter_tensors, load_talker, load_thinker, read_config,
+    export,
+    iter_tensors,
+    load_talker,
+    load_thinker,
+    read_config,
 )
+from paras2s_jax.model.qwen_omni.config import TalkerConfig, ThinkerTextConfig, qwen25_omni_7b
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +67,47 @@ def test_missing_tensor_names_file_and_key(omni_reference, tmp_path):
     shard = _copy_with(omni_reference.directory, tmp_path / "ck", key, lambda t: t.pop(key))
     with pytest.raises(CheckpointKeyError, match=f"{shard}.*{key}"):
         load_talker(tmp_path / "ck")
+
+
+def _published_7b_style() -> dict:
+    """The fields of a Qwen2.5-Omni-7B `config.json` in the older rotary layout
+    (`rope_theta` + `rope_scaling`), as the published file writes them."""
+    rope = {"rope_theta": 1000000.0,
+            "rope_scaling": {"mrope_section": [16, 24, 24], "rope_type": "default",
+                             "type": "default"}}
+    text = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944,
+                num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+                rms_norm_eps=1e-06, tie_word_embeddings=False, **rope)
+    thinker = dict(text_config=text, audio_token_index=151646, audio_start_token_id=151647,
+                   audio_end_token_id=151648, bos_token_id=151644, eos_token_id=151645,
+                   pad_token_id=151643, position_id_per_seconds=25, seconds_per_chunk=2)
+    talker = dict(vocab_size=8448, embedding_size=3584, hidden_size=896,
+                  intermediate_size=18944, num_hidden_layers=24, num_attention_heads=12,
+                  num_key_value_heads=4, head_dim=128, rms_norm_eps=1e-06,
+                  tts_codec_start_token_id=8293, tts_codec_end_token_id=8294,
+                  tts_codec_pad_token_id=8292, tts_codec_mask_token_id=8296,
+                  tts_text_start_token_id=151860, tts_text_end_token_id=151861,
+                  tts_text_pad_token_id=151859, **rope)
+    return {"thinker_config": thinker, "talker_config": talker}
+
+
+def test_from_hf_reads_the_published_layout_into_the_7b_preset():
+    config = _published_7b_style()
+    dtypes = dict(param_dtype="bfloat16", dtype="bfloat16")
+    thinker, talker = qwen25_omni_7b()
+    assert ThinkerTextConfig.from_hf(config, **dtypes) == thinker
+    assert TalkerConfig.from_hf(config, **dtypes) == talker
+    assert talker.talker_eos_token_id == (8292, 8294)
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="mrope_section"):
+        ThinkerTextConfig(mrope_section=(16, 24, 23))
+    with pytest.raises(ValueError, match="codec_pad_token_id"):
+        TalkerConfig(codec_pad_token_id=9000)
+    with pytest.raises(ValueError, match="num_heads"):
+        TalkerConfig(num_heads=10)
+    config = _published_7b_style()
+    del config["talker_config"]["embedding_size"]
+    with pytest.raises(ValueError, match="talker_config.*embedding_size"):
+        TalkerConfig.from_hf(config)

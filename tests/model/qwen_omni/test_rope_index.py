@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from paras2s_jax.model.qwen_omni.rope import (
-    audio_token_count, check_audio_spans, mrope_tables, rope_index,
+    audio_token_count,
+    check_audio_spans,
+    mrope_tables,
+    rope_index,
 )
 from tests.model.qwen_omni.conftest import audio_prompt, left_padded
 
