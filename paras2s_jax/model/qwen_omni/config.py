@@ -8,7 +8,9 @@ Sources of the preset numbers:
 - thinker 7B: transformers' `Qwen2_5OmniTextConfig` defaults (hidden 3584, 28 layers,
   28 heads, 4 kv heads, MLP 18944, vocab 152064, theta 1e6, sections [16, 24, 24]) and
   `Qwen2_5OmniThinkerConfig` defaults for the special ids (audio 151646, audio start
-  151647, audio end 151648, 25 positions per second, 2 s chunks);
+  151647, audio end 151648, 25 positions per second, 2 s chunks); bos/eos/pad are the
+  Qwen2 tokenizer's <|im_start|> 151644, <|im_end|> 151645 and <|endoftext|> 151643
+  (`from_hf` reads them from `thinker_config` when it names them);
 - talker 7B: the published Qwen/Qwen2.5-Omni-7B `talker_config` (hidden 896, 24 layers,
   12 heads, 4 kv heads, head_dim 128, MLP 18944, embedding 3584, codec vocab 8448) and
   transformers' `Qwen2_5OmniTalkerConfig` defaults for the codec/text ids;

@@ -111,3 +111,21 @@ def test_config_errors_name_the_field():
     del config["talker_config"]["embedding_size"]
     with pytest.raises(ValueError, match="talker_config.*embedding_size"):
         TalkerConfig.from_hf(config)
+
+
+def test_tied_thinker_head_reads_the_embedding_table(omni_reference, loaded, tmp_path):
+    """With `tie_word_embeddings` and no `thinker.lm_head.weight`, the head is the table."""
+    _copy_with(omni_reference.directory, tmp_path / "ck", "thinker.lm_head.weight",
+               lambda t: t.pop("thinker.lm_head.weight"))
+    index_path = tmp_path / "ck" / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    del index["weight_map"]["thinker.lm_head.weight"]
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(CheckpointKeyError, match="thinker.lm_head.weight"):
+        load_thinker(tmp_path / "ck")
+    config = read_config(tmp_path / "ck")
+    config["thinker_config"]["text_config"]["tie_word_embeddings"] = True
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(config))
+    tied = load_thinker(tmp_path / "ck")
+    np.testing.assert_array_equal(np.asarray(tied.lm_head.kernel[...]),
+                                  np.asarray(loaded[0].model.embed_tokens.embedding[...]).T)
