@@ -3,10 +3,11 @@
 Everything the talker reads lives in the thinker's embedding space (`embedding_size`)
 and goes through `thinker_to_talker_proj` (Linear with bias) into its own width:
 - prefill: `inputs_embeds` [B, P, Ethk] prepared by the caller (per prompt token the
-  thinker's last hidden state plus its token embedding, then the text-BOS embedding,
-  then the first reply part); the talker adds the codec embedding of
-  `codec_pad_token_id` at position P-2 and of `codec_start_token_id` at P-1
-  (`prompt_embeds`). The codec ids of the prompt (mask tokens) are not embedded.
+  thinker's last hidden state plus its input embedding, `ThinkerOutput.hidden + .embeds`,
+  with the embeddings of audio placeholders zeroed as the reference does; then the
+  embedding of the speaker's text-BOS id; then the first reply part); the talker adds the
+  codec embeddings of `codec_pad_token_id` at position P-2 and `codec_start_token_id` at
+  P-1 (`prompt_embeds`). The prompt's codec ids (mask tokens) are not embedded.
 - each decode step t: embed(codec id of step t) + reply part t, where reply part t is
   the thinker's hidden state plus token embedding of the (t+1)-th reply token, then
   the text-EOS and text-pad embeddings once the reply is spent (`step_embeds`).
