@@ -1,0 +1,223 @@
+"""Qwen2.5-Omni's audio encoder and its mel front end against transformers.
+
+The reference is a tiny random `Qwen2_5OmniAudioEncoder` (every LayerNorm perturbed away
+from 1 / 0), saved as `thinker.audio_tower.*` among other thinker keys in sharded
+safetensors with an index, as a published checkpoint is laid out.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import save_torch_state_dict
+from transformers import WhisperFeatureExtractor
+from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (
+    Qwen2_5OmniAudioEncoderConfig,
+)
+from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import (
+    Qwen2_5OmniAudioEncoder as Reference,
+)
+
+from paras2s_jax.audio.mel import SAMPLE_RATE, padded_log_mel
+from paras2s_jax.model.qwen_omni.audio_checkpoint import (
+    PREFIX,
+    AudioCheckpointError,
+    iter_audio_tensors,
+    load_audio_encoder,
+)
+from paras2s_jax.model.qwen_omni.audio_encoder import (
+    AudioConfigError,
+    AudioEncoderConfig,
+    batch_features,
+    feat_extract_output_lengths,
+)
+
+TINY = AudioEncoderConfig.tiny()
+TOL = 1e-4
+LENGTHS = np.array([40, 13, 33])  # 16-frame chunks: 16+16+8 | one short chunk | 16+16+1
+
+
+def _hf_audio_config(c: AudioEncoderConfig) -> dict:
+    return dict(num_mel_bins=c.num_mel_bins, d_model=c.d_model, encoder_layers=c.encoder_layers,
+                encoder_attention_heads=c.encoder_attention_heads,
+                encoder_ffn_dim=c.encoder_ffn_dim, max_source_positions=c.max_source_positions,
+                n_window=c.n_window, output_dim=c.output_dim)
+
+
+def _randomize(module: torch.nn.Module, seed: int) -> None:
+    """Every parameter random; LayerNorm weights near 1, everything else ~N(0, 0.1²)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            noise = 0.1 * torch.randn(p.shape, generator=gen)
+            norm_scale = name.endswith("weight") and ("ln_post" in name or "layer_norm" in name)
+            p.copy_(1.0 + noise if norm_scale else noise)
+
+
+@pytest.fixture(scope="module")
+def omni_dir(tmp_path_factory):
+    """(torch reference, checkpoint directory) with the audio tower spread over shards."""
+    hf = Qwen2_5OmniAudioEncoderConfig(**_hf_audio_config(TINY))
+    hf._attn_implementation = "eager"
+    ref = Reference(hf).eval()
+    _randomize(ref, seed=0)
+    state = {PREFIX + k: v.detach().clone() for k, v in ref.state_dict().items()}
+    state["thinker.model.embed_tokens.weight"] = torch.zeros(16, TINY.output_dim)
+    state["talker.model.norm.weight"] = torch.ones(8)
+    directory = tmp_path_factory.mktemp("omni_tiny")
+    save_torch_state_dict(state, directory, max_shard_size="20KB")
+    config = {"model_type": "qwen2_5_omni",
+              "thinker_config": {"audio_config": {**_hf_audio_config(TINY),
+                                                  "activation_function": "gelu"}}}
+    (directory / "config.json").write_text(json.dumps(config))
+    return ref, directory
+
+
+def _reference_tokens(ref: Reference, mel: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """What the thinker's `get_audio_features` gets: clips packed by the feature mask."""
+    packed = torch.from_numpy(mel).permute(0, 2, 1)[torch.from_numpy(mask).bool()].T
+    with torch.no_grad():
+        return ref(packed, feature_lens=torch.from_numpy(mask.sum(1))).last_hidden_state.numpy()
+
+
+def test_checkpoint_is_sharded(omni_dir):
+    _, directory = omni_dir
+    index = json.loads((directory / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1
+
+
+def test_encoder_matches_transformers(omni_dir):
+    ref, directory = omni_dir
+    ours = load_audio_encoder(directory)
+    assert ours.config == TINY
+    rng = np.random.default_rng(1)
+    t = int(LENGTHS.max())
+    mel = rng.normal(size=(len(LENGTHS), TINY.num_mel_bins, t)).astype(np.float32)
+    # Frames past a clip's end hold the padded log-mel (not zeros) in the processor's
+    # output; random values there must not leak into any token.
+    mask = (np.arange(t)[None, :] < LENGTHS[:, None]).astype(np.int64)
+    expected = _reference_tokens(ref, mel, mask)
+    tokens, counts = ours.encode(mel, feature_attention_mask=mask)
+    want = Reference._get_feat_extract_output_lengths(ref, torch.from_numpy(LENGTHS))[1]
+    assert counts.tolist() == want.tolist() == [10, 3, 8]
+    diff = float(np.abs(np.asarray(tokens) - expected).max())
+    print(f"audio encoder (3 clips, {expected.shape[0]} tokens): max |diff| = {diff:.2e}")
+    assert tokens.shape == expected.shape and diff <= TOL
+    # The same clips as a list, and as the reference's packed [M, frames] + feature_lens.
+    clips = [mel[i, :, :n] for i, n in enumerate(LENGTHS)]
+    listed, _ = ours.encode(clips)
+    packed, _ = ours.encode(np.concatenate(clips, axis=1), feature_lens=LENGTHS)
+    assert np.abs(np.asarray(listed) - expected).max() <= TOL
+    assert np.abs(np.asarray(packed) - expected).max() <= TOL
+    # Jitted, padded output: each clip's tokens are the prefix of its row.
+    padded, jit_counts = jax.jit(lambda m, n: ours(m, n))(mel, LENGTHS)
+    start = 0
+    for i, n in enumerate(np.asarray(jit_counts)):
+        assert np.abs(np.asarray(padded[i, :n]) - expected[start: start + n]).max() <= TOL
+        start += n
+
+
+def test_one_clip_per_call_matches_the_batch(omni_dir):
+    """Chunks and attention blocks never mix clips: clip 0 alone gives the same tokens."""
+    ref, directory = omni_dir
+    ours = load_audio_encoder(directory)
+    mel = np.random.default_rng(2).normal(size=(1, TINY.num_mel_bins, 40)).astype(np.float32)
+    alone = _reference_tokens(ref, mel, np.ones((1, 40), np.int64))
+    tokens, counts = ours.encode(mel)
+    assert counts.tolist() == [10]
+    assert np.abs(np.asarray(tokens) - alone).max() <= TOL
+
+
+def test_export_map_inverts_the_load_map(omni_dir):
+    ref, directory = omni_dir
+    ours = load_audio_encoder(directory)
+    exported = dict(iter_audio_tensors(ours))
+    state = {PREFIX + k: v.numpy() for k, v in ref.state_dict().items()}
+    assert exported.keys() == state.keys()
+    for key, value in state.items():
+        np.testing.assert_array_equal(exported[key], value, err_msg=key)
+
+
+def test_output_lengths_match_the_processor():
+    frames = np.arange(1, 3001)
+    want = Reference._get_feat_extract_output_lengths(None, torch.from_numpy(frames))
+    got = feat_extract_output_lengths(frames)
+    assert np.array_equal(got[0], want[0].numpy()) and np.array_equal(got[1], want[1].numpy())
+
+
+def _rewrite_shard(directory, key, value):
+    """Replace one tensor in the shard that holds it (other tensors kept)."""
+    from safetensors.numpy import load_file, save_file
+
+    index = json.loads((directory / "model.safetensors.index.json").read_text())
+    file = directory / index["weight_map"][key]
+    tensors = load_file(file)
+    if value is None:
+        del tensors[key]
+    else:
+        tensors[key] = value
+    save_file(tensors, file)
+    return file
+
+
+def test_checkpoint_errors_name_file_and_key(omni_dir, tmp_path):
+    import shutil
+
+    _, source = omni_dir
+    bad_shape = tmp_path / "shape"
+    shutil.copytree(source, bad_shape)
+    key = PREFIX + "layers.1.fc1.weight"
+    file = _rewrite_shard(bad_shape, key, np.zeros((3, 3), np.float32))
+    with pytest.raises(AudioCheckpointError, match=rf"{file.name}.*{key}.*\(3, 3\)"):
+        load_audio_encoder(bad_shape)
+    missing = tmp_path / "missing"
+    shutil.copytree(source, missing)
+    key = PREFIX + "ln_post.bias"
+    index = missing / "model.safetensors.index.json"
+    listing = json.loads(index.read_text())
+    del listing["weight_map"][key]
+    index.write_text(json.dumps(listing))
+    with pytest.raises(AudioCheckpointError, match=rf"model.safetensors.index.json.*{key}"):
+        load_audio_encoder(missing)
+
+
+def test_config_from_hf_and_presets():
+    assert AudioEncoderConfig.from_hf({"thinker_config": {"audio_config": {}}}) == \
+        AudioEncoderConfig.qwen2_5_omni_7b()
+    three_b = AudioEncoderConfig.qwen2_5_omni_3b()
+    assert (three_b.output_dim, three_b.d_model, three_b.encoder_layers) == (2048, 1280, 32)
+    with pytest.raises(AudioConfigError, match="n_window"):
+        AudioEncoderConfig.from_hf({"audio_config": {"n_window": 0}})
+    with pytest.raises(AudioConfigError, match="activation_function"):
+        AudioEncoderConfig.from_hf({"activation_function": "relu"})
+    with pytest.raises(AudioConfigError, match="encoder_attention_heads"):
+        AudioEncoderConfig.tiny(encoder_attention_heads=5)
+
+
+def test_feature_mask_must_be_a_prefix():
+    mel = np.zeros((1, 128, 4), np.float32)
+    with pytest.raises(ValueError, match="feature_attention_mask"):
+        batch_features(mel, feature_attention_mask=np.array([[1, 0, 1, 0]]))
+
+
+def test_mel_matches_whisper_feature_extractor():
+    """The encoder's input: a few seconds of noise and tones, and a short clip, batched."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(3.3 * SAMPLE_RATE)) / SAMPLE_RATE
+    clips = [
+        (0.05 * rng.normal(size=t.size) + 0.4 * np.sin(2 * np.pi * 440 * t)
+         + 0.1 * np.sin(2 * np.pi * 2750 * t)).astype(np.float32),
+        (0.2 * rng.normal(size=12_345)).astype(np.float32),
+    ]
+    extractor = WhisperFeatureExtractor(feature_size=128)
+    want = extractor(clips, sampling_rate=SAMPLE_RATE, return_attention_mask=True,
+                     return_tensors="np")
+    mel, mask = padded_log_mel(clips)
+    assert np.array_equal(mask, want["attention_mask"])
+    diff = float(np.abs(np.asarray(mel) - want["input_features"]).max())
+    print(f"omni log-mel vs WhisperFeatureExtractor(128): max |diff| = {diff:.2e}")
+    assert mel.shape == want["input_features"].shape and diff <= TOL
