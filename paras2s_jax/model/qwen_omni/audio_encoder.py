@@ -276,6 +276,14 @@ class Qwen2_5OmniAudioEncoder(nnx.Module):
         what the thinker scatters into its audio-token positions. Inputs as in
         `batch_features`."""
         mel, lens = batch_features(input_features, feature_attention_mask, feature_lens)
-        tokens, counts = self(jnp.asarray(mel), jnp.asarray(lens))
+        tokens, counts = _forward(self, jnp.asarray(mel), jnp.asarray(lens))
         counts = np.asarray(counts)
         return jnp.concatenate([tokens[i, :n] for i, n in enumerate(counts)]), counts
+
+
+@nnx.jit
+def _forward(
+    encoder: Qwen2_5OmniAudioEncoder, mel: jax.Array, lengths: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """`encoder(mel, lengths)`, compiled once per input shape."""
+    return encoder(mel, lengths)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -77,6 +78,11 @@ def omni_dir(tmp_path_factory):
     return ref, directory
 
 
+@pytest.fixture(scope="module")
+def ours(omni_dir):
+    return load_audio_encoder(omni_dir[1])
+
+
 def _reference_tokens(ref: Reference, mel: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """What the thinker's `get_audio_features` gets: clips packed by the feature mask."""
     packed = torch.from_numpy(mel).permute(0, 2, 1)[torch.from_numpy(mask).bool()].T
@@ -90,9 +96,8 @@ def test_checkpoint_is_sharded(omni_dir):
     assert len(set(index["weight_map"].values())) > 1
 
 
-def test_encoder_matches_transformers(omni_dir):
-    ref, directory = omni_dir
-    ours = load_audio_encoder(directory)
+def test_encoder_matches_transformers(omni_dir, ours):
+    ref, _ = omni_dir
     assert ours.config == TINY
     rng = np.random.default_rng(1)
     t = int(LENGTHS.max())
@@ -121,10 +126,9 @@ def test_encoder_matches_transformers(omni_dir):
         start += n
 
 
-def test_one_clip_per_call_matches_the_batch(omni_dir):
-    """Chunks and attention blocks never mix clips: clip 0 alone gives the same tokens."""
-    ref, directory = omni_dir
-    ours = load_audio_encoder(directory)
+def test_single_clip_without_mask(omni_dir, ours):
+    """One unpadded clip of 2.5 chunks: every frame counts when no mask or lengths come."""
+    ref, _ = omni_dir
     mel = np.random.default_rng(2).normal(size=(1, TINY.num_mel_bins, 40)).astype(np.float32)
     alone = _reference_tokens(ref, mel, np.ones((1, 40), np.int64))
     tokens, counts = ours.encode(mel)
@@ -132,9 +136,22 @@ def test_one_clip_per_call_matches_the_batch(omni_dir):
     assert np.abs(np.asarray(tokens) - alone).max() <= TOL
 
 
-def test_export_map_inverts_the_load_map(omni_dir):
+def test_bfloat16_stays_close(omni_dir):
     ref, directory = omni_dir
-    ours = load_audio_encoder(directory)
+    half = load_audio_encoder(directory, dtype="bfloat16", param_dtype="bfloat16")
+    assert half.proj.kernel.get_value().dtype == jnp.bfloat16
+    mel = np.random.default_rng(3).normal(size=(2, TINY.num_mel_bins, 40)).astype(np.float32)
+    mask = (np.arange(40)[None, :] < np.array([[40], [21]])).astype(np.int64)
+    expected = _reference_tokens(ref, mel, mask)
+    tokens, _ = half.encode(mel, feature_attention_mask=mask)
+    scale = np.abs(expected).max()
+    diff = float(np.abs(np.asarray(tokens, np.float32) - expected).max())
+    print(f"audio encoder bfloat16: max |diff| = {diff:.2e} (output max {scale:.2f})")
+    assert tokens.dtype == jnp.bfloat16 and diff <= 0.05 * scale
+
+
+def test_export_map_inverts_the_load_map(omni_dir, ours):
+    ref, _ = omni_dir
     exported = dict(iter_audio_tensors(ours))
     state = {PREFIX + k: v.numpy() for k, v in ref.state_dict().items()}
     assert exported.keys() == state.keys()
@@ -221,3 +238,36 @@ def test_mel_matches_whisper_feature_extractor():
     diff = float(np.abs(np.asarray(mel) - want["input_features"]).max())
     print(f"omni log-mel vs WhisperFeatureExtractor(128): max |diff| = {diff:.2e}")
     assert mel.shape == want["input_features"].shape and diff <= TOL
+
+
+@pytest.mark.slow
+def test_real_width_encoder_on_processor_features(tmp_path):
+    """The published widths and chunking (n_window 100, 1280 -> 3584), two layers, fed the
+    processor's features of a 30 s and a 7 s clip: the whole audio path at real sizes."""
+    config = AudioEncoderConfig.qwen2_5_omni_7b(encoder_layers=2)
+    hf = Qwen2_5OmniAudioEncoderConfig(**_hf_audio_config(config))
+    hf._attn_implementation = "eager"
+    torch.manual_seed(0)
+    ref = Reference(hf).eval()  # transformers' own init (std 0.02); LayerNorms perturbed
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            if "ln_post" in name or "layer_norm" in name:
+                p.add_(0.1 * torch.randn(p.shape, generator=gen))
+    state = {PREFIX + k: v.detach().clone() for k, v in ref.state_dict().items()}
+    save_torch_state_dict(state, tmp_path, max_shard_size="40MB")
+    (tmp_path / "config.json").write_text(
+        json.dumps({"thinker_config": {"audio_config": _hf_audio_config(config)}}))
+    ours = load_audio_encoder(tmp_path)
+    rng = np.random.default_rng(4)
+    t = np.arange(30 * SAMPLE_RATE) / SAMPLE_RATE
+    clips = [(0.05 * rng.normal(size=t.size) + 0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32),
+             (0.2 * rng.normal(size=7 * SAMPLE_RATE + 77)).astype(np.float32)]
+    mel, mask = padded_log_mel(clips)
+    mel = np.asarray(mel)
+    expected = _reference_tokens(ref, mel, mask.astype(np.int64))
+    tokens, counts = ours.encode(mel, feature_attention_mask=mask)
+    assert counts.tolist() == [750, 175]  # 3000 and 701 mel frames
+    diff = float(np.abs(np.asarray(tokens) - expected).max())
+    print(f"real-width audio encoder ({expected.shape[0]} tokens): max |diff| = {diff:.2e}")
+    assert tokens.shape == expected.shape and diff <= TOL
