@@ -264,7 +264,7 @@ def test_real_width_encoder_on_processor_features(tmp_path):
     clips = [(0.05 * rng.normal(size=t.size) + 0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32),
              (0.2 * rng.normal(size=7 * SAMPLE_RATE + 77)).astype(np.float32)]
     mel, mask = padded_log_mel(clips)
-    mel = np.asarray(mel)
+    mel = np.array(mel)  # writable, for torch.from_numpy
     expected = _reference_tokens(ref, mel, mask.astype(np.int64))
     tokens, counts = ours.encode(mel, feature_attention_mask=mask)
     assert counts.tolist() == [750, 175]  # 3000 and 701 mel frames
