@@ -90,7 +90,8 @@ _TOP = (
 
 def _kinds(c: AudioEncoderConfig) -> dict[str, tuple[tuple[int, ...], Callable, Callable]]:
     """kind -> (PyTorch shape, PyTorch -> ours, ours -> PyTorch)."""
-    e, n, m, f, d = c.d_model, c.encoder_attention_heads, c.num_mel_bins, c.encoder_ffn_dim, c.output_dim
+    e, n, m, f, d = (c.d_model, c.encoder_attention_heads, c.num_mel_bins,
+                     c.encoder_ffn_dim, c.output_dim)
     h = e // n
     keep = lambda x: x  # noqa: E731
     flip = lambda x: x.transpose(2, 1, 0)  # noqa: E731  conv [out, in, k] <-> [k, in, out]

@@ -72,7 +72,9 @@ class AudioEncoderConfig(Numerics):
         for name in _INT_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise AudioConfigError(f"AudioEncoderConfig.{name} must be an int > 0, got {value!r}")
+                raise AudioConfigError(
+                    f"AudioEncoderConfig.{name} must be an int > 0, got {value!r}"
+                )
         if self.d_model % self.encoder_attention_heads:
             raise AudioConfigError(
                 f"AudioEncoderConfig.encoder_attention_heads={self.encoder_attention_heads} "
@@ -191,7 +193,7 @@ def batch_features(
             raise ValueError(f"feature_lens: {lens.tolist()} must sum to the packed "
                              f"input_features' {features.shape[1]} frames")
         starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-        return batch_features([features[:, s: s + n] for s, n in zip(starts, lens)])
+        return batch_features([features[:, s: s + n] for s, n in zip(starts, lens, strict=True)])
     if features.ndim != 3:
         raise ValueError(f"input_features: expected float[B, M, T], got {features.shape}")
     b, _, t = features.shape

@@ -23,7 +23,7 @@ from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import (
     Qwen2_5OmniAudioEncoder as Reference,
 )
 
-from paras2s_jax.audio.mel import SAMPLE_RATE, padded_log_mel
+from paras2s_jax.audio import SAMPLE_RATE, padded_log_mel
 from paras2s_jax.model.qwen_omni.audio_checkpoint import (
     PREFIX,
     AudioCheckpointError,
@@ -261,7 +261,8 @@ def test_real_width_encoder_on_processor_features(tmp_path):
     ours = load_audio_encoder(tmp_path)
     rng = np.random.default_rng(4)
     t = np.arange(30 * SAMPLE_RATE) / SAMPLE_RATE
-    clips = [(0.05 * rng.normal(size=t.size) + 0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32),
+    tone = 0.05 * rng.normal(size=t.size) + 0.3 * np.sin(2 * np.pi * 300 * t)
+    clips = [tone.astype(np.float32),
              (0.2 * rng.normal(size=7 * SAMPLE_RATE + 77)).astype(np.float32)]
     mel, mask = padded_log_mel(clips)
     mel = np.array(mel)  # writable, for torch.from_numpy
