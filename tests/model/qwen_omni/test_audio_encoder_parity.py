@@ -1,8 +1,9 @@
 """Qwen2.5-Omni's audio encoder and its mel front end against transformers.
 
-The reference is a tiny random `Qwen2_5OmniAudioEncoder` (every LayerNorm perturbed away
-from 1 / 0), saved as `thinker.audio_tower.*` among other thinker keys in sharded
-safetensors with an index, as a published checkpoint is laid out.
+The reference is the audio tower of a whole tiny random `Qwen2_5OmniForConditionalGeneration`
+(its weights ~N(0, 0.1²), LayerNorms near 1), saved with `save_pretrained` into sharded
+safetensors with an index: the published layout, `thinker.audio_tower.*` among the
+thinker's, talker's and token2wav's tensors.
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+import transformers
 from huggingface_hub import save_torch_state_dict
-from transformers import WhisperFeatureExtractor
+from transformers import (
+    Qwen2_5OmniConfig,
+    Qwen2_5OmniForConditionalGeneration,
+    WhisperFeatureExtractor,
+)
 from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (
     Qwen2_5OmniAudioEncoderConfig,
 )
@@ -59,22 +65,46 @@ def _randomize(module: torch.nn.Module, seed: int) -> None:
             p.copy_(1.0 + noise if norm_scale else noise)
 
 
+def _tiny_omni_config(audio: dict) -> Qwen2_5OmniConfig:
+    """A whole Qwen2.5-Omni (thinker with audio/vision/text, talker, token2wav) in ~0.2M
+    parameters, around the given audio config."""
+    rope = {"rope_type": "default", "rope_theta": 10000.0}
+    text = dict(vocab_size=160, hidden_size=audio["output_dim"], intermediate_size=64,
+                num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                rope_parameters={**rope, "mrope_section": [2, 2, 2]})
+    vision = dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2,
+                  out_hidden_size=audio["output_dim"], fullatt_block_indexes=[0])
+    talker = dict(vocab_size=64, embedding_size=audio["output_dim"], hidden_size=32,
+                  intermediate_size=32, num_hidden_layers=1, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=8,
+                  rope_parameters={**rope, "mrope_section": [1, 1, 2]})
+    dit = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, head_dim=16,
+               emb_dim=16, enc_emb_dim=16, enc_dim=16, enc_channels=[16, 16, 16, 16, 48],
+               enc_attention_channels=8, enc_se_channels=8, num_embeds=64,
+               look_ahead_layers=[0], look_backward_layers=[0])
+    bigvgan = dict(upsample_initial_channel=16, upsample_rates=[2, 2],
+                   upsample_kernel_sizes=[4, 4])
+    return Qwen2_5OmniConfig(
+        thinker_config=dict(audio_config=audio, text_config=text, vision_config=vision),
+        talker_config=talker, token2wav_config=dict(dit_config=dit, bigvgan_config=bigvgan),
+    )
+
+
 @pytest.fixture(scope="module")
 def omni_dir(tmp_path_factory):
-    """(torch reference, checkpoint directory) with the audio tower spread over shards."""
-    hf = Qwen2_5OmniAudioEncoderConfig(**_hf_audio_config(TINY))
-    hf._attn_implementation = "eager"
-    ref = Reference(hf).eval()
-    _randomize(ref, seed=0)
-    state = {PREFIX + k: v.detach().clone() for k, v in ref.state_dict().items()}
-    state["thinker.model.embed_tokens.weight"] = torch.zeros(16, TINY.output_dim)
-    state["talker.model.norm.weight"] = torch.ones(8)
-    directory = tmp_path_factory.mktemp("omni_tiny")
-    save_torch_state_dict(state, directory, max_shard_size="20KB")
-    config = {"model_type": "qwen2_5_omni",
-              "thinker_config": {"audio_config": {**_hf_audio_config(TINY),
-                                                  "activation_function": "gelu"}}}
-    (directory / "config.json").write_text(json.dumps(config))
+    """(torch audio tower, checkpoint directory): a whole tiny random Qwen2.5-Omni saved
+    with `save_pretrained` into several shards; the audio tower's LayerNorms perturbed."""
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # the tiny vocabularies miss the token ids
+    try:
+        torch.manual_seed(0)
+        model = Qwen2_5OmniForConditionalGeneration(_tiny_omni_config(_hf_audio_config(TINY)))
+        ref = model.thinker.model.audio_tower.eval()  # saved as thinker.audio_tower.*
+        _randomize(ref, seed=0)
+        directory = tmp_path_factory.mktemp("omni_tiny")
+        model.save_pretrained(directory, max_shard_size="100KB")
+    finally:
+        transformers.logging.set_verbosity(verbosity)
     return ref, directory
 
 
@@ -92,8 +122,9 @@ def _reference_tokens(ref: Reference, mel: np.ndarray, mask: np.ndarray) -> np.n
 
 def test_checkpoint_is_sharded(omni_dir):
     _, directory = omni_dir
-    index = json.loads((directory / "model.safetensors.index.json").read_text())
-    assert len(set(index["weight_map"].values())) > 1
+    weight_map = json.loads((directory / "model.safetensors.index.json").read_text())["weight_map"]
+    assert len({file for key, file in weight_map.items() if key.startswith(PREFIX)}) > 1
+    assert any(key.startswith("talker.") for key in weight_map)
 
 
 def test_encoder_matches_transformers(omni_dir, ours):
