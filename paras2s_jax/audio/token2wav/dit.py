@@ -147,6 +147,12 @@ class OmniDiT(nnx.Module):
         """x float[B, T, mel] with T = N · repeats; ref_mel float[B, T_ref, mel];
         speaker float[B, enc_emb_dim]; codes int[B, N]; t float[B] (or a scalar).
         Returns the velocity float32[B, T, mel]."""
+        return self.velocity(x, self.spk_encoder(ref_mel), speaker, codes, t)
+
+    def velocity(self, x: jax.Array, spk: jax.Array, speaker: jax.Array, codes: jax.Array,
+                 t: jax.Array) -> jax.Array:
+        """`__call__` with the ECAPA features spk float[B, enc_dim] of the reference mel
+        already computed (they do not change along an ODE solve)."""
         c = self.config
         b, frames, _ = x.shape
         if frames != codes.shape[1] * c.repeats:
@@ -155,10 +161,9 @@ class OmniDiT(nnx.Module):
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (b,))
         cond = self.time_embed(t)
         code_emb = jnp.repeat(self.codec_embed[...][codes], c.repeats, axis=1)
-        spk = self.spk_encoder(ref_mel)
         h = self.input_proj(jnp.concatenate([
             x.astype(self.dtype),
-            jnp.broadcast_to(spk[:, None], (b, frames, spk.shape[-1])),
+            jnp.broadcast_to(spk.astype(self.dtype)[:, None], (b, frames, spk.shape[-1])),
             code_emb,
             jnp.broadcast_to(speaker.astype(self.dtype)[:, None], (b, frames, speaker.shape[-1])),
         ], axis=-1))

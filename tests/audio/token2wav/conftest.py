@@ -38,7 +38,8 @@ def hf_config(config: Token2WavConfig = TINY) -> Qwen2_5OmniConfig:
 
 
 def randomize_(module: torch.nn.Module, seed: int) -> None:
-    """Every float parameter ~ N(0, 0.2²) (SnakeBeta's log α, log β ~ N(0, 0.1²)).
+    """Every float parameter ~ N(0, 0.2²) (SnakeBeta's log α, log β ~ N(0, 0.1²); the
+    vocoder's conv_post ~ N(0, 0.01²) so that the wav is not mostly the ±1 clamp).
 
     Zero-initialised adaLN / Snake parameters would hide mis-mapped tensors and make the
     modulations trivial, so nothing keeps its init.
@@ -47,6 +48,8 @@ def randomize_(module: torch.nn.Module, seed: int) -> None:
     with torch.no_grad():
         for name, p in module.named_parameters():
             std = 0.1 if name.endswith((".alpha", ".beta")) else 0.2
+            if "conv_post" in name:  # keep most of the wav inside the final clamp
+                std = 0.01
             p.copy_(std * torch.randn(p.shape, generator=gen))
 
 

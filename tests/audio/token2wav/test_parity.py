@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from flax import nnx
 
 from paras2s_jax.audio.token2wav import export_state_dict
 
@@ -28,6 +29,11 @@ def _j(x: torch.Tensor) -> jnp.ndarray:
     return jnp.asarray(x.detach().numpy())
 
 
+def _jit(fn):
+    """fn(module, *arrays) compiled once (faster than op-by-op on CPU)."""
+    return nnx.jit(fn)
+
+
 def _err(ours, ref: torch.Tensor) -> float:
     ref = ref.detach().numpy()
     assert np.shape(ours) == ref.shape
@@ -39,7 +45,7 @@ def test_ecapa_embedding(hf_omni, ours):
     _, ref, _ = _inputs()
     with torch.no_grad():
         want = torch_t2w.code2wav_dit_model.input_embed.spk_encoder(ref)
-    err = _err(ours.dit.spk_encoder(_j(ref)), want)
+    err = _err(_jit(lambda m, r: m(r))(ours.dit.spk_encoder, _j(ref)), want)
     print(f"ECAPA max abs err {err:.2e} (|ref| max {want.abs().max():.2f})")
     assert err <= ATOL
 
@@ -55,13 +61,13 @@ def test_dit_velocity(hf_omni, ours):
             hidden_states=x, condition_vector=ref,
             speaker_embedding=speaker[:, None].repeat(1, frames, 1), quantized_code=codes,
             time_step=t, apply_cfg=False)
-    got = ours.dit(_j(x), _j(ref), _j(speaker), _j(codes), _j(t))
+    got = _jit(lambda m, *a: m(*a))(ours.dit, _j(x), _j(ref), _j(speaker), _j(codes), _j(t))
     err = _err(got, want)
     print(f"DiT velocity max abs err {err:.2e} (|v| max {want.abs().max():.2f})")
     assert err <= ATOL
 
 
-@pytest.mark.parametrize("guidance", [0.5, 0.0])
+@pytest.mark.parametrize("guidance", [0.5, pytest.param(0.0, marks=pytest.mark.slow)])
 def test_rk4_mel(hf_omni, ours, guidance):
     torch_t2w, _ = hf_omni
     codes, ref, speaker = _inputs(3)
@@ -72,8 +78,8 @@ def test_rk4_mel(hf_omni, ours, guidance):
     with torch.no_grad():
         want = torch_t2w.code2wav_dit_model.sample(speaker, ref, codes, num_steps=4,
                                                    guidance_scale=guidance, sway_coefficient=-1.0)
-    got = ours.mel(_j(codes), _j(ref), _j(speaker), _j(noise), num_steps=4,
-                   guidance_scale=guidance, sway=-1.0)
+    got = _jit(lambda m, *a: m.mel(*a, num_steps=4, guidance_scale=guidance, sway=-1.0))(
+        ours, _j(codes), _j(ref), _j(speaker), _j(noise))
     err = _err(np.asarray(got).transpose(0, 2, 1), want)  # theirs is [B, mel, T]
     print(f"RK4 mel (guidance {guidance}) max abs err {err:.2e} (|mel| max "
           f"{want.abs().max():.2f}, |mel - noise| max {(want.transpose(1, 2) - noise).abs().max():.2f})")
@@ -87,14 +93,16 @@ def test_bigvgan_wav(hf_omni, ours):
     mel[0, :3] = -20.0  # below the -115 dB floor: exercises the clamp
     with torch.no_grad():
         want = torch_t2w.code2wav_bigvgan_model(mel.transpose(1, 2))
-    got = ours.bigvgan(_j(mel))
+    got = _jit(lambda m, x: m(x))(ours.bigvgan, _j(mel))
     err = _err(got, want)
+    inside = float((want.abs() < 0.99).float().mean())
     print(f"BigVGAN wav max abs err {err:.2e} (|wav| max {want.abs().max():.2f}, "
-          f"std {want.std():.3f})")
+          f"std {want.std():.3f}, {inside:.0%} unclamped)")
     assert err <= ATOL
-    assert want.std() > 1e-2  # a real signal, not a clamped constant
+    assert inside > 0.5  # mostly a real signal, not the clamp's ±1
 
 
+@pytest.mark.slow
 def test_token2wav_end_to_end(hf_omni, ours):
     torch_t2w, _ = hf_omni
     codes, ref, speaker = _inputs(5)
@@ -104,7 +112,8 @@ def test_token2wav_end_to_end(hf_omni, ours):
     torch.manual_seed(11)
     with torch.no_grad():
         want = torch_t2w(codes[:1], speaker[:1], ref[:1], num_steps=3)  # squeezed to [S]
-    got = ours(_j(codes[:1]), _j(ref[:1]), _j(speaker[:1]), _j(noise), num_steps=3)
+    got = _jit(lambda m, *a: m(*a, num_steps=3))(ours, _j(codes[:1]), _j(ref[:1]),
+                                                  _j(speaker[:1]), _j(noise))
     err = _err(got[0], want)
     print(f"token2wav wav max abs err {err:.2e} (|wav| max {want.abs().max():.2f})")
     assert err <= ATOL
