@@ -216,10 +216,12 @@ class Token2WavConfig:
         t2w = raw.get("token2wav_config", raw) if isinstance(raw, dict) else None
         if not isinstance(t2w, dict):
             raise Token2WavConfigError(f"{source}: no token2wav_config dict")
-        where = f"{source}: token2wav_config" if "token2wav_config" in raw else source
-        return cls(OmniDiTConfig.from_hf(t2w.get("dit_config", {}), f"{where}.dit_config"),
-                   OmniBigVGANConfig.from_hf(t2w.get("bigvgan_config", {}),
-                                             f"{where}.bigvgan_config"))
+        where = f"{source}: token2wav_config." if "token2wav_config" in raw else f"{source}: "
+        try:  # the messages start with the field's dit_config. / bigvgan_config. path
+            return cls(OmniDiTConfig.from_hf(t2w.get("dit_config", {})),
+                       OmniBigVGANConfig.from_hf(t2w.get("bigvgan_config", {})))
+        except Token2WavConfigError as e:
+            raise Token2WavConfigError(f"{where}{e}") from e
 
     @classmethod
     def omni_7b(cls) -> Token2WavConfig:
