@@ -130,7 +130,7 @@ def _vocoder_map(m: _Map, config: Token2WavConfig) -> None:
     c = config.bigvgan
     ch0, path = c.upsample_initial_channel, ("bigvgan",)
     m.conv(f"{VOCODER}conv_pre", (*path, "conv_pre"), c.mel_dim, ch0, 7)
-    for i, (u, k) in enumerate(zip(c.upsample_rates, c.upsample_kernel_sizes, strict=True)):
+    for i, k in enumerate(c.upsample_kernel_sizes):
         m.conv(f"{VOCODER}ups.{i}.0", (*path, "ups", i), ch0 // 2 ** i, ch0 // 2 ** (i + 1), k,
                transpose=True)
     block = 0

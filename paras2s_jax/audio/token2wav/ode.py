@@ -102,8 +102,8 @@ def sample_mel(dit: OmniDiT, codes: jax.Array, ref_mel: jax.Array, speaker: jax.
 
     codes int[B, N]; ref_mel float[B, T_ref, mel]; speaker float[B, enc_emb_dim].
     """
-    if noise.shape != (codes.shape[0], codes.shape[1] * dit.config.repeats, dit.config.mel_dim):
-        raise ValueError(f"noise has shape {noise.shape}; expected "
-                         f"{(codes.shape[0], codes.shape[1] * dit.config.repeats, dit.config.mel_dim)}")
+    want = (codes.shape[0], codes.shape[1] * dit.config.repeats, dit.config.mel_dim)
+    if noise.shape != want:
+        raise ValueError(f"noise has shape {noise.shape}; expected {want}")
     f = guided_velocity(dit, ref_mel, speaker, codes, guidance_scale)
     return solve(f, noise.astype(jnp.float32), time_points(num_steps, sway))
