@@ -106,3 +106,23 @@ def test_other_models_tensors_are_ignored(hf_omni):
     index = json.loads((hf_omni[1] / "model.safetensors.index.json").read_text())
     assert any(k.startswith("thinker.") for k in index["weight_map"])
     load_token2wav(hf_omni[1])  # the thinker/talker tensors do not count as unexpected
+
+
+def test_published_sizes_map_every_parameter():
+    """At the published sizes every tensor of the key map lands on a parameter of the right
+    shape and every parameter is covered (abstract model: nothing is allocated)."""
+    import jax
+    from flax import nnx
+
+    from paras2s_jax.audio.token2wav import Token2Wav, tensor_map
+    from paras2s_jax.audio.token2wav.checkpoint import _LAYOUTS
+
+    config = Token2WavConfig.omni_7b()
+    model = nnx.eval_shape(lambda: Token2Wav(config))
+    params = {path: v.shape for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    covered = {}
+    for entry in tensor_map(config).values():
+        ours = jax.eval_shape(_LAYOUTS[entry.kind][0], jax.ShapeDtypeStruct(entry.shape, "f4"))
+        covered[entry.path] = ours.shape
+    assert covered == params
+    assert sum(np.prod(s) for s in params.values()) > 100e6  # DiT 334 M + BigVGAN 115 M
