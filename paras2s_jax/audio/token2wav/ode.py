@@ -1,8 +1,9 @@
 """The flow-matching sampler of Qwen2.5-Omni's token2wav: guided velocity + RK4 steps.
 
 Time points: t_k = linspace(0, 1, num_steps), then "sway" t += s · (cos(π t / 2) - 1 + t)
-(s = -1 gives t = 1 - cos(π t / 2): small steps near the noise end). Between consecutive
-points (dt = t_{k+1} - t_k) the step is the Runge-Kutta 3/8 rule:
+(s = -1 gives t = 1 - cos(π t / 2): small steps near the noise end). The linspace is
+bit-equal to torch's float32 one; the sway's cos may differ from torch's by a float32 ulp.
+Between consecutive points (dt = t_{k+1} - t_k) the step is the Runge-Kutta 3/8 rule:
 
     k1 = f(t, x)
     k2 = f(t + dt/3, x + dt · k1/3)
@@ -36,7 +37,12 @@ def time_points(num_steps: int, sway: float | None = -1.0) -> np.ndarray:
     """float32[num_steps]: the swayed time grid from 0 to 1."""
     if num_steps < 2:
         raise ValueError(f"num_steps must be >= 2, got {num_steps}")
-    t = np.linspace(0.0, 1.0, num_steps, dtype=np.float32)
+    # torch's float32 linspace: a float32 step, the first half counted up from 0 and the
+    # second half down from 1 in double, then rounded (np.linspace can differ by an ulp)
+    i = np.arange(num_steps)
+    step = np.float64(np.float32(1.0 / (num_steps - 1)))
+    t = np.where(i < num_steps // 2, i * step, 1.0 - (num_steps - 1 - i) * step)
+    t = t.astype(np.float32)
     if sway is not None:
         t = (t + np.float32(sway) * (np.cos(np.float32(np.pi / 2) * t) - 1 + t)).astype(np.float32)
     return t

@@ -127,3 +127,13 @@ def test_export_round_trip(hf_omni, ours):
     assert sorted(got) == sorted(want)
     for key, value in got.items():
         np.testing.assert_array_equal(value, want[key].numpy(), err_msg=key)
+
+
+@pytest.mark.parametrize("num_steps", [4, 10, 33])
+def test_time_grid(num_steps):
+    from paras2s_jax.audio.token2wav import time_points
+
+    grid = torch.linspace(0, 1, num_steps, dtype=torch.float32)
+    np.testing.assert_array_equal(time_points(num_steps, None), grid.numpy())
+    swayed = grid + -1.0 * (torch.cos(torch.pi / 2 * grid) - 1 + grid)
+    np.testing.assert_allclose(time_points(num_steps, -1.0), swayed.numpy(), rtol=0, atol=1.2e-7)
