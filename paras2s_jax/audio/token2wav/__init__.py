@@ -4,7 +4,10 @@
     t2w = load_token2wav("/ckpt/Qwen2.5-Omni-7B")        # config.json + safetensors
     wav = t2w(codes, ref_mel, speaker, noise)             # noise: float32[B, 2N, 80]
 
-The reference mel and speaker vector come from the published speaker presets.
+codes int[B, N] are the talker's codec ids up to its end-of-speech id; ref_mel
+float[B, T_ref, 80] and speaker float[B, 192] are a voice's `ref_mel` and `cond` from the
+checkpoint's `spk_dict.pt` presets (not read by this package). Like transformers, run it
+in float32 (the default).
 """
 
 from paras2s_jax.audio.token2wav.bigvgan import OmniBigVGAN, process_mel
