@@ -193,8 +193,11 @@ class Attention(nnx.Module):
     def __init__(
         self, hidden: int, num_heads: int, num_kv_heads: int, *,
         param_dtype: jnp.dtype, rngs: nnx.Rngs, implementation: str = "auto",
+        head_dim: int | None = None,
     ):
-        head_dim = hidden // num_heads
+        """head_dim defaults to hidden // num_heads (Qwen2); a model whose heads are
+        wider or narrower than that (the Qwen2.5-Omni talker) names it."""
+        head_dim = head_dim or hidden // num_heads
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
         self.implementation = implementation
         dense = dict(param_dtype=param_dtype, rngs=rngs)
@@ -277,11 +280,12 @@ class DecoderLayer(nnx.Module):
     def __init__(
         self, hidden: int, width: int, num_heads: int, num_kv_heads: int, eps: float, *,
         param_dtype: jnp.dtype, rngs: nnx.Rngs, attention: str = "auto",
+        head_dim: int | None = None,
     ):
         self.input_layernorm = RMSNorm(hidden, eps, param_dtype=param_dtype)
         self.self_attn = Attention(
             hidden, num_heads, num_kv_heads, param_dtype=param_dtype, rngs=rngs,
-            implementation=attention,
+            implementation=attention, head_dim=head_dim,
         )
         self.post_attention_layernorm = RMSNorm(hidden, eps, param_dtype=param_dtype)
         self.mlp = MLP(hidden, width, param_dtype=param_dtype, rngs=rngs)

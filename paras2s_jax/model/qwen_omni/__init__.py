@@ -1,0 +1,1 @@
+"""Qwen2.5-Omni (audio and text) in Flax NNX."""

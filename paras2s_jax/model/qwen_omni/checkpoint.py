@@ -1,0 +1,158 @@
+"""Qwen2.5-Omni checkpoint directories <-> `Thinker` / `Talker`.
+
+The published layout is a directory with `config.json` and (sharded) safetensors named
+`thinker.model.*`, `thinker.lm_head.weight`, `talker.*`. The names follow the module
+paths (`thinker.` / `talker.` + Flax path, `kernel`/`embedding` -> `weight`), with
+PyTorch's [out, in] Linear layout (`paras2s_jax.checkpoint.hf_keys.KeySpec`). Tensors of
+the audio tower, the vision tower and token2wav are left to their own loaders.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from paras2s_jax.checkpoint.hf_io import CONFIG_FILE, INDEX_FILE, shard_files
+from paras2s_jax.checkpoint.hf_keys import CheckpointKeyError, KeySpec
+from paras2s_jax.checkpoint.placement import place_on_shards
+from paras2s_jax.checkpoint.safetensors_io import SafetensorsFile, write_safetensors
+from paras2s_jax.model.layers import Dense
+from paras2s_jax.model.qwen_omni.config import TalkerConfig, ThinkerTextConfig
+from paras2s_jax.model.qwen_omni.talker import Talker
+from paras2s_jax.model.qwen_omni.thinker import Thinker
+
+THINKER_PREFIX, TALKER_PREFIX = "thinker.", "talker."
+LM_HEAD_KEY = "thinker.lm_head.weight"
+EMBED_KEY = "thinker.model.embed_tokens.weight"
+
+
+def key_specs(model: nnx.Module, prefix: str) -> dict[str, KeySpec]:
+    """Checkpoint key -> KeySpec for every `nnx.Param` of a thinker or talker."""
+    dense_in = {path: node.num_in for path, node in nnx.iter_graph(model)
+                if isinstance(node, Dense)}
+    specs: dict[str, KeySpec] = {}
+    for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        if type(variable) is not nnx.Param:  # adapters are not in the checkpoint
+            continue
+        shape = tuple(variable.shape)
+        num_in = dense_in.get(path[:-1], 0) if path[-1] == "kernel" else 0
+        if num_in:
+            hf_shape = (math.prod(shape[num_in:]), math.prod(shape[:num_in]))
+        elif path[-1] == "embedding":
+            hf_shape = shape
+        else:
+            hf_shape = (math.prod(shape),)
+        leaf = "weight" if path[-1] in ("kernel", "embedding") else str(path[-1])
+        key = prefix + ".".join([*map(str, path[:-1]), leaf])
+        specs[key] = KeySpec(key, tuple(path), shape, hf_shape, num_in)
+    return specs
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    """The `config.json` of a checkpoint directory, as a dict."""
+    path = Path(directory) / CONFIG_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointKeyError(f"{path}: unreadable config ({err})") from err
+
+
+def _load(directory: Path, abstract: nnx.Module, prefix: str,
+          fallbacks: dict[str, str]) -> nnx.Module:
+    files = shard_files(directory)
+    handles: dict[Path, SafetensorsFile] = {}
+
+    def tensor(key: str, spec: KeySpec) -> tuple[tuple, np.ndarray]:
+        source = key if key in files else fallbacks.get(key)
+        if source not in files:
+            raise CheckpointKeyError(f"{directory}: missing tensor {key}")
+        path = files[source]
+        handle = handles.setdefault(path, SafetensorsFile(path))
+        if source not in handle.keys():
+            raise CheckpointKeyError(f"{path}: the index lists {source}, the file lacks it")
+        try:
+            return spec.path, spec.to_flax(handle.get(source))
+        except CheckpointKeyError as err:
+            raise CheckpointKeyError(f"{path}: {err}") from err
+
+    specs = key_specs(abstract, prefix)
+    return place_on_shards(abstract, (tensor(k, s) for k, s in specs.items()))
+
+
+def load_thinker(directory: str | Path, **overrides: Any) -> Thinker:
+    """The thinker language model of a checkpoint directory (audio/vision towers skipped).
+
+    overrides: `ThinkerTextConfig` fields (e.g. param_dtype="bfloat16"). A missing or
+    misshapen tensor raises `CheckpointKeyError` naming the file and key. With tied
+    embeddings and no `thinker.lm_head.weight`, the head reads the embedding table.
+    """
+    directory = Path(directory)
+    config = ThinkerTextConfig.from_hf(read_config(directory), **overrides)
+    abstract = nnx.eval_shape(lambda: Thinker(config, rngs=nnx.Rngs(0)))
+    fallbacks = {LM_HEAD_KEY: EMBED_KEY} if config.tie_word_embeddings else {}
+    return _load(directory, abstract, THINKER_PREFIX, fallbacks)
+
+
+def load_talker(directory: str | Path, **overrides: Any) -> Talker:
+    """The talker of a checkpoint directory (overrides: `TalkerConfig` fields)."""
+    directory = Path(directory)
+    config = TalkerConfig.from_hf(read_config(directory), **overrides)
+    abstract = nnx.eval_shape(lambda: Talker(config, rngs=nnx.Rngs(0)))
+    return _load(directory, abstract, TALKER_PREFIX, {})
+
+
+def _entries(thinker: Thinker | None, talker: Talker | None
+             ) -> Iterator[tuple[str, KeySpec, nnx.Variable]]:
+    for model, prefix in ((thinker, THINKER_PREFIX), (talker, TALKER_PREFIX)):
+        if model is not None:
+            flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+            for key, spec in key_specs(model, prefix).items():
+                yield key, spec, flat[spec.path]
+
+
+def _host(spec: KeySpec, variable: nnx.Variable) -> np.ndarray:
+    return spec.to_hf(np.asarray(jax.device_get(variable[...])))
+
+
+def iter_tensors(thinker: Thinker | None, talker: Talker | None
+                 ) -> Iterator[tuple[str, np.ndarray]]:
+    """(checkpoint key, tensor in checkpoint layout) of every parameter, one at a time."""
+    for key, spec, variable in _entries(thinker, talker):
+        yield key, _host(spec, variable)
+
+
+def export(directory: str | Path, thinker: Thinker | None, talker: Talker | None,
+           config: dict[str, Any], max_shard_bytes: int = 5 * 1024**3) -> dict[str, str]:
+    """Write the models' tensors (in the parameter dtype) as shards of at most
+    `max_shard_bytes` + index, and `config` (the original `config.json` dict) beside
+    them; tensors are fetched one at a time. Returns the weight map."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    shards: list[list[tuple[str, KeySpec, nnx.Variable]]] = [[]]
+    size = 0
+    for entry in _entries(thinker, talker):
+        nbytes = math.prod(entry[1].hf_shape) * np.dtype(entry[2].dtype).itemsize
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(entry)
+        size += nbytes
+    weight_map: dict[str, str] = {}
+    total = 0
+    for i, entries in enumerate(shards, start=1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        shapes = {k: (s.hf_shape, np.dtype(v.dtype)) for k, s, v in entries}
+        total += write_safetensors(directory / name, ((k, _host(s, v)) for k, s, v in entries),
+                                   shapes=shapes, metadata={"format": "pt"})
+        weight_map.update({k: name for k, _, _ in entries})
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (directory / INDEX_FILE).write_text(json.dumps(index, indent=2))
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    return weight_map
