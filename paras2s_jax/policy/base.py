@@ -5,6 +5,9 @@ model family. A policy says
 
 - which output **streams** it samples (`streams`: "text" and "audio"); GRPO keeps one KL
   weight, one mask and one log-prob array per stream;
+- its **demonstrations** for SFT: records read and checked (`read_records`), training and
+  evaluation batches (`train_batches`, `eval_batches`) and the per-stream cross-entropy
+  (`sft_loss`, `sft_counts`);
 - its text tokenizer (`text_tokenizer`: the reward model's score suffix and digits);
 - how a prompt record becomes model inputs (`prompt_batch`: layouts, left padding to the
   sampler's bucket, prompt audio features) and how long a prompt is (`prompt_length`,
@@ -62,6 +65,26 @@ class SpeechPolicy(Protocol):
 
     def text_tokenizer(self, directory: str) -> Any:
         """The model's text tokenizer in `directory` (has `encode(str) -> list[int]`)."""
+
+    def read_records(self, paths: Sequence[str], features: bool = False) -> list[dict]:
+        """Demonstration records of JSONL `paths`, checked against the model (errors name
+        the file and line); `features`: each names its prompt features."""
+
+    def train_batches(self, records: list[dict], global_batch: int, buckets: Sequence[int],
+                      seed: int, features: bool = False) -> Any:
+        """Endless shuffled SFT batches (this process's rows of each global batch; a
+        grain iterable with a checkpointable iterator) padded to `buckets`."""
+
+    def eval_batches(self, records: list[dict], global_batch: int, buckets: Sequence[int],
+                     features: bool = False) -> list[dict]:
+        """Every record once, in order, as full SFT batches (this process's rows)."""
+
+    def sft_loss(self, model: Any, batch: dict,
+                 rng: jax.Array | None = None) -> dict[str, tuple[jax.Array, jax.Array]]:
+        """{stream: (CE sum, token count)} over the batch's demonstrated reply tokens."""
+
+    def sft_counts(self, batch: dict) -> dict[str, jax.Array]:
+        """{stream: loss tokens in the whole batch} (the accumulation denominators)."""
 
     def prompt_length(self, record: dict) -> int:
         """Prompt tokens of `record` as the model reads them."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import grain
 import jax
 import numpy as np
 
@@ -20,7 +21,7 @@ from paras2s_jax.model.kimi_audio import KimiAudio
 from paras2s_jax.policy.base import PromptBatch, Reply
 from paras2s_jax.sampling import SampleOutput, SamplingConfig, generate
 from paras2s_jax.tokenizer import KimiTextTokenizer
-from paras2s_jax.train import prompt_features, rollout
+from paras2s_jax.train import data, prompt_features, rollout, sft
 from paras2s_jax.train.data import bucket_for
 from paras2s_jax.train.hosts import host_value
 from paras2s_jax.train.reward import reward_input, reward_reply
@@ -37,6 +38,25 @@ class KimiAudioPolicy:
 
     def text_tokenizer(self, directory: str) -> KimiTextTokenizer:
         return KimiTextTokenizer(directory)
+
+    def read_records(self, paths: Sequence[str], features: bool = False) -> list[dict]:
+        return data.read_records(paths, self.config, whisper_features=features)
+
+    def train_batches(self, records: list[dict], global_batch: int, buckets: Sequence[int],
+                      seed: int, features: bool = False) -> grain.IterDataset:
+        return data.train_dataset(records, self.config, global_batch, tuple(buckets), seed=seed,
+                                  whisper_features=features)
+
+    def eval_batches(self, records: list[dict], global_batch: int, buckets: Sequence[int],
+                     features: bool = False) -> list[dict]:
+        return data.eval_batches(records, self.config, global_batch, tuple(buckets), features)
+
+    def sft_loss(self, model: KimiAudio, batch: dict,
+                 rng: jax.Array | None = None) -> dict[str, tuple[jax.Array, jax.Array]]:
+        return sft.sft_loss(model, batch, rng)
+
+    def sft_counts(self, batch: dict) -> dict[str, jax.Array]:
+        return sft.sft_counts(batch)
 
     def prompt_length(self, record: dict) -> int:
         return len(layout.record_prompt(record, self.config))

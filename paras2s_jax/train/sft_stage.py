@@ -12,7 +12,7 @@ from flax import nnx
 
 from paras2s_jax import sharding
 from paras2s_jax.train import data as data_lib
-from paras2s_jax.train import plan, sft, stages, trainer
+from paras2s_jax.train import plan, stages, trainer
 from paras2s_jax.train import step as step_lib
 from paras2s_jax.train.metrics import MetricWriter
 
@@ -52,7 +52,7 @@ def build_eval(cfg: ml_collections.ConfigDict, run: trainer.Run) -> sharding.mes
                          f"config.data.global_batch={cfg.data.global_batch}")
 
     def sums(params, rest, batch):
-        terms = sft.sft_loss(nnx.merge(run.graphdef, params, rest), batch)
+        terms = run.policy.sft_loss(nnx.merge(run.graphdef, params, rest), batch)
         return {k: v[0] for k, v in terms.items()}, {k: v[1] for k, v in terms.items()}
 
     def eval_sums(params, rest, batch):
@@ -69,8 +69,8 @@ def _eval_loss_fn(run: trainer.Run, batches: list[dict], sums: sharding.mesh_jit
     """Mean eval CE per stream (token-weighted over the whole eval set) from `sums`
     (`build_eval`)."""
     def evaluate(r: trainer.Run) -> dict[str, float]:
-        tot = {s: 0.0 for s in sft.STREAMS}
-        cnt = {s: 0.0 for s in sft.STREAMS}
+        tot = {s: 0.0 for s in r.policy.streams}
+        cnt = {s: 0.0 for s in r.policy.streams}
         for local in batches:
             batch = data_lib.to_global(local, r.mesh)
             s, c = jax.device_get(sums(r.state["params"], r.rest, batch))
@@ -79,7 +79,7 @@ def _eval_loss_fn(run: trainer.Run, batches: list[dict], sums: sharding.mesh_jit
                 cnt[k] += float(c[k])
         w = r.cfg.loss.weights
         out = {f"loss_{k}": tot[k] / max(cnt[k], 1.0) for k in tot}
-        out["loss"] = sum(w[k] * out[f"loss_{k}"] for k in sft.STREAMS)
+        out["loss"] = sum(w[k] * out[f"loss_{k}"] for k in tot)
         return out
 
     return evaluate
@@ -133,7 +133,7 @@ def _log_scores(run: trainer.Run, scores: dict[str, float]) -> None:
 def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run) -> sharding.mesh_jit:
     """The jitted SFT train step `(state, batch, rest) -> (state, metrics)`."""
     step = step_lib.build_train_step(
-        run.graphdef, sft.sft_loss, sft.sft_counts, dict(cfg.loss.weights),
+        run.graphdef, run.policy.sft_loss, run.policy.sft_counts, dict(cfg.loss.weights),
         run.tx, run.schedule, accum_steps=cfg.optimizer.accum_steps)
     return trainer.jit_step(run, step)
 
@@ -174,7 +174,6 @@ def run_sft(cfg: ml_collections.ConfigDict) -> dict:
     if cfg.toy.enabled:
         _toy_files(cfg, workdir)
     run = trainer.setup(cfg)
-    mc = run.model_config
     results: dict = {}
     say = print if jax.process_index() == 0 else (lambda *a, **k: None)
 
@@ -186,16 +185,16 @@ def run_sft(cfg: ml_collections.ConfigDict) -> dict:
             say(f"toy judge, base model : {base.summary()}", flush=True)
 
     feats = cfg.data.whisper_features
-    records = data_lib.read_records(cfg.data.train_files, mc, whisper_features=feats)
-    ds = data_lib.train_dataset(records, mc, cfg.data.global_batch, tuple(cfg.data.buckets),
-                                seed=cfg.data.shuffle_seed, whisper_features=feats)
+    policy = run.policy
+    records = policy.read_records(cfg.data.train_files, feats)
+    ds = policy.train_batches(records, cfg.data.global_batch, cfg.data.buckets,
+                              cfg.data.shuffle_seed, feats)
     data_iter = iter(ds)
     eval_fn = None
     if cfg.data.eval_files:
-        eval_records = data_lib.read_records(cfg.data.eval_files, mc, whisper_features=feats)
-        eval_fn = _eval_loss_fn(run, data_lib.eval_batches(
-            eval_records, mc, cfg.data.global_batch, tuple(cfg.data.buckets), feats),
-            build_eval(cfg, run))
+        eval_records = policy.read_records(cfg.data.eval_files, feats)
+        eval_fn = _eval_loss_fn(run, policy.eval_batches(
+            eval_records, cfg.data.global_batch, cfg.data.buckets, feats), build_eval(cfg, run))
     if judge and cfg.toy.judge_in_eval and eval_fn is not None:
         eval_fn = _with_toy_score(eval_fn, cfg)
 
