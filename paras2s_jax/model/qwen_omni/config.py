@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax.numpy as jnp
+from paras2s_jax.model.config import Numerics
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -68,7 +68,7 @@ def _check_common(c: Any, name: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class ThinkerTextConfig:
+class ThinkerTextConfig(Numerics):
     """The thinker's Qwen2 language model with its multimodal rotary and special ids."""
 
     vocab_size: int = 152064
@@ -102,14 +102,6 @@ class ThinkerTextConfig:
         if self.position_id_per_seconds <= 0 or self.seconds_per_chunk <= 0:
             raise ValueError("ThinkerTextConfig.position_id_per_seconds and seconds_per_chunk "
                              "must be positive")
-
-    @property
-    def storage_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.param_dtype)
-
-    @property
-    def compute_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.dtype)
 
     @classmethod
     def from_hf(cls, config: dict[str, Any], **overrides: Any) -> ThinkerTextConfig:
@@ -152,7 +144,7 @@ class ThinkerTextConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TalkerConfig:
+class TalkerConfig(Numerics):
     """The talker: a Qwen2 decoder over codec tokens fed by thinker states."""
 
     vocab_size: int = 8448  # codec vocabulary
@@ -191,14 +183,6 @@ class TalkerConfig:
         if not self.talker_eos_token_id or bad:
             raise ValueError(f"TalkerConfig.talker_eos_token_id must be non-empty codec ids, "
                              f"got {self.talker_eos_token_id}")
-
-    @property
-    def storage_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.param_dtype)
-
-    @property
-    def compute_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.dtype)
 
     @classmethod
     def from_hf(cls, config: dict[str, Any], **overrides: Any) -> TalkerConfig:
