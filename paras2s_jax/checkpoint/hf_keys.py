@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 from flax import nnx
@@ -75,8 +75,11 @@ def _hf_name(path: tuple[str | int, ...]) -> str:
     return name if name.startswith(_TOP_LEVEL) else "model." + name
 
 
-def key_specs(model: nnx.Module) -> dict[str, KeySpec]:
-    """HF key -> KeySpec for every `nnx.Param` of `model` (concrete or abstract)."""
+def key_specs(model: nnx.Module,
+              name: Callable[[tuple[str | int, ...]], str] | None = None) -> dict[str, KeySpec]:
+    """HF key -> KeySpec for every `nnx.Param` of `model` (concrete or abstract);
+    `name(path)` gives a parameter's key (default: Kimi-Audio's checkpoint names)."""
+    name = name or _hf_name
     dense_in = {
         path: node.num_in for path, node in nnx.iter_graph(model) if isinstance(node, Dense)
     }
@@ -92,7 +95,7 @@ def key_specs(model: nnx.Module) -> dict[str, KeySpec]:
             hf_shape = shape
         else:  # biases and norm scales are flat vectors in HF
             hf_shape = (math.prod(shape),)
-        spec = KeySpec(_hf_name(path), tuple(path), shape, hf_shape, num_in)
+        spec = KeySpec(name(path), tuple(path), shape, hf_shape, num_in)
         specs[spec.hf_key] = spec
     return specs
 

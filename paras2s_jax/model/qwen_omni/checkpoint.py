@@ -19,11 +19,11 @@ import jax
 import numpy as np
 from flax import nnx
 
+from paras2s_jax.checkpoint import hf_keys
 from paras2s_jax.checkpoint.hf_io import CONFIG_FILE, INDEX_FILE, shard_files
 from paras2s_jax.checkpoint.hf_keys import CheckpointKeyError, KeySpec
 from paras2s_jax.checkpoint.placement import place_on_shards
 from paras2s_jax.checkpoint.safetensors_io import SafetensorsFile, write_safetensors
-from paras2s_jax.model.layers import Dense
 from paras2s_jax.model.qwen_omni.config import TalkerConfig, ThinkerTextConfig
 from paras2s_jax.model.qwen_omni.talker import Talker
 from paras2s_jax.model.qwen_omni.thinker import Thinker
@@ -35,24 +35,11 @@ EMBED_KEY = "thinker.model.embed_tokens.weight"
 
 def key_specs(model: nnx.Module, prefix: str) -> dict[str, KeySpec]:
     """Checkpoint key -> KeySpec for every `nnx.Param` of a thinker or talker."""
-    dense_in = {path: node.num_in for path, node in nnx.iter_graph(model)
-                if isinstance(node, Dense)}
-    specs: dict[str, KeySpec] = {}
-    for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-        if type(variable) is not nnx.Param:  # adapters are not in the checkpoint
-            continue
-        shape = tuple(variable.shape)
-        num_in = dense_in.get(path[:-1], 0) if path[-1] == "kernel" else 0
-        if num_in:
-            hf_shape = (math.prod(shape[num_in:]), math.prod(shape[:num_in]))
-        elif path[-1] == "embedding":
-            hf_shape = shape
-        else:
-            hf_shape = (math.prod(shape),)
+    def name(path: tuple[str | int, ...]) -> str:
         leaf = "weight" if path[-1] in ("kernel", "embedding") else str(path[-1])
-        key = prefix + ".".join([*map(str, path[:-1]), leaf])
-        specs[key] = KeySpec(key, tuple(path), shape, hf_shape, num_in)
-    return specs
+        return prefix + ".".join([*map(str, path[:-1]), leaf])
+
+    return hf_keys.key_specs(model, name)
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
