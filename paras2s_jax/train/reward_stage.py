@@ -203,13 +203,18 @@ def _bench_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path
     return _distil_splits(cfg, run_model, workdir, train, held, judge, judge.name)
 
 
+ROUND_EVALS = "distill/round_evals.jsonl"  # held-out agreement of each round's refit
+
+
 def _judge_rounds(cfg, run: trainer.Run, step_fn, workdir: Path, queries: list[dict],
-                  judge_fn, judge_name: str) -> None:
+                  judge_fn, judge_name: str, heldout: list[dict]) -> None:
     """Uncertainty selection (`select.judge_in_rounds`) over distill/pool: before each
     chosen round the adapters are refitted from their initial values for
     `distill.round_steps` steps on every pair judged so far; the judged rounds are
-    written to distill/train and become `data.train_files`. The run's state is left at
-    the initial adapters, for the final training on all judged pairs."""
+    written to distill/train and become `data.train_files`. Each refit's agreement with
+    the judge on the `heldout` pairs (when there are any) is appended to ROUND_EVALS as
+    {"judged", "steps", "pearson", "accuracy", "mean_predicted"}. The run's state is
+    left at the initial adapters, for the final training on all judged pairs."""
     from paras2s_jax.train import data as data_lib
     from paras2s_jax.train.select import judge_in_rounds
 
@@ -225,6 +230,14 @@ def _judge_rounds(cfg, run: trainer.Run, step_fn, workdir: Path, queries: list[d
         for _ in range(cfg.distill.round_steps):
             run.state, _ = step_fn(run.state, data_lib.to_global(next(batches), run.mesh),
                                    run.rest)
+        if heldout:
+            row = {"judged": len(records), "steps": cfg.distill.round_steps,
+                   **evaluate_rm(run.model(), heldout, cfg)}
+            if jax.process_index() == 0:
+                print(f"round refit on {len(records)} judged pairs: held-out pearson="
+                      f"{row['pearson']:.3f}, accuracy={row['accuracy']:.3f}", flush=True)
+                with open(workdir / ROUND_EVALS, "a") as f:
+                    f.write(json.dumps(row) + "\n")
 
     def score(replies):
         # (unjudged: "score" 0 is only collate_left's padding value, never a target here)
@@ -366,10 +379,10 @@ def run_reward(cfg: ml_collections.ConfigDict, judge: DistillJudge | None = None
     mc = run.model_config
     _, digits = score_token_ids(cfg.reward)
     step_fn = build_step(cfg, run, digits)
-    if pending:
-        _judge_rounds(cfg, run, step_fn, workdir, *pending)
-    data_iter = training_batches(read_scored(cfg.data.train_files), mc, cfg)
     heldout = read_scored(cfg.data.eval_files) if cfg.data.eval_files else []
+    if pending:
+        _judge_rounds(cfg, run, step_fn, workdir, *pending, heldout)
+    data_iter = training_batches(read_scored(cfg.data.train_files), mc, cfg)
 
     eval_fn = (lambda r: evaluate_rm(r.model(), heldout, cfg)) if heldout else None
 
