@@ -206,6 +206,22 @@ def _bench_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path
 ROUND_EVALS = "distill/round_evals.jsonl"  # held-out agreement of each round's refit
 
 
+def read_pool(pool_dir: Path, queries: list[dict]) -> list[tuple[dict, list, list]]:
+    """The sampled pool's replies as (query record, reply text, reply audio), in shard
+    order; a reply sampled hearing Whisper features has the absolute path of their file
+    as its query's "prompt_features" (the round records and the RM read them there)."""
+    by_id = {q["id"]: q for q in queries}
+    pool = []
+    for path in sorted(pool_dir.glob("distill-*.jsonl")):
+        for rec in map(json.loads, path.read_text().splitlines()):
+            q = by_id[rec["query_id"]]
+            if "prompt_features" in rec:
+                q = {**q, "prompt_features": prompt_features.resolve(rec, path)[
+                    "prompt_features"]}
+            pool.append((q, rec["reply_text"], rec["reply_audio"]))
+    return pool
+
+
 def _judge_rounds(cfg, run: trainer.Run, step_fn, workdir: Path, queries: list[dict],
                   judge_fn, judge_name: str, heldout: list[dict]) -> None:
     """Uncertainty selection (`select.judge_in_rounds`) over distill/pool: before each
@@ -218,10 +234,7 @@ def _judge_rounds(cfg, run: trainer.Run, step_fn, workdir: Path, queries: list[d
     from paras2s_jax.train import data as data_lib
     from paras2s_jax.train.select import judge_in_rounds
 
-    by_id = {q["id"]: q for q in queries}
-    pool = [(by_id[r["query_id"]], r["reply_text"], r["reply_audio"])
-            for path in sorted((workdir / "distill/pool").glob("distill-*.jsonl"))
-            for r in map(json.loads, path.read_text().splitlines())]
+    pool = read_pool(workdir / "distill/pool", queries)
     initial = jax.tree.map(jnp.copy, run.state)
 
     def fit(records):
@@ -355,9 +368,9 @@ def run_reward(cfg: ml_collections.ConfigDict, judge: DistillJudge | None = None
         raise ValueError(f"config.distill.selection={cfg.distill.selection!r}: use one of "
                          f"{SELECTIONS}")
     if cfg.distill.selection == "uncertainty":
-        if cfg.data.whisper_features or jax.process_count() > 1:
+        if jax.process_count() > 1:
             raise ValueError("config.distill.selection='uncertainty' runs in one process "
-                             "without config.data.whisper_features (not implemented yet)")
+                             "(multi-process rounds are not implemented)")
         if cfg.distill.round_steps < 1:
             raise ValueError(f"config.distill.round_steps={cfg.distill.round_steps} must "
                              "be >= 1")

@@ -147,3 +147,33 @@ def test_a_changed_pool_is_refused_on_resume(tmp_path):
 def test_bad_round_settings_name_the_config_fields(tmp_path, rounds, per_round, match):
     with pytest.raises(ValueError, match=match):
         _run(tmp_path, CountingJudge(), FakeRM(), rounds, per_round)
+
+
+def test_replies_heard_with_whisper_features_keep_their_feature_file(tmp_path):
+    """A pool sampled hearing Whisper features: each reply's query names the absolute
+    feature file its shard recorded, and so do the round records the RM trains on."""
+    from paras2s_jax.train.distill import read_scored
+    from paras2s_jax.train.reward_stage import read_pool
+
+    pool_dir = tmp_path / "pool"
+    (pool_dir / "features").mkdir(parents=True)
+    queries = [q for q, _, _ in _pool()[::PER_QUERY]]
+    shard = []
+    for i, (q, text, audio) in enumerate(_pool()):
+        feats = np.full((1, 4), float(i // PER_QUERY), np.float32)
+        np.save(pool_dir / "features" / f"{i // PER_QUERY}.npy", feats)
+        shard.append({"query_id": q["id"], "reply_text": text, "reply_audio": audio,
+                      "score": 0, "prompt_audio": q["prompt_audio"],
+                      "prompt_features": f"features/{i // PER_QUERY}.npy"})
+    (pool_dir / "distill-00000.jsonl").write_text("".join(json.dumps(r) + "\n" for r in shard))
+    pool = read_pool(pool_dir, queries)
+    assert [(q["id"], t, a) for q, t, a in pool] == [(q["id"], t, a) for q, t, a in _pool()]
+    for i, (q, _, _) in enumerate(pool):
+        assert q["prompt_features"] == str((pool_dir / "features" / f"{i // PER_QUERY}.npy")
+                                           .resolve())
+    judge_in_rounds(pool, CountingJudge(), tmp_path / "train", 2, 3, FakeRM().fit,
+                    FakeRM().score, "toy")
+    records = read_scored(sorted((tmp_path / "train").glob("round-*.jsonl")))
+    assert len(records) == 6
+    for r in records:
+        assert np.load(r["prompt_features"])[0, 0] == r["pool_index"] // PER_QUERY
