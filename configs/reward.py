@@ -93,6 +93,9 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     # paras2s_jax/train/select.py). Held-out replies are all judged either way.
     c.distill.selection = "random"
     c.distill.rounds = 4  # judging rounds ("uncertainty")
+    # what "least sure" means ("uncertainty"): "entropy" of the digit distribution, or
+    # "boundary": expected score nearest a half-integer between two digits
+    c.distill.criterion = "entropy"
     c.distill.per_round = 432  # replies judged per round ("uncertainty")
     c.distill.round_steps = 100  # RM steps fitted before each chosen round ("uncertainty")
     c.distill.bench = ml_collections.ConfigDict()

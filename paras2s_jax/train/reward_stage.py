@@ -45,6 +45,7 @@ from paras2s_jax.train.reward import (
     reward_reply,
     score_loss,
 )
+from paras2s_jax.train.select import CRITERIA
 
 VIEW_FILE = "reward_input.json"  # inside the reward model directory: what the RM reads
 
@@ -258,7 +259,8 @@ def _judge_rounds(cfg, run: trainer.Run, step_fn, workdir: Path, queries: list[d
                                          for q, t, a in replies], cfg)
 
     judge_in_rounds(pool, judge_fn, workdir / "distill/train", cfg.distill.rounds,
-                    cfg.distill.per_round, fit, score, judge_name, seed=cfg.seed)
+                    cfg.distill.per_round, fit, score, judge_name, seed=cfg.seed,
+                    criterion=cfg.distill.criterion)
     run.state = initial
     with cfg.unlocked():
         cfg.data.train_files = sorted(str(p) for p in (workdir / "distill/train").glob(
@@ -371,6 +373,9 @@ def run_reward(cfg: ml_collections.ConfigDict, judge: DistillJudge | None = None
         if jax.process_count() > 1:
             raise ValueError("config.distill.selection='uncertainty' runs in one process "
                              "(multi-process rounds are not implemented)")
+        if cfg.distill.criterion not in CRITERIA:
+            raise ValueError(f"config.distill.criterion={cfg.distill.criterion!r}: use one "
+                             f"of {tuple(CRITERIA)}")
         if cfg.distill.round_steps < 1:
             raise ValueError(f"config.distill.round_steps={cfg.distill.round_steps} must "
                              "be >= 1")

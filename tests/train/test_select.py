@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from paras2s_jax.train.select import (
+    boundary_closeness,
     digit_entropy,
     judge_in_rounds,
     pick_uncertain,
@@ -28,6 +29,18 @@ def test_a_planted_flat_reply_is_picked_over_confident_ones():
     probs[2] = [0.5, 0.5, 0, 0, 0]  # less sure than CONFIDENT, surer than FLAT
     assert pick_uncertain(probs, np.zeros(6, bool), 1).tolist() == [4]
     assert pick_uncertain(probs, np.zeros(6, bool), 2).tolist() == [4, 2]
+
+
+def test_boundary_criterion_picks_expected_scores_between_two_digits():
+    between = [0, 0, 0, 0.5, 0.5]  # expected score 4.5: a 4 or a 5, the RM cannot tell
+    near = [0, 0, 0.1, 0.6, 0.3]  # 4.2
+    probs = np.asarray([CONFIDENT, FLAT, near, between, [0, 0, 0, 0, 1.0]])
+    assert boundary_closeness(probs) == pytest.approx([-0.4, -0.5, -0.3, 0.0, -0.5])
+    # FLAT has the highest entropy but its expected score is a digit (3.0)
+    assert pick_uncertain(probs, np.zeros(5, bool), 2, "boundary").tolist() == [3, 2]
+    assert pick_uncertain(probs, np.zeros(5, bool), 1, "entropy").tolist() == [1]
+    with pytest.raises(ValueError, match=r"config.distill.criterion='vote': use one of"):
+        pick_uncertain(probs, np.zeros(5, bool), 1, "vote")
 
 
 def test_judged_replies_are_never_picked():

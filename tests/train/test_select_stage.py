@@ -96,6 +96,7 @@ def test_uncertainty_rounds_in_the_reward_stage(toy_dir, tmp_path, monkeypatch):
 @pytest.mark.parametrize("field, value, match", [
     ("selection", "active", r"config.distill.selection='active'"),
     ("round_steps", 0, r"config.distill.round_steps=0"),
+    ("criterion", "vote", r"config.distill.criterion='vote': use one of"),
 ])
 def test_bad_selection_settings_are_named(toy_dir, tmp_path, field, value, match):
     cfg = _cfg(tmp_path, toy_dir)
