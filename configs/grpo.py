@@ -108,6 +108,13 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.audit.min_judge_drop = 0.25
     c.audit.patience = 1  # audits in a row that must fire before the rule acts
     c.audit.max_rollbacks = 2  # rollbacks allowed; the next firing stops the run
+    # Who judges the audits: "toy" (the toy judge; needs toy.enabled) or "bench" (the
+    # benchmark pipeline of configs/reward.py's distill.bench, built by launch/train.py;
+    # only process 0 calls it, and each audit's dollars are logged as audit/cost_usd).
+    c.audit.scorer = "toy"
+    c.audit.bench = ml_collections.ConfigDict()
+    c.audit.bench.args = ""  # bench.score flags: --queries (audit prompts), --cache, --judge ...
+    c.audit.bench.speech_dir = ""  # glm-4-voice-tokenizer/, audio_detokenizer/, vocoder/ ...
 
     c.toy = ml_collections.ConfigDict()
     c.toy.enabled = False  # prompts from the toy world's training texts

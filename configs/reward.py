@@ -11,11 +11,13 @@ to predict the judge's digit, and prints the held-out Pearson correlation betwee
 reward model's expected score and the judge. The model (base + adapters) is saved to
 <workdir>/reward_model for GRPO.
 
-Paper run (one H100; distillation shards written with paras2s_jax.train.distill from
-the SFT model, 32 replies for each of 10k queries)::
+Paper run (one H100; distillation shards written and judged elsewhere with
+paras2s_jax.train.distill from the SFT model, 32 replies for each of 10k queries; every
+pair is judged already, hence random selection)::
 
     python launch/train.py --config configs/reward.py:kimi_audio_7b \
         --config.init.path=/checkpoints/paras2s/sft_7b/checkpoints/1600 \
+        --config.distill.selection=random \
         --config.data.train_files='["/data/distill/train/*.jsonl"]'
 
 Distillation scored by the benchmark pipeline (replies spoken by the detokenizer, then
@@ -28,7 +30,10 @@ ASR, style captions and the LLM judge of bench.score, cached and resumable)::
             --judge-model gpt-4.1 --cache /checkpoints/paras2s/bench_cache.sqlite"
 
 adding ``--config.distill.batch=True`` sends each chunk's judge calls as one OpenAI Batch
-API job (half price; the run waits for it and a restart resumes polling it).
+API job (half price; the run waits for it and a restart resumes polling it). The preset
+judges 3/8 of the sampled pool, chosen by uncertainty rounds (`distill.selection`, see
+the preset's comments and docs/training.md); ``--config.distill.selection=random``
+judges every sampled reply.
 """
 
 from __future__ import annotations
@@ -88,6 +93,9 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     # paras2s_jax/train/select.py). Held-out replies are all judged either way.
     c.distill.selection = "random"
     c.distill.rounds = 4  # judging rounds ("uncertainty")
+    # what "least sure" means ("uncertainty"): "entropy" of the digit distribution, or
+    # "boundary": expected score nearest a half-integer between two digits
+    c.distill.criterion = "entropy"
     c.distill.per_round = 432  # replies judged per round ("uncertainty")
     c.distill.round_steps = 100  # RM steps fitted before each chosen round ("uncertainty")
     c.distill.bench = ml_collections.ConfigDict()
@@ -143,7 +151,8 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.optimizer.decay_steps = 10_000  # cosine over one epoch
         c.data.global_batch = 32  # scored replies per update
         c.data.buckets = [512, 1024, 2048, 4096]  # prompt + reply lengths
-        c.train.total_steps = 10_000  # one epoch of 320k pairs at batch 32
+        # one epoch of 320k pairs at batch 32 (random selection); 2.7 of the 120k judged
+        c.train.total_steps = 10_000
         c.train.eval_every = 500  # held-out Pearson cadence
         c.train.eval_micro_batches = 4  # the held-out forward one row per GPU at a time too
         c.train.save_every = 500  # checkpoint cadence
@@ -153,6 +162,24 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         # Digits and suffix from the tokenizer that `launch/convert.py import` copies.
         c.reward.tokenizer_dir = "/checkpoints/kimi-audio-7b-orbax/tokenizer"  # from convert.py
         c.data.whisper_features = True  # as SFT: the RM hears prompts as the policy does
+        # Distillation at the paper's scale: 32 replies for each of 10k queries, a pool of
+        # 320k; judging every one is 320k runs of the judge pipeline (ASR + style caption +
+        # GPT-4.1). Toy curve (`python launch/ablate.py distill`, docs/demo.md): entropy
+        # rounds of 1/16 of the pool came within random selection's full-pool Pearson
+        # (0.837 ± 0.013) at 3/8 of the pool (0.832 ± 0.023, no seed collapsed), not at 1/4
+        # (0.804 ± 0.068). Hence 6 rounds of 20k: 120k judged, 200k calls saved (62.5%; an
+        # extrapolation from a toy whose RM stops gaining from data at ~1/8 of its pool).
+        # rounds=1, per_round=40_000 judges a random eighth (no refits; in the toy 0.832 ±
+        # 0.007, but random subsets of 1/4 and 1/2 had a seed collapse to 0.66-0.69).
+        c.distill.samples_per_query = 32  # paper value
+        c.distill.selection = "uncertainty"  # judged rounds: the replies the RM is least sure of
+        c.distill.per_round = 20_000  # 1/16 of the 320k pool, the toy's round size
+        c.distill.rounds = 6  # 120k judged: 3/8 of the pool
+        # Each refit (before rounds 1-5): 1,250 steps of 32 = 2 epochs of round 0's 20k
+        # pairs (0.4 of round 5's 100k), from the initial adapters; the toy refits for its
+        # full 300 steps. Then the unjudged replies (300k down to 220k) are scored, forward
+        # only: 1.3M forward rows in all, the compute paid for the saved judge calls.
+        c.distill.round_steps = 1_250
     else:
         raise ValueError(f"configs/reward.py: unknown preset {preset!r}; use {PRESETS}")
     return c

@@ -1,12 +1,15 @@
-"""Toy-world ablations: GRPO's KL weight and group size, RM view, reward audits.
+"""Toy-world ablations: GRPO's KL weight and group size, RM view, reward audits and
+uncertainty-driven distillation.
 
     python launch/ablate.py beta [--workdir /tmp/paras2s/demo] [--steps 60] [--seeds 3]
     python launch/ablate.py group [--steps 40]
     python launch/ablate.py rm-view [--seeds 3] [--steps 0]
     python launch/ablate.py audit [--seeds 3] [--steps 200]
+    python launch/ablate.py distill [--seeds 3]
 
 All start from the demo's SFT checkpoint and reward model (`launch/demo.py` makes them
-first if they are missing) and run GRPO once per setting and seed, in <workdir>/ablate/.
+first if they are missing) and run GRPO (reward models for `rm-view` and `distill`) once
+per setting and seed, in <workdir>/ablate/.
 
 - `beta`: beta = 0.2 vs 0 on both streams, `--seeds` training seeds each. Prints the KL
   to the SFT reference per stream over the run, then the paralinguistic score and the
@@ -42,6 +45,11 @@ first if they are missing) and run GRPO once per setting and seed, in <workdir>/
   the rollback run never stops, so its last checkpoint was rolled back or is within 0.25
   of the best audit. The audit prompts are drawn from the held-out queries the final
   score is measured on (the toy has no third split): audits select checkpoints on them.
+- `distill`: reward-model held-out Pearson and exact-digit agreement with the toy judge
+  vs the number of judged training pairs, for `distill.selection` "random" and
+  "uncertainty", `--seeds` seeds each, on the demo's pool of sampled replies; then
+  whether uncertainty selection reaches random's full-pool Pearson with at most a
+  quarter of the judge calls (launch/ablate_distill.py).
 """
 
 from __future__ import annotations
@@ -279,14 +287,14 @@ def audit_sweep(configs: dict, steps: int, seeds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep", choices=("beta", "group", "rm-view", "audit"))
+    parser.add_argument("sweep", choices=("beta", "group", "rm-view", "audit", "distill"))
     parser.add_argument("--workdir", default="/tmp/paras2s/demo")
     parser.add_argument("--steps", type=int, default=None,
                         help="GRPO steps per setting (default 60; audit: 200; rm-view: 0, "
-                        "no GRPO)")
+                        "no GRPO; distill: not used)")
     parser.add_argument("--seeds", type=int, default=3,
                         help="training seeds (beta, audit: GRPO runs per setting; "
-                        "rm-view: reward models)")
+                        "rm-view, distill: reward models)")
     args = parser.parse_args()
     use_compilation_cache(Path(args.workdir))  # the demo's compiled programs
     configs = _ensure_prerequisites(Path(args.workdir))
@@ -298,6 +306,10 @@ def main() -> None:
         group_sweep(configs, steps)
     elif args.sweep == "audit":
         audit_sweep(configs, steps, args.seeds)
+    elif args.sweep == "distill":
+        from launch.ablate_distill import distill_sweep
+
+        distill_sweep(configs, args.seeds)
     else:
         view_sweep(configs, steps, args.seeds)
 

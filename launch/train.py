@@ -37,6 +37,23 @@ def _init_distributed(cfg) -> None:
         jax.distributed.initialize()  # coordinator, size and rank from the SLURM env
 
 
+def stage_extras(cfg) -> dict:
+    """The stage's keyword arguments beyond its config: the benchmark pipeline's judge for
+    distillation (`distill.scorer="bench"`) or for GRPO's reward audits (`audit.every > 0`
+    with `audit.scorer="bench"`). The benchmark is handed to the stage here, so the
+    library never imports it."""
+    section = None
+    if cfg.stage == "reward" and cfg.distill.scorer == "bench":
+        section = "distill"
+    elif cfg.stage == "grpo" and cfg.audit.every and cfg.audit.scorer == "bench":
+        section = "audit"
+    if section is None:
+        return {}
+    from bench.scoring.distill_judge import judge_from_config
+
+    return {"judge": judge_from_config(cfg, section)}
+
+
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
@@ -51,12 +68,7 @@ def main(argv: list[str]) -> None:
     from paras2s_jax.train import stages
     from paras2s_jax.train.inputs import InputMismatch, MissingInput
 
-    extras = {}
-    if cfg.stage == "reward" and cfg.distill.scorer == "bench":
-        # The benchmark is handed to the stage here, so the library never imports it.
-        from bench.scoring.distill_judge import judge_from_config
-
-        extras["judge"] = judge_from_config(cfg)
+    extras = stage_extras(cfg)
     try:
         results = stages.get(cfg.stage)(cfg, **extras)
     except (MissingInput, InputMismatch) as err:  # one line: the path and the fix

@@ -20,3 +20,20 @@ def test_audit_actions_name_step_action_and_why(tmp_path):
     assert acted == ["seed 2, step 20: rollback (judge 4.40 < best 4.80)"]
     assert calls == 16
     assert ablate._audit_actions(tmp_path / "no_audits", seed=0) == ([], 0)
+
+
+def _rows(*pearsons):
+    return [{"pearson": p, "accuracy": 0.9} for p in pearsons]
+
+
+def test_distill_goal_line_compares_cheap_uncertainty_with_random_full_pool():
+    from launch.ablate_distill import goal_line
+
+    random = {256: _rows(0.6, 0.7), 1024: _rows(0.74, 0.76)}  # full pool: mean 0.75
+    uncertain = {128: _rows(0.7, 0.7), 256: _rows(0.75, 0.77), 512: _rows(0.8, 0.8)}
+    line = goal_line(1024, random, uncertain)
+    assert "Pearson 0.750): yes: from 256 judged pairs (0.25 of the calls)" in line
+    assert "its best mean with <= 256 calls is 0.760 at 256" in line  # 512 is over 1/4
+    uncertain[256] = _rows(0.74, 0.75)
+    assert "0.750): no; its best mean with <= 256 calls is 0.745 at 256" in goal_line(
+        1024, random, uncertain)

@@ -92,6 +92,12 @@ class BenchJudge:
                          "max_seconds": a.max_audio_seconds,
                          "registers": build_registers(every, system, self.captioner)}
 
+    @property
+    def cost_usd(self) -> float:
+        """Dollars of the calls made so far, from the runtime's cost ledger (cached answers
+        cost nothing)."""
+        return self.runtime.totals.cost_usd
+
     def query_records(self, whisper_features: bool) -> list[dict]:
         """One distillation query per benchmark item: its prompt speech as codes (and
         Whisper features when the model reads them), in the queries file's order."""
@@ -149,12 +155,17 @@ class BenchJudge:
                            f"{verdict.error}")
 
 
-def judge_from_config(cfg) -> BenchJudge:
-    """The judge `config.distill.bench` describes: its bench.score flags (`args`) and the
+def judge_from_config(cfg, section: str = "distill") -> BenchJudge:
+    """The judge `config.<section>.bench` describes ("distill": the reward stage's
+    distillation; "audit": GRPO's reward audits): its bench.score flags (`args`) and the
     speech models that speak each reply (`speech_dir`), seeded with `config.seed`; batch
-    mode with `config.distill.batch`."""
+    mode with `config.distill.batch` (distillation only: an audit waits for its scores)."""
     from paras2s_jax.speech import Speech
 
-    bench = cfg.distill.bench
+    bench = cfg[section].bench
+    if not bench.speech_dir:
+        raise ValueError(f"config.{section}.bench.speech_dir is empty: the bench judge speaks "
+                         "each reply with the speech models there (glm-4-voice-tokenizer/, "
+                         "audio_detokenizer/, vocoder/)")
     return BenchJudge(shlex.split(bench.args), Speech.load(bench.speech_dir), seed=cfg.seed,
-                      batch=cfg.distill.batch)
+                      batch=section == "distill" and cfg.distill.batch)

@@ -66,12 +66,14 @@ def judge_all(judge_fn: Judge, replies: Sequence[tuple[dict, list[int], list[int
 
 def judged_record(reply: tuple[dict, list[int], list[int]], score: int, why: str,
                   judge_name: str) -> dict:
-    """A distillation record: the prompt, the reply and the judge's verdict."""
+    """A distillation record: the prompt (with its "prompt_features" file when the query
+    names one), the reply and the judge's verdict."""
     q, text, audio = reply
+    features = {"prompt_features": q["prompt_features"]} if "prompt_features" in q else {}
     return {"query_id": q["id"], "prompt_text": list(q.get("prompt_text", ())),
             "prompt_audio": list(q["prompt_audio"]), "scenario": q.get("scenario"),
-            "reply_text": list(text), "reply_audio": list(audio), "score": int(score),
-            "rationale": why, "judge": judge_name}
+            **features, "reply_text": list(text), "reply_audio": list(audio),
+            "score": int(score), "rationale": why, "judge": judge_name}
 
 
 def toy_judge(record: dict, text: list[int], audio: list[int]) -> tuple[int, str]:

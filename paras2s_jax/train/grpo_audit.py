@@ -8,6 +8,10 @@ to `Audits.record`: means, their gap (RM - judge), Pearson over the replies, the
 judge mean so far, and what `audit.rule` does about it ("warn", "stop" or "rollback" to
 the checkpoint with the best judge mean). The history is one JSON line per audit in
 `<workdir>/audits.jsonl` (written by process 0); a resumed run reads it back.
+
+Only process 0 calls the judge (`judge_scores`; its calls may be paid) and broadcasts
+the scores. A judge that keeps a running cost in dollars (`cost_usd`, as the benchmark
+pipeline's judge does from its cost ledger) has each audit's cost recorded too.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from paras2s_jax.train.distill import Judge, judge_all
+from paras2s_jax.train.hosts import agreed
 from paras2s_jax.train.reward import pearson
 
 AUDIT_FILE = "audits.jsonl"
@@ -77,6 +83,21 @@ def trigger(c: ml_collections.ConfigDict, gap: float, judge_mean: float,
     return "; ".join(reasons)
 
 
+def judge_scores(judge_fn: Judge, replies: list[tuple[dict, list[int], list[int]]]
+                 ) -> tuple[np.ndarray, float | None]:
+    """(float32[len(replies)] judge scores of `replies`, the dollars these calls cost or
+    None when the judge keeps no cost, e.g. the toy judge). Process 0 judges; every
+    process gets its scores and cost."""
+    priced = hasattr(judge_fn, "cost_usd")
+    out = np.zeros(len(replies) + 1, np.float64)  # the scores, then the cost
+    if jax.process_index() == 0:
+        before = judge_fn.cost_usd if priced else 0.0
+        out[:-1] = [score for score, _ in judge_all(judge_fn, replies)]
+        out[-1] = judge_fn.cost_usd - before if priced else 0.0
+    out = agreed(out)
+    return out[:-1].astype(np.float32), float(out[-1]) if priced else None
+
+
 class Audits:
     """The audit history of a run and the decisions of `audit.rule` on it."""
 
@@ -107,8 +128,16 @@ class Audits:
         """The audit record with the highest judge mean (the earliest of ties)."""
         return max(self.history, key=lambda r: r["judge_mean"], default=None)
 
-    def record(self, step: int, rm: np.ndarray, judged: np.ndarray) -> dict:
-        """Summarise one audit's scores, decide the action, append the record."""
+    @property
+    def cost_usd(self) -> float | None:
+        """Dollars the audits' judge calls cost (None when the judge keeps no cost)."""
+        costs = [r["cost_usd"] for r in self.history if "cost_usd" in r]
+        return sum(costs) if costs else None
+
+    def record(self, step: int, rm: np.ndarray, judged: np.ndarray,
+               cost_usd: float | None = None) -> dict:
+        """Summarise one audit's scores (and the dollars its judge calls cost, when
+        known), decide the action, append the record."""
         best = self.best()
         best_before = None if best is None else best["judge_mean"]
         rm_mean, judge_mean = float(np.mean(rm)), float(np.mean(judged))
@@ -119,6 +148,9 @@ class Audits:
         rec["reason"] = trigger(self.c, rec["gap"], judge_mean, best_before)
         rec["action"] = self._action(rec["reason"])
         rec["judge_calls_total"] = self.judge_calls + rec["judge_calls"]
+        if cost_usd is not None:
+            rec["cost_usd"] = float(cost_usd)
+            rec["cost_usd_total"] = (self.cost_usd or 0.0) + rec["cost_usd"]
         self.history.append(rec)
         if self.writes:
             with open(self.path, "a") as f:
@@ -144,9 +176,10 @@ class Audits:
         return self.c.rule
 
     def metrics(self, rec: dict) -> dict[str, float]:
-        """The record's TensorBoard scalars (under `audit/`)."""
+        """The record's TensorBoard scalars (under `audit/`; the cost when known)."""
         return {k: float(rec[k]) for k in ("rm_mean", "judge_mean", "gap", "pearson",
-                                           "judge_best", "judge_calls_total")}
+                                           "judge_best", "judge_calls_total", "cost_usd",
+                                           "cost_usd_total") if k in rec}
 
     def message(self, rec: dict, target: int | None = None) -> str:
         """One line saying at which step the rule fired, why, and what it does."""
@@ -162,6 +195,8 @@ class Audits:
         best = self.best()
         out = {"audit_judge_calls": float(self.judge_calls),
                "audit_rollbacks": float(self.rollbacks)}
+        if self.cost_usd is not None:
+            out["audit_cost_usd"] = self.cost_usd
         if best is not None:
             out["audit_judge_best"] = best["judge_mean"]
             out["audit_judge_best_step"] = float(best["step"])

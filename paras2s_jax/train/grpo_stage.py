@@ -35,7 +35,7 @@ from paras2s_jax.policy import PromptBatch, SpeechPolicy
 from paras2s_jax.sampling import SampleOutput, SamplingConfig, sampling_from_settings
 from paras2s_jax.train import grpo_audit, grpo_models, prompt_features, stages, trainer
 from paras2s_jax.train.checkpointing import Checkpointer, abstract_like
-from paras2s_jax.train.distill import DistillJudge, Judge, judge_all, toy_judge
+from paras2s_jax.train.distill import DistillJudge, Judge, toy_judge
 from paras2s_jax.train.grpo import STREAMS, group_advantages, group_spread
 from paras2s_jax.train.grpo_update import (
     build_step,
@@ -229,6 +229,13 @@ def audit_prompts(cfg: ml_collections.ConfigDict, judge: DistillJudge | None) ->
     """The fixed held-out audit prompts (`audit.prompts` of them, drawn with `audit.seed`):
     from the judge's own query records, else (toy world) the toy data's held-out eval
     queries, never the RL prompts."""
+    scorers = ("toy", "bench")
+    if cfg.audit.scorer not in scorers:
+        raise ValueError(f"config.audit.scorer={cfg.audit.scorer!r}: use one of {scorers}")
+    if cfg.audit.scorer == "bench" and judge is None:
+        raise ValueError("config.audit.scorer='bench' needs the benchmark's judge: run the "
+                         "stage through launch/train.py, which builds it from "
+                         "config.audit.bench")
     if judge is not None:
         pool = judge.query_records(cfg.data.whisper_features)
     elif cfg.toy.enabled:
@@ -246,9 +253,10 @@ def audit_prompts(cfg: ml_collections.ConfigDict, judge: DistillJudge | None) ->
 
 def audit_replies(cfg: ml_collections.ConfigDict, run: trainer.Run, records: list[dict],
                   key: jax.Array, score: ScoreFn,
-                  judge_fn: Judge) -> tuple[np.ndarray, np.ndarray]:
-    """(RM scores, judge scores) of `audit.samples_per_prompt` replies of the current
-    policy to each of `records`, as scored (no length-cap policy)."""
+                  judge_fn: Judge) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """(RM scores, judge scores, the judge calls' dollars or None) of
+    `audit.samples_per_prompt` replies of the current policy to each of `records`, as
+    scored (no length-cap policy); process 0 judges (`grpo_audit.judge_scores`)."""
     n, policy = cfg.audit.samples_per_prompt, run.policy
     sampling = sampling_from_settings(cfg.grpo.sampling, n)
     prompts = policy.prompt_batch(records, sampling.prompt_bucket, cfg.data.whisper_features)
@@ -256,11 +264,12 @@ def audit_replies(cfg: ml_collections.ConfigDict, run: trainer.Run, records: lis
     rm = np.asarray(score(prompts, out, n), np.float32)
     # (prompt record, reply text, reply audio) per row; row r answers prompt r // n
     replies = [(records[row // n], *reply) for row, reply in enumerate(policy.replies(out))]
-    return rm, np.asarray([score for score, _ in judge_all(judge_fn, replies)], np.float32)
+    return (rm, *grpo_audit.judge_scores(judge_fn, replies))
 
 
 def audit_step(cfg: ml_collections.ConfigDict, run: trainer.Run, audits: grpo_audit.Audits,
-               step: int, measure: Callable[[jax.Array], tuple[np.ndarray, np.ndarray]],
+               step: int,
+               measure: Callable[[jax.Array], tuple[np.ndarray, np.ndarray, float | None]],
                ckpt: Checkpointer, writer: MetricWriter) -> str:
     """Audit the policy after `step` updates, log it (TensorBoard, metrics.jsonl,
     audits.jsonl), checkpoint it ranked by its judge mean, and act on `audit.rule`:

@@ -43,6 +43,7 @@ from paras2s_jax.train.reward import (
     pearson,
     score_loss,
 )
+from paras2s_jax.train.select import CRITERIA
 
 VIEW_FILE = "reward_input.json"  # inside the reward model directory: what the RM reads
 
@@ -184,20 +185,38 @@ def _bench_distillation(cfg: ml_collections.ConfigDict, run_model, workdir: Path
     return _distil_splits(cfg, run_model, workdir, train, held, judge, judge.name)
 
 
+ROUND_EVALS = "distill/round_evals.jsonl"  # held-out agreement of each round's refit
+
+
+def read_pool(pool_dir: Path, queries: list[dict]) -> list[tuple[dict, list, list]]:
+    """The sampled pool's replies as (query record, reply text, reply audio), in shard
+    order; a reply sampled hearing Whisper features has the absolute path of their file
+    as its query's "prompt_features" (the round records and the RM read them there)."""
+    by_id = {q["id"]: q for q in queries}
+    pool = []
+    for path in sorted(pool_dir.glob("distill-*.jsonl")):
+        for rec in map(json.loads, path.read_text().splitlines()):
+            q = by_id[rec["query_id"]]
+            if "prompt_features" in rec:
+                q = {**q, "prompt_features": prompt_features.resolve(rec, path)[
+                    "prompt_features"]}
+            pool.append((q, rec["reply_text"], rec["reply_audio"]))
+    return pool
+
+
 def _judge_rounds(cfg, run: trainer.Run, step_fn, workdir: Path, queries: list[dict],
-                  judge_fn, judge_name: str) -> None:
+                  judge_fn, judge_name: str, heldout: list[dict]) -> None:
     """Uncertainty selection (`select.judge_in_rounds`) over distill/pool: before each
     chosen round the adapters are refitted from their initial values for
     `distill.round_steps` steps on every pair judged so far; the judged rounds are
-    written to distill/train and become `data.train_files`. The run's state is left at
-    the initial adapters, for the final training on all judged pairs."""
+    written to distill/train and become `data.train_files`. Each refit's agreement with
+    the judge on the `heldout` pairs (when there are any) is appended to ROUND_EVALS as
+    {"judged", "steps", "pearson", "accuracy", "mean_predicted"}. The run's state is
+    left at the initial adapters, for the final training on all judged pairs."""
     from paras2s_jax.train import data as data_lib
     from paras2s_jax.train.select import judge_in_rounds
 
-    by_id = {q["id"]: q for q in queries}
-    pool = [(by_id[r["query_id"]], r["reply_text"], r["reply_audio"])
-            for path in sorted((workdir / "distill/pool").glob("distill-*.jsonl"))
-            for r in map(json.loads, path.read_text().splitlines())]
+    pool = read_pool(workdir / "distill/pool", queries)
     initial = jax.tree.map(jnp.copy, run.state)
 
     def fit(records):
@@ -206,6 +225,14 @@ def _judge_rounds(cfg, run: trainer.Run, step_fn, workdir: Path, queries: list[d
         for _ in range(cfg.distill.round_steps):
             run.state, _ = step_fn(run.state, data_lib.to_global(next(batches), run.mesh),
                                    run.rest)
+        if heldout:
+            row = {"judged": len(records), "steps": cfg.distill.round_steps,
+                   **evaluate_rm(run.model(), heldout, cfg)}
+            if jax.process_index() == 0:
+                print(f"round refit on {len(records)} judged pairs: held-out pearson="
+                      f"{row['pearson']:.3f}, accuracy={row['accuracy']:.3f}", flush=True)
+                with open(workdir / ROUND_EVALS, "a") as f:
+                    f.write(json.dumps(row) + "\n")
 
     def score(replies):
         # (unjudged: "score" 0 is only collate_left's padding value, never a target here)
@@ -213,7 +240,8 @@ def _judge_rounds(cfg, run: trainer.Run, step_fn, workdir: Path, queries: list[d
                                          for q, t, a in replies], cfg)
 
     judge_in_rounds(pool, judge_fn, workdir / "distill/train", cfg.distill.rounds,
-                    cfg.distill.per_round, fit, score, judge_name, seed=cfg.seed)
+                    cfg.distill.per_round, fit, score, judge_name, seed=cfg.seed,
+                    criterion=cfg.distill.criterion)
     run.state = initial
     with cfg.unlocked():
         cfg.data.train_files = sorted(str(p) for p in (workdir / "distill/train").glob(
@@ -320,9 +348,12 @@ def run_reward(cfg: ml_collections.ConfigDict, judge: DistillJudge | None = None
         raise ValueError(f"config.distill.selection={cfg.distill.selection!r}: use one of "
                          f"{SELECTIONS}")
     if cfg.distill.selection == "uncertainty":
-        if cfg.data.whisper_features or jax.process_count() > 1:
+        if jax.process_count() > 1:
             raise ValueError("config.distill.selection='uncertainty' runs in one process "
-                             "without config.data.whisper_features (not implemented yet)")
+                             "(multi-process rounds are not implemented)")
+        if cfg.distill.criterion not in CRITERIA:
+            raise ValueError(f"config.distill.criterion={cfg.distill.criterion!r}: use one "
+                             f"of {tuple(CRITERIA)}")
         if cfg.distill.round_steps < 1:
             raise ValueError(f"config.distill.round_steps={cfg.distill.round_steps} must "
                              "be >= 1")
@@ -344,10 +375,10 @@ def run_reward(cfg: ml_collections.ConfigDict, judge: DistillJudge | None = None
     mc = run.model_config
     _, digits = score_token_ids(cfg.reward, run.policy)
     step_fn = build_step(cfg, run, digits)
-    if pending:
-        _judge_rounds(cfg, run, step_fn, workdir, *pending)
-    data_iter = training_batches(read_scored(cfg.data.train_files), mc, cfg)
     heldout = read_scored(cfg.data.eval_files) if cfg.data.eval_files else []
+    if pending:
+        _judge_rounds(cfg, run, step_fn, workdir, *pending, heldout)
+    data_iter = training_batches(read_scored(cfg.data.train_files), mc, cfg)
 
     eval_fn = (lambda r: evaluate_rm(r.model(), heldout, cfg)) if heldout else None
 

@@ -27,12 +27,13 @@ PROMPTS, SAMPLES = 2, 2  # per audit: 4 judge calls
 
 class PlantedJudge:
     """A judge that gives every reply of the k-th audit `scores[k]` (the last one after),
-    recording which prompts it judged."""
+    recording which prompts it judged; each call costs a cent."""
 
     name = "planted"
 
     def __init__(self, pool: list[dict], scores: list[float]):
         self.pool, self.scores, self.seen, self.prepared = pool, scores, [], []
+        self.cost_usd = 0.0
 
     def prepare(self, replies):
         self.prepared.append([record["id"] for record, _, _ in replies])
@@ -43,6 +44,7 @@ class PlantedJudge:
     def __call__(self, record, text, audio):
         k = len(self.seen) // (PROMPTS * SAMPLES)
         self.seen.append(record["id"])
+        self.cost_usd += 0.01
         return self.scores[min(k, len(self.scores) - 1)], "planted"
 
 
@@ -105,6 +107,8 @@ def test_audits_are_logged_at_step_0_and_every_k_on_the_same_held_out_prompts(
     for m in audits:
         assert m["audit/gap"] == pytest.approx(m["audit/rm_mean"] - m["audit/judge_mean"])
         assert 1 <= m["audit/rm_mean"] <= 5 and "audit/pearson" in m
+        assert m["audit/cost_usd"] == pytest.approx(0.01 * PROMPTS * SAMPLES)
+    assert audits[-1]["audit/cost_usd_total"] == pytest.approx(0.05 * PROMPTS * SAMPLES)
     assert [m["audit/judge_best"] for m in audits] == [3, 4, 4, 4, 4]
     per_audit = [judge.seen[i:i + PROMPTS * SAMPLES]
                  for i in range(0, len(judge.seen), PROMPTS * SAMPLES)]
@@ -230,6 +234,13 @@ def test_audit_config_is_checked_and_needs_a_judge_outside_the_toy_world(world, 
     with pytest.raises(ValueError, match=r"config\.audit\.every > 0 outside the toy world "
                                          r"needs a judge"):
         run_grpo(cfg)
+    cfg = _cfg(world, tmp_path, 2, every=1, max_gap=1.0, scorer="gpt")
+    with pytest.raises(ValueError, match=r"config\.audit\.scorer='gpt': use one of"):
+        run_grpo(cfg)
+    cfg = _cfg(world, tmp_path, 2, every=1, max_gap=1.0, scorer="bench")
+    with pytest.raises(ValueError, match=r"config\.audit\.scorer='bench' needs the "
+                                         r"benchmark's judge: run the stage through"):
+        run_grpo(cfg)
 
 
 def test_history_past_the_resumed_checkpoint_is_dropped(world, tmp_path):
@@ -241,3 +252,59 @@ def test_history_past_the_resumed_checkpoint_is_dropped(world, tmp_path):
     assert [r["step"] for r in audits.history] == [0, 1] and audits.judge_calls == 8
     assert audits.due(2) and not audits.due(1)
     assert len(_lines(tmp_path / grpo_audit.AUDIT_FILE)) == 2
+
+
+class PricedJudge:
+    """A judge with a running cost in dollars (as the benchmark's ledger keeps one)."""
+
+    def __init__(self, price: float = 0.25):
+        self.cost_usd, self.price, self.calls = 0.0, price, 0
+
+    def __call__(self, record, text, audio):
+        self.calls += 1
+        self.cost_usd += self.price
+        return 2 + len(audio) % 3, "priced"
+
+
+REPLIES = [({"id": f"q{i}"}, [i], [i] * (i + 1)) for i in range(4)]
+
+
+def test_process_zero_judges_and_counts_the_dollars(monkeypatch):
+    broadcast = []
+    monkeypatch.setattr(grpo_audit, "agreed", lambda v: broadcast.append(v.copy()) or v)
+    judge = PricedJudge()
+    judge.cost_usd = 1.0  # spent before this audit
+    scores, cost = grpo_audit.judge_scores(judge, REPLIES)
+    assert scores.tolist() == [3, 4, 2, 3] and cost == pytest.approx(1.0)
+    assert judge.calls == 4 and len(broadcast) == 1  # one broadcast of scores and cost
+    scores, cost = grpo_audit.judge_scores(lambda record, text, audio: (5, ""), REPLIES)
+    assert scores.tolist() == [5] * 4 and cost is None  # a judge without a cost
+
+
+def test_other_processes_never_call_the_judge(monkeypatch):
+    monkeypatch.setattr(grpo_audit.jax, "process_index", lambda: 1)
+    sent = np.asarray([4.0, 1.0, 5.0, 2.0, 0.75])  # process 0's scores and cost
+    got = []
+    monkeypatch.setattr(grpo_audit, "agreed", lambda v: got.append(v.copy()) or sent)
+    judge = PricedJudge()
+    scores, cost = grpo_audit.judge_scores(judge, REPLIES)
+    assert judge.calls == 0 and judge.cost_usd == 0.0
+    assert got[0].shape == (5,) and not got[0].any()  # its placeholder, of process 0's shape
+    assert scores.tolist() == [4, 1, 5, 2] and cost == pytest.approx(0.75)
+
+
+def test_audit_costs_are_recorded_logged_and_summed(world, tmp_path):
+    c = _cfg(world, tmp_path, 2, every=1, max_gap=1.0).audit
+    audits = grpo_audit.Audits(c, tmp_path, 0)
+    first = audits.record(0, np.full(4, 3.0), np.full(4, 3.0), cost_usd=0.5)
+    second = audits.record(1, np.full(4, 3.0), np.full(4, 3.0), cost_usd=0.25)
+    assert (first["cost_usd"], second["cost_usd"], second["cost_usd_total"]) == (0.5, 0.25, 0.75)
+    assert audits.metrics(second)["cost_usd_total"] == 0.75
+    assert audits.results()["audit_cost_usd"] == 0.75
+    resumed = grpo_audit.Audits(c, tmp_path, 1)  # read back from audits.jsonl
+    assert resumed.cost_usd == 0.75
+    (tmp_path / "toy").mkdir()
+    toy = grpo_audit.Audits(c, tmp_path / "toy", 0)  # the toy judge keeps no cost
+    rec = toy.record(0, np.full(4, 3.0), np.full(4, 3.0))
+    assert "cost_usd" not in rec and "cost_usd" not in toy.metrics(rec)
+    assert "audit_cost_usd" not in toy.results()

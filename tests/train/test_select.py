@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from paras2s_jax.train.select import (
+    boundary_closeness,
     digit_entropy,
     judge_in_rounds,
     pick_uncertain,
@@ -28,6 +29,18 @@ def test_a_planted_flat_reply_is_picked_over_confident_ones():
     probs[2] = [0.5, 0.5, 0, 0, 0]  # less sure than CONFIDENT, surer than FLAT
     assert pick_uncertain(probs, np.zeros(6, bool), 1).tolist() == [4]
     assert pick_uncertain(probs, np.zeros(6, bool), 2).tolist() == [4, 2]
+
+
+def test_boundary_criterion_picks_expected_scores_between_two_digits():
+    between = [0, 0, 0, 0.5, 0.5]  # expected score 4.5: a 4 or a 5, the RM cannot tell
+    near = [0, 0, 0.1, 0.6, 0.3]  # 4.2
+    probs = np.asarray([CONFIDENT, FLAT, near, between, [0, 0, 0, 0, 1.0]])
+    assert boundary_closeness(probs) == pytest.approx([-0.4, -0.5, -0.3, 0.0, -0.5])
+    # FLAT has the highest entropy but its expected score is a digit (3.0)
+    assert pick_uncertain(probs, np.zeros(5, bool), 2, "boundary").tolist() == [3, 2]
+    assert pick_uncertain(probs, np.zeros(5, bool), 1, "entropy").tolist() == [1]
+    with pytest.raises(ValueError, match=r"config.distill.criterion='vote': use one of"):
+        pick_uncertain(probs, np.zeros(5, bool), 1, "vote")
 
 
 def test_judged_replies_are_never_picked():
@@ -147,3 +160,33 @@ def test_a_changed_pool_is_refused_on_resume(tmp_path):
 def test_bad_round_settings_name_the_config_fields(tmp_path, rounds, per_round, match):
     with pytest.raises(ValueError, match=match):
         _run(tmp_path, CountingJudge(), FakeRM(), rounds, per_round)
+
+
+def test_replies_heard_with_whisper_features_keep_their_feature_file(tmp_path):
+    """A pool sampled hearing Whisper features: each reply's query names the absolute
+    feature file its shard recorded, and so do the round records the RM trains on."""
+    from paras2s_jax.train.distill import read_scored
+    from paras2s_jax.train.reward_stage import read_pool
+
+    pool_dir = tmp_path / "pool"
+    (pool_dir / "features").mkdir(parents=True)
+    queries = [q for q, _, _ in _pool()[::PER_QUERY]]
+    shard = []
+    for i, (q, text, audio) in enumerate(_pool()):
+        feats = np.full((1, 4), float(i // PER_QUERY), np.float32)
+        np.save(pool_dir / "features" / f"{i // PER_QUERY}.npy", feats)
+        shard.append({"query_id": q["id"], "reply_text": text, "reply_audio": audio,
+                      "score": 0, "prompt_audio": q["prompt_audio"],
+                      "prompt_features": f"features/{i // PER_QUERY}.npy"})
+    (pool_dir / "distill-00000.jsonl").write_text("".join(json.dumps(r) + "\n" for r in shard))
+    pool = read_pool(pool_dir, queries)
+    assert [(q["id"], t, a) for q, t, a in pool] == [(q["id"], t, a) for q, t, a in _pool()]
+    for i, (q, _, _) in enumerate(pool):
+        assert q["prompt_features"] == str((pool_dir / "features" / f"{i // PER_QUERY}.npy")
+                                           .resolve())
+    judge_in_rounds(pool, CountingJudge(), tmp_path / "train", 2, 3, FakeRM().fit,
+                    FakeRM().score, "toy")
+    records = read_scored(sorted((tmp_path / "train").glob("round-*.jsonl")))
+    assert len(records) == 6
+    for r in records:
+        assert np.load(r["prompt_features"])[0, 0] == r["pool_index"] // PER_QUERY

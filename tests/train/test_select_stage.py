@@ -82,6 +82,11 @@ def test_uncertainty_rounds_in_the_reward_stage(toy_dir, tmp_path, monkeypatch):
     assert len({r["pool_index"] for r in records}) == 2 * PER_ROUND
     assert all(1 <= r["score"] <= 5 for r in records)
     assert (tmp_path / "reward_model").exists()
+    # each run's refit before round 1 (the killed one's too) scored on the held-out pairs
+    evals = [json.loads(line) for line in
+             (tmp_path / reward_stage.ROUND_EVALS).read_text().splitlines()]
+    assert [e["judged"] for e in evals] == [PER_ROUND] * 2
+    assert all(e["steps"] == 2 and "pearson" in e and 0 <= e["accuracy"] <= 1 for e in evals)
 
     calls.clear()
     reward_stage.run_reward(_cfg(tmp_path, toy_dir))  # finished: nothing is judged again
@@ -91,6 +96,7 @@ def test_uncertainty_rounds_in_the_reward_stage(toy_dir, tmp_path, monkeypatch):
 @pytest.mark.parametrize("field, value, match", [
     ("selection", "active", r"config.distill.selection='active'"),
     ("round_steps", 0, r"config.distill.round_steps=0"),
+    ("criterion", "vote", r"config.distill.criterion='vote': use one of"),
 ])
 def test_bad_selection_settings_are_named(toy_dir, tmp_path, field, value, match):
     cfg = _cfg(tmp_path, toy_dir)
