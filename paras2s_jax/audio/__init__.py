@@ -18,6 +18,7 @@ from paras2s_jax.audio.mel import (
     log_mel_spectrogram,
     mel_filters,
     pad_or_trim,
+    padded_log_mel,
 )
 from paras2s_jax.audio.random_speech import write_random_speech, write_random_vq_checkpoint
 from paras2s_jax.audio.speech_tokenizer import AUDIO_TOKEN_OFFSET, SpeechTokenizer
@@ -40,7 +41,8 @@ __all__ = [
     "AUDIO_TOKEN_OFFSET", "HOP_LENGTH", "N_FFT", "N_FRAMES", "N_SAMPLES", "SAMPLE_RATE",
     "AudioReadError", "extract_features", "load_hf_whisper_encoder", "load_openai_whisper_encoder",
     "load_vq_encoder", "load_whisper_encoder", "log_mel_spectrogram", "mel_filters", "pad_or_trim",
-    "place_features", "read_audio", "read_hf_config", "resample", "segment_token_lengths",
+    "padded_log_mel", "place_features", "read_audio", "read_hf_config", "resample",
+    "segment_token_lengths",
     "SpeechTokenizer", "stack_frames", "to_mono", "token_length", "VQEncoder", "VQEncoderConfig",
     "WhisperCheckpointError", "WhisperConfigError", "WhisperEncoder", "WhisperEncoderConfig",
     "write_random_speech", "write_random_vq_checkpoint",

@@ -104,3 +104,23 @@ def log_mel_spectrogram(
     peak = jnp.max(counted, axis=(-2, -1), keepdims=True)
     log_spec = jnp.maximum(log_spec, peak - 8.0)
     return (log_spec + 4.0) / 4.0
+
+
+def padded_log_mel(
+    clips: list[np.ndarray] | tuple[np.ndarray, ...], n_mels: int = 128
+) -> tuple[jax.Array, np.ndarray]:
+    """Clips of 16 kHz audio -> (log-mel float32[B, n_mels, N_FRAMES], mask int32[B, N_FRAMES]).
+
+    What transformers' `WhisperFeatureExtractor(feature_size=n_mels)` returns with its
+    defaults (pad with zeros or cut to 30 s, `return_attention_mask=True`), as the
+    Qwen2.5-Omni processor calls it: the (max - 8) floor is taken over the padded window,
+    and the mask marks ceil(samples / HOP_LENGTH) frames of each clip.
+    """
+    arrays = [np.asarray(c, np.float32) for c in clips]
+    if not arrays or any(a.ndim != 1 for a in arrays):
+        raise ValueError(f"clips: expected a non-empty list of 1-D waveforms, got "
+                         f"{[a.shape for a in arrays]}")
+    audio = np.stack([pad_or_trim(a) for a in arrays])
+    frames = np.array([-(-min(a.shape[0], N_SAMPLES) // HOP_LENGTH) for a in arrays])
+    mask = (np.arange(N_FRAMES)[None, :] < frames[:, None]).astype(np.int32)
+    return log_mel_spectrogram(jnp.asarray(audio), n_mels), mask
