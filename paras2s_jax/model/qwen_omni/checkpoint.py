@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
 from paras2s_jax.checkpoint.hf_io import CONFIG_FILE, INDEX_FILE, shard_files
 from paras2s_jax.checkpoint.hf_keys import CheckpointKeyError, KeySpec
@@ -65,7 +66,7 @@ def read_config(directory: str | Path) -> dict[str, Any]:
 
 
 def _load(directory: Path, abstract: nnx.Module, prefix: str,
-          fallbacks: dict[str, str]) -> nnx.Module:
+          fallbacks: dict[str, str], mesh: Mesh | None) -> nnx.Module:
     files = shard_files(directory)
     handles: dict[Path, SafetensorsFile] = {}
 
@@ -83,29 +84,30 @@ def _load(directory: Path, abstract: nnx.Module, prefix: str,
             raise CheckpointKeyError(f"{path}: {err}") from err
 
     specs = key_specs(abstract, prefix)
-    return place_on_shards(abstract, (tensor(k, s) for k, s in specs.items()))
+    return place_on_shards(abstract, (tensor(k, s) for k, s in specs.items()), mesh)
 
 
-def load_thinker(directory: str | Path, **overrides: Any) -> Thinker:
+def load_thinker(directory: str | Path, mesh: Mesh | None = None, **overrides: Any) -> Thinker:
     """The thinker language model of a checkpoint directory (audio/vision towers skipped).
 
     overrides: `ThinkerTextConfig` fields (e.g. param_dtype="bfloat16"). A missing or
     misshapen tensor raises `CheckpointKeyError` naming the file and key. With tied
     embeddings and no `thinker.lm_head.weight`, the head reads the embedding table.
+    With `mesh`, each tensor goes straight onto its shards.
     """
     directory = Path(directory)
     config = ThinkerTextConfig.from_hf(read_config(directory), **overrides)
     abstract = nnx.eval_shape(lambda: Thinker(config, rngs=nnx.Rngs(0)))
     fallbacks = {LM_HEAD_KEY: EMBED_KEY} if config.tie_word_embeddings else {}
-    return _load(directory, abstract, THINKER_PREFIX, fallbacks)
+    return _load(directory, abstract, THINKER_PREFIX, fallbacks, mesh)
 
 
-def load_talker(directory: str | Path, **overrides: Any) -> Talker:
+def load_talker(directory: str | Path, mesh: Mesh | None = None, **overrides: Any) -> Talker:
     """The talker of a checkpoint directory (overrides: `TalkerConfig` fields)."""
     directory = Path(directory)
     config = TalkerConfig.from_hf(read_config(directory), **overrides)
     abstract = nnx.eval_shape(lambda: Talker(config, rngs=nnx.Rngs(0)))
-    return _load(directory, abstract, TALKER_PREFIX, {})
+    return _load(directory, abstract, TALKER_PREFIX, {}, mesh)
 
 
 def _entries(thinker: Thinker | None, talker: Talker | None
