@@ -176,24 +176,10 @@ def _our_tensors(model: QwenOmni) -> dict[str, Producer]:
     return out
 
 
-def export_qwen_omni(model: QwenOmni, out_dir: str | Path, source_dir: str | Path,
-                     max_shard_bytes: int = 5 * 1024**3) -> dict[str, str]:
-    """Write `model` in the published layout at `out_dir`: our tensors in the parameter
-    dtype, the source checkpoint's other tensors (token2wav, vision) as stored, sharded
-    at most `max_shard_bytes` with an index, and every non-weight file of `source_dir`
-    (config.json, tokenizer, spk_dict.pt, ...) copied unchanged. Returns the weight map."""
-    out_dir, source_dir = Path(out_dir), Path(source_dir)
-    read_config(source_dir)  # a Qwen2.5-Omni directory with a readable config.json
-    ours = _our_tensors(model)
-    files = shard_files(source_dir)
-    handles: dict[Path, SafetensorsFile] = {}
-    tensors = dict(ours)
-    for key, path in files.items():
-        if key in ours:
-            continue
-        handle = handles.setdefault(path, SafetensorsFile(path))
-        tensors[key] = (handle.shape(key), handle.dtype(key),
-                        lambda h=handle, k=key: np.asarray(h.get(k)))
+def write_shards(out_dir: Path, tensors: dict[str, Producer],
+                 max_shard_bytes: int) -> dict[str, str]:
+    """Write tensors (key -> (shape, dtype, producer), in order) as safetensors shards of
+    at most `max_shard_bytes` plus their index; each tensor is produced when written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shards: list[list[str]] = [[]]
     size = 0
@@ -214,6 +200,34 @@ def export_qwen_omni(model: QwenOmni, out_dir: str | Path, source_dir: str | Pat
         weight_map.update({k: name for k in keys})
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2))
+    return weight_map
+
+
+def other_tensors(model: QwenOmni, source_dir: str | Path) -> dict[str, Producer]:
+    """The tensors of a checkpoint directory that `model` does not hold (token2wav,
+    vision tower), read lazily as stored."""
+    ours = set(_our_tensors(model))
+    handles: dict[Path, SafetensorsFile] = {}
+    out: dict[str, Producer] = {}
+    for key, path in shard_files(source_dir).items():
+        if key not in ours:
+            handle = handles.setdefault(path, SafetensorsFile(path))
+            out[key] = (handle.shape(key), handle.dtype(key),
+                        lambda h=handle, k=key: np.asarray(h.get(k)))
+    return out
+
+
+def export_qwen_omni(model: QwenOmni, out_dir: str | Path, source_dir: str | Path,
+                     max_shard_bytes: int = 5 * 1024**3) -> dict[str, str]:
+    """Write `model` in the published layout at `out_dir`: our tensors in the parameter
+    dtype, the source checkpoint's other tensors (token2wav, vision) as stored, sharded
+    at most `max_shard_bytes` with an index, and every non-weight file of `source_dir`
+    (config.json, tokenizer, spk_dict.pt, ...) copied unchanged. Returns the weight map."""
+    out_dir, source_dir = Path(out_dir), Path(source_dir)
+    read_config(source_dir)  # a Qwen2.5-Omni directory with a readable config.json
+    files = shard_files(source_dir)
+    tensors = {**_our_tensors(model), **other_tensors(model, source_dir)}
+    weight_map = write_shards(out_dir, tensors, max_shard_bytes)
     weights = {p.name for p in files.values()} | {INDEX_FILE, SINGLE_FILE}
     for entry in sorted(source_dir.iterdir()):
         if entry.name in weights:
