@@ -110,8 +110,9 @@ def load_talker(directory: str | Path, mesh: Mesh | None = None, **overrides: An
     return _load(directory, abstract, TALKER_PREFIX, {}, mesh)
 
 
-def _entries(thinker: Thinker | None, talker: Talker | None
-             ) -> Iterator[tuple[str, KeySpec, nnx.Variable]]:
+def param_entries(thinker: Thinker | None, talker: Talker | None
+                  ) -> Iterator[tuple[str, KeySpec, nnx.Variable]]:
+    """(checkpoint key, KeySpec, parameter variable) of every thinker / talker param."""
     for model, prefix in ((thinker, THINKER_PREFIX), (talker, TALKER_PREFIX)):
         if model is not None:
             flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
@@ -119,15 +120,16 @@ def _entries(thinker: Thinker | None, talker: Talker | None
                 yield key, spec, flat[spec.path]
 
 
-def _host(spec: KeySpec, variable: nnx.Variable) -> np.ndarray:
+def host_tensor(spec: KeySpec, variable: nnx.Variable) -> np.ndarray:
+    """A parameter fetched to the host in checkpoint layout."""
     return spec.to_hf(np.asarray(jax.device_get(variable[...])))
 
 
 def iter_tensors(thinker: Thinker | None, talker: Talker | None
                  ) -> Iterator[tuple[str, np.ndarray]]:
     """(checkpoint key, tensor in checkpoint layout) of every parameter, one at a time."""
-    for key, spec, variable in _entries(thinker, talker):
-        yield key, _host(spec, variable)
+    for key, spec, variable in param_entries(thinker, talker):
+        yield key, host_tensor(spec, variable)
 
 
 def export(directory: str | Path, thinker: Thinker | None, talker: Talker | None,
@@ -139,7 +141,7 @@ def export(directory: str | Path, thinker: Thinker | None, talker: Talker | None
     directory.mkdir(parents=True, exist_ok=True)
     shards: list[list[tuple[str, KeySpec, nnx.Variable]]] = [[]]
     size = 0
-    for entry in _entries(thinker, talker):
+    for entry in param_entries(thinker, talker):
         nbytes = math.prod(entry[1].hf_shape) * np.dtype(entry[2].dtype).itemsize
         if shards[-1] and size + nbytes > max_shard_bytes:
             shards.append([])
@@ -151,8 +153,9 @@ def export(directory: str | Path, thinker: Thinker | None, talker: Talker | None
     for i, entries in enumerate(shards, start=1):
         name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
         shapes = {k: (s.hf_shape, np.dtype(v.dtype)) for k, s, v in entries}
-        total += write_safetensors(directory / name, ((k, _host(s, v)) for k, s, v in entries),
-                                   shapes=shapes, metadata={"format": "pt"})
+        tensors = ((k, host_tensor(s, v)) for k, s, v in entries)
+        total += write_safetensors(directory / name, tensors, shapes=shapes,
+                                   metadata={"format": "pt"})
         weight_map.update({k: name for k, _, _ in entries})
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (directory / INDEX_FILE).write_text(json.dumps(index, indent=2))

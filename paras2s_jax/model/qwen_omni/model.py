@@ -29,10 +29,10 @@ from paras2s_jax.model.qwen_omni import config as parts
 from paras2s_jax.model.qwen_omni.audio_checkpoint import key_map, load_audio_encoder
 from paras2s_jax.model.qwen_omni.audio_encoder import AudioEncoderConfig, Qwen2_5OmniAudioEncoder
 from paras2s_jax.model.qwen_omni.checkpoint import (
-    _entries,
-    _host,
+    host_tensor,
     load_talker,
     load_thinker,
+    param_entries,
     read_config,
 )
 from paras2s_jax.model.qwen_omni.config import TalkerConfig, ThinkerTextConfig
@@ -162,12 +162,12 @@ def load_qwen_omni(directory: str | Path, mesh: Mesh | None = None,
 Producer = tuple[tuple[int, ...], np.dtype, Callable[[], np.ndarray]]
 
 
-def _our_tensors(model: QwenOmni) -> dict[str, Producer]:
+def model_tensors(model: QwenOmni) -> dict[str, Producer]:
     """Checkpoint key -> (shape, dtype, host tensor in checkpoint layout) of our params."""
     out: dict[str, Producer] = {}
-    for key, spec, variable in _entries(model.thinker, model.talker):
+    for key, spec, variable in param_entries(model.thinker, model.talker):
         out[key] = (spec.hf_shape, np.dtype(variable.dtype),
-                    lambda s=spec, v=variable: _host(s, v))
+                    lambda s=spec, v=variable: host_tensor(s, v))
     params = dict(nnx.to_flat_state(nnx.state(model.audio_encoder, nnx.Param)))
     for key, tensor in key_map(model.config.audio).items():
         variable = params[tensor.path]
@@ -206,7 +206,7 @@ def write_shards(out_dir: Path, tensors: dict[str, Producer],
 def other_tensors(model: QwenOmni, source_dir: str | Path) -> dict[str, Producer]:
     """The tensors of a checkpoint directory that `model` does not hold (token2wav,
     vision tower), read lazily as stored."""
-    ours = set(_our_tensors(model))
+    ours = set(model_tensors(model))
     handles: dict[Path, SafetensorsFile] = {}
     out: dict[str, Producer] = {}
     for key, path in shard_files(source_dir).items():
@@ -226,7 +226,7 @@ def export_qwen_omni(model: QwenOmni, out_dir: str | Path, source_dir: str | Pat
     out_dir, source_dir = Path(out_dir), Path(source_dir)
     read_config(source_dir)  # a Qwen2.5-Omni directory with a readable config.json
     files = shard_files(source_dir)
-    tensors = {**_our_tensors(model), **other_tensors(model, source_dir)}
+    tensors = {**model_tensors(model), **other_tensors(model, source_dir)}
     weight_map = write_shards(out_dir, tensors, max_shard_bytes)
     weights = {p.name for p in files.values()} | {INDEX_FILE, SINGLE_FILE}
     for entry in sorted(source_dir.iterdir()):

@@ -25,12 +25,14 @@ stops on `codec_stop_ids` (transformers: [8292, 8294], codec pad and end).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 
+from paras2s_jax.checkpoint.torch_pickle import read_torch_file
 from paras2s_jax.model.qwen_omni.decoder import OmniCache
 from paras2s_jax.model.qwen_omni.model import QwenOmni
 
@@ -72,6 +74,23 @@ class OmniSampling:
 
     def codec_stops(self, model: QwenOmni) -> tuple[int, ...]:
         return self.codec_stop_ids or model.config.talker.talker_eos_token_id
+
+
+SPEAKER_FILE = "spk_dict.pt"
+
+
+def speaker_bos_ids(directory: str | Path) -> dict[str, int]:
+    """Speaker name -> text-BOS id (`OmniSampling.speaker_bos`) from the checkpoint's
+    `spk_dict.pt`, read without torch."""
+    path = Path(directory) / SPEAKER_FILE
+    table = read_torch_file(path)
+    out = {}
+    for name, params in table.items():
+        if not isinstance(params, dict) or "bos_token" not in params:
+            raise ValueError(f"{path}: speaker {name!r} has no 'bos_token'")
+        bos = params["bos_token"]
+        out[name] = int(np.asarray(bos.numpy() if hasattr(bos, "numpy") else bos).reshape(()))
+    return out
 
 
 def reply_rows(out_hidden: jax.Array, out_embeds: jax.Array) -> jax.Array:

@@ -32,9 +32,9 @@ from paras2s_jax.model.qwen_omni.config import TalkerConfig, ThinkerTextConfig
 from paras2s_jax.model.qwen_omni.model import (
     QwenOmni,
     QwenOmniConfig,
-    _our_tensors,
     export_qwen_omni,
     load_qwen_omni,
+    model_tensors,
     other_tensors,
     qwen25_omni_3b,
     qwen25_omni_7b,
@@ -189,6 +189,6 @@ def write_random_qwen_omni(out: str | Path, config: QwenOmniConfig, seed: int = 
     safetensors shards of thinker.*, talker.*; no vision or token2wav tensors)."""
     out = Path(out)
     model = QwenOmni(config, rngs=nnx.Rngs(seed))
-    weight_map = write_shards(out, _our_tensors(model), max_shard_bytes)
+    weight_map = write_shards(out, model_tensors(model), max_shard_bytes)
     (out / "config.json").write_text(json.dumps(hf_config(config), indent=2))
     return weight_map

@@ -14,7 +14,11 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from paras2s_jax.model.qwen_omni.model import QwenOmniConfig, load_qwen_omni, tiny
-from paras2s_jax.model.qwen_omni.store import restore_qwen_omni
+from paras2s_jax.model.qwen_omni.store import (
+    preset_config,
+    restore_qwen_omni,
+    write_random_qwen_omni,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -64,11 +68,11 @@ def test_import_export_round_trip_is_byte_exact(omni_reference, tmp_path):
 
 
 def test_random_checkpoint_loads_here_and_in_transformers(tmp_path):
+    """What `convert.py random --family qwen25_omni --preset tiny --dtype float32` writes."""
     from transformers import Qwen2_5OmniConfig
 
-    out = _run("random", "--family", "qwen25_omni", "--out", str(tmp_path), "--dtype",
-               "float32", "--seed", "1")
-    assert "wrote a random Qwen2.5-Omni tiny checkpoint (95 tensors" in out
+    weight_map = write_random_qwen_omni(tmp_path, preset_config("tiny", "float32"), seed=1)
+    assert len(weight_map) == 95
     model = load_qwen_omni(tmp_path)
     assert model.config == tiny()
     raw = json.loads((tmp_path / "config.json").read_text())

@@ -10,7 +10,11 @@ import pytest
 import torch
 
 from paras2s_jax.model.qwen_omni.model import load_qwen_omni
-from paras2s_jax.model.qwen_omni.speech_reply import OmniSampling, greedy_generate
+from paras2s_jax.model.qwen_omni.speech_reply import (
+    OmniSampling,
+    greedy_generate,
+    speaker_bos_ids,
+)
 from tests.model.qwen_omni.test_model import clips_prompt
 
 SPEAKER_BOS = 113  # a thinker-vocabulary id standing for the speaker's text BOS
@@ -121,3 +125,14 @@ def test_repetition_penalty_matters(case):
     penalised = greedy_generate(omni, ids, mask, mel, mel_mask,
                                 dataclasses.replace(settings, repetition_penalty=STRONG))
     assert not np.array_equal(np.asarray(plain.codes), np.asarray(penalised.codes))
+
+
+def test_speaker_bos_ids_read_spk_dict_without_torch(tmp_path):
+    torch.save({"Chelsie": {"bos_token": 151870, "cond": torch.zeros(1, 4),
+                            "ref_mel": torch.zeros(1, 4, 8)},
+                "Ethan": {"bos_token": torch.tensor(151872), "cond": torch.zeros(1, 4)}},
+               tmp_path / "spk_dict.pt")
+    assert speaker_bos_ids(tmp_path) == {"Chelsie": 151870, "Ethan": 151872}
+    torch.save({"Nobody": {"cond": torch.zeros(1)}}, tmp_path / "spk_dict.pt")
+    with pytest.raises(ValueError, match="spk_dict.pt: speaker 'Nobody' has no 'bos_token'"):
+        speaker_bos_ids(tmp_path)
