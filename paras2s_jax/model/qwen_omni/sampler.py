@@ -16,13 +16,16 @@ recompute it exactly from a teacher-forced forward pass; unchosen columns hold 0
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
+from jax.sharding import NamedSharding, PartitionSpec
 
+from paras2s_jax import sharding
 from paras2s_jax.model.qwen_omni.decoder import OmniCache
 from paras2s_jax.model.qwen_omni.model import QwenOmni
 from paras2s_jax.model.qwen_omni.speech_reply import (
@@ -185,17 +188,28 @@ def sample(model: QwenOmni, input_ids: np.ndarray | jax.Array,
 
     input_ids, attention_mask: int/bool[N, P], left padded (every row's last column
     real); mel float[A, M, T] / mel_mask [A, T]: the prompt's clips in order of their
-    placeholder runs (row by row), or None for text-only prompts.
+    placeholder runs (row by row), or None for text-only prompts. On a sharded model
+    the rows are split over the mesh's batch axes and the clips replicated.
     """
     mask = np.asarray(attention_mask, bool)
     if not mask[:, -1].all():
         raise ValueError("sample: prompts must be left padded (the last column real in every "
                          "row)")
     graphdef, state = nnx.split(model)
-    mel = None if mel is None else jnp.asarray(mel)
-    mel_mask = None if mel_mask is None else jnp.asarray(mel_mask, jnp.int32)
-    return _program(graphdef, state, jnp.asarray(input_ids, jnp.int32), jnp.asarray(mask), mel,
-                    mel_mask, rng, settings=settings)
+    mesh = sharding.mesh_of(state)
+
+    def rows(x: np.ndarray) -> jax.Array:
+        return jnp.asarray(x) if mesh is None else sharding.replicated_batch_to_global(x, mesh)
+
+    def whole(x: np.ndarray | jax.Array | None) -> jax.Array | None:
+        if x is None or mesh is None:
+            return None if x is None else jnp.asarray(x)
+        return jax.device_put(np.asarray(x), NamedSharding(mesh, PartitionSpec()))
+
+    mel_mask = None if mel_mask is None else np.asarray(mel_mask, np.int32)
+    with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
+        return _program(graphdef, state, rows(np.asarray(input_ids, np.int32)), rows(mask),
+                        whole(mel), whole(mel_mask), rng, settings=settings)
 
 
 def score(model: QwenOmni, input_ids: jax.Array, attention_mask: jax.Array,

@@ -9,8 +9,10 @@ import jax
 import numpy as np
 import pytest
 
+from paras2s_jax.model.qwen_omni.model import load_qwen_omni
 from paras2s_jax.model.qwen_omni.sampler import sample, score
 from paras2s_jax.model.qwen_omni.speech_reply import greedy_generate
+from paras2s_jax.sharding import MeshConfig, make_mesh
 from tests.model.qwen_omni.test_speech_reply import (  # noqa: F401  (case: a fixture)
     case,
     stop_at_different_steps,
@@ -81,3 +83,16 @@ def test_left_padding_changes_nothing(sampled):
     for name in ("text_logprobs", "codec_logprobs"):
         np.testing.assert_allclose(getattr(again, name), getattr(out, name), atol=ATOL,
                                    err_msg=name)
+
+
+@pytest.mark.slow  # a second compilation, on an 8-device mesh
+def test_sharded_model_samples_the_same(omni_reference, sampled):
+    omni, (ids, mask, mel, mel_mask), settings, out = sampled
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
+    mesh = make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
+    sharded = load_qwen_omni(omni_reference.directory, mesh)
+    again = sample(sharded, ids, mask, jax.random.key(7), settings, mel, mel_mask)
+    for name in ("text", "codes", "text_lengths", "codec_lengths"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(out, name), err_msg=name)
+    np.testing.assert_allclose(again.codec_logprobs, out.codec_logprobs, atol=1e-4)
