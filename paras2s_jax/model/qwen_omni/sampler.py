@@ -36,6 +36,7 @@ from paras2s_jax.model.qwen_omni.speech_reply import (
     reply_rows,
     talker_prompt,
 )
+from paras2s_jax.sampling import bucket_length
 
 
 @struct.dataclass
@@ -183,18 +184,25 @@ def _program(graphdef, state, ids, mask, mel, mel_mask, rng, *, settings: OmniSa
 def sample(model: QwenOmni, input_ids: np.ndarray | jax.Array,
            attention_mask: np.ndarray | jax.Array, rng: jax.Array, settings: OmniSampling,
            mel: np.ndarray | jax.Array | None = None,
-           mel_mask: np.ndarray | jax.Array | None = None) -> OmniSample:
+           mel_mask: np.ndarray | jax.Array | None = None, prompt_bucket: int = 16
+           ) -> OmniSample:
     """Sample a text reply and its codec codes for each prompt row.
 
     input_ids, attention_mask: int/bool[N, P], left padded (every row's last column
     real); mel float[A, M, T] / mel_mask [A, T]: the prompt's clips in order of their
     placeholder runs (row by row), or None for text-only prompts. On a sharded model
-    the rows are split over the mesh's batch axes and the clips replicated.
+    the rows are split over the mesh's batch axes and the clips replicated. Prompts are
+    left padded further to `prompt_bucket * 2**k` columns (0: not at all), so similar
+    lengths share one compilation; padding does not change the outputs.
     """
     mask = np.asarray(attention_mask, bool)
     if not mask[:, -1].all():
         raise ValueError("sample: prompts must be left padded (the last column real in every "
                          "row)")
+    pad = bucket_length(mask.shape[1], prompt_bucket) - mask.shape[1] if prompt_bucket else 0
+    mask = np.pad(mask, [(0, 0), (pad, 0)])
+    input_ids = np.pad(np.asarray(input_ids, np.int32), [(0, 0), (pad, 0)],
+                       constant_values=model.config.thinker.pad_token_id)
     graphdef, state = nnx.split(model)
     mesh = sharding.mesh_of(state)
 
