@@ -24,6 +24,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from paras2s_jax.checkpoint.hf_io import INDEX_FILE, SINGLE_FILE, shard_files
+from paras2s_jax.checkpoint.hf_keys import CheckpointKeyError
 from paras2s_jax.checkpoint.safetensors_io import SafetensorsFile, write_safetensors
 from paras2s_jax.model.qwen_omni import config as parts
 from paras2s_jax.model.qwen_omni.audio_checkpoint import key_map, load_audio_encoder
@@ -142,17 +143,39 @@ class QwenOmni(nnx.Module):
                             inputs_embeds=embeds, **kwargs)
 
 
+_FIRST_KEYS = {"audio": "thinker.audio_tower.conv1.weight",
+               "thinker": "thinker.model.embed_tokens.weight",
+               "talker": "talker.model.embed_tokens.weight"}
+
+
+def stored_dtypes(directory: str | Path) -> dict[str, str]:
+    """Part name (audio, thinker, talker) -> the dtype its tensors are stored in, read
+    from one tensor of each part."""
+    files = shard_files(directory)
+    out = {}
+    for part, key in _FIRST_KEYS.items():
+        if key not in files:
+            raise CheckpointKeyError(f"{directory}: missing tensor {key}")
+        out[part] = str(SafetensorsFile(files[key]).dtype(key))
+    return out
+
+
 def load_qwen_omni(directory: str | Path, mesh: Mesh | None = None,
                    dtype: str | None = None, param_dtype: str | None = None) -> QwenOmni:
     """All three parts of a published checkpoint directory (one tensor at a time).
 
-    dtype / param_dtype: compute and storage dtypes for every part (default float32 /
-    the config's). Missing or misshapen tensors raise errors naming file and key.
+    dtype: compute dtype of every part (default float32); param_dtype: storage dtype
+    (default: each part's dtype in the checkpoint, so an export writes it back as is).
+    Missing or misshapen tensors raise errors naming file and key.
     """
-    overrides = {k: v for k, v in (("dtype", dtype), ("param_dtype", param_dtype)) if v}
-    audio = load_audio_encoder(directory, mesh=mesh, **overrides)
-    thinker = load_thinker(directory, mesh, **overrides)
-    talker = load_talker(directory, mesh, **overrides)
+    stored = stored_dtypes(directory)
+
+    def overrides(part: str) -> dict[str, str]:
+        return {"param_dtype": param_dtype or stored[part], **({"dtype": dtype} if dtype else {})}
+
+    audio = load_audio_encoder(directory, mesh=mesh, **overrides("audio"))
+    thinker = load_thinker(directory, mesh, **overrides("thinker"))
+    talker = load_talker(directory, mesh, **overrides("talker"))
     config = QwenOmniConfig(thinker.config, audio.config, talker.config)
     model = nnx.eval_shape(lambda: QwenOmni(config, rngs=nnx.Rngs(0)))
     model.audio_encoder, model.thinker, model.talker = audio, thinker, talker

@@ -168,7 +168,8 @@ def hf_config(config: QwenOmniConfig) -> dict[str, Any]:
                   tts_text_pad_token_id=tk.text_pad_token_id,
                   audio_token_index=th.audio_token_index)
     return dict(architectures=["Qwen2_5OmniModel"], model_type="qwen2_5_omni",
-                enable_audio_output=True, thinker_config=thinker, talker_config=talker)
+                enable_audio_output=True, torch_dtype=th.param_dtype,
+                thinker_config=thinker, talker_config=talker)
 
 
 def preset_config(name: str, param_dtype: str = "float32") -> QwenOmniConfig:

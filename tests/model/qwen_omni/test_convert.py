@@ -15,6 +15,8 @@ from safetensors.numpy import load_file
 
 from paras2s_jax.model.qwen_omni.model import QwenOmniConfig, load_qwen_omni, tiny
 from paras2s_jax.model.qwen_omni.store import (
+    export_hf_dir,
+    import_hf_dir,
     preset_config,
     restore_qwen_omni,
     write_random_qwen_omni,
@@ -83,3 +85,20 @@ def test_random_checkpoint_loads_here_and_in_transformers(tmp_path):
     assert (text.hidden_size, text.num_hidden_layers, theirs.talker_config.vocab_size) == (
         32, 2, 64)
     assert theirs.thinker_config.audio_config.num_mel_bins == 128
+
+
+def test_bfloat16_checkpoint_stays_bfloat16_through_orbax(tmp_path):
+    """Without --param-dtype the parts keep the checkpoint's dtype, so the round trip
+    of a bfloat16 checkpoint is byte-exact too."""
+    hf, orbax, back = tmp_path / "hf", tmp_path / "orbax", tmp_path / "back"
+    write_random_qwen_omni(hf, preset_config("tiny", "bfloat16"), seed=2)
+    model, kept = import_hf_dir(hf, orbax)
+    assert kept == 0
+    assert {str(model.thinker.lm_head.kernel.dtype), str(model.talker.codec_head.kernel.dtype),
+            str(model.audio_encoder.proj.kernel.dtype)} == {"bfloat16"}
+    export_hf_dir(orbax, back, orbax / "hf_files")
+    original, exported = _tensors(hf), _tensors(back)
+    assert set(exported) == set(original)
+    for key, value in original.items():
+        assert str(value.dtype) == "bfloat16", key
+        assert exported[key].dtype == value.dtype and exported[key].tobytes() == value.tobytes()
