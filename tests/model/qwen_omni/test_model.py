@@ -4,6 +4,7 @@ thinker, and the whole published layout loaded and written back."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -77,7 +78,8 @@ def test_thinker_forward_from_mel_matches_transformers(omni_reference, omni):
 
 
 def test_export_is_byte_exact_and_keeps_other_files(omni_reference, omni, tmp_path):
-    source = omni_reference.directory
+    source = tmp_path / "source"
+    shutil.copytree(omni_reference.directory, source)
     (source / "spk_dict.pt").write_bytes(b"speaker table")  # an extra file to carry over
     out = tmp_path / "out"
     weight_map = export_qwen_omni(omni, out, source, max_shard_bytes=30_000)
