@@ -1,4 +1,4 @@
-"""Convert Kimi-Audio checkpoints between Hugging Face safetensors and Orbax.
+"""Convert Kimi-Audio and Qwen2.5-Omni checkpoints between Hugging Face safetensors and Orbax.
 
     # HF directory (config.json, model.safetensors.index.json, shards, tokenizer files)
     # -> Orbax, each tensor placed straight onto its shard of the mesh
@@ -15,6 +15,14 @@
 
     # a small random checkpoint in the real layout (no weights needed)
     python launch/convert.py random --out /tmp/kimi_tiny --preset tiny
+
+    # Qwen2.5-Omni: the family is read from config.json (model_type / architectures) on
+    # import and from the Orbax config on export; every tensor the JAX model does not
+    # hold (token2wav.*, the vision tower) and every other file (spk_dict.pt, tokenizer)
+    # is kept in hf_files/ and written back unchanged
+    python launch/convert.py import --hf /path/Qwen2.5-Omni-7B --out ckpt/omni
+    python launch/convert.py export --checkpoint ckpt/omni --out omni_out
+    python launch/convert.py random --family qwen25_omni --out /tmp/omni_tiny --dtype float32
 
     # random speech checkpoints in their published layouts: glm-4-voice-tokenizer/,
     # whisper-large-v3/, audio_detokenizer/, vocoder/ (the tiny preset fits the tiny
@@ -47,7 +55,49 @@ def _mesh(args: argparse.Namespace):
     return make_mesh(MeshConfig(data=-1, fsdp=args.fsdp, tensor=args.tensor))
 
 
+def _hf_family(hf_dir: str) -> str:
+    import json
+
+    from paras2s_jax.model.qwen_omni.store import FAMILY, is_qwen_omni_hf
+
+    path = Path(hf_dir) / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise SystemExit(f"--hf {hf_dir}: cannot read {path} ({err})") from err
+    return FAMILY if is_qwen_omni_hf(config) else "kimi_audio"
+
+
+def run_import_qwen_omni(args: argparse.Namespace) -> None:
+    from paras2s_jax.model import count_params
+    from paras2s_jax.model.qwen_omni.store import import_hf_dir
+
+    start = time.perf_counter()
+    model, kept = import_hf_dir(args.hf, args.out, _mesh(args), args.param_dtype)
+    print(f"imported Qwen2.5-Omni: {count_params(model):,} parameters "
+          f"({model.config.thinker.param_dtype}) from {args.hf} in "
+          f"{time.perf_counter() - start:.1f} s; Orbax checkpoint at {args.out}; kept "
+          f"{kept} other tensor(s) and the other files in {Path(args.out) / 'hf_files'}")
+
+
+def run_export_qwen_omni(args: argparse.Namespace) -> None:
+    from paras2s_jax.checkpoint.hf_assets import find_assets
+    from paras2s_jax.model.qwen_omni.store import export_hf_dir
+
+    assets = find_assets(args.assets or args.checkpoint)
+    if assets is None:
+        raise SystemExit(f"{args.assets or args.checkpoint}: no hf_files/ (nor config.json) "
+                         "to take the original config, tokenizer and token2wav from")
+    weight_map = export_hf_dir(args.checkpoint, args.out, assets, _mesh(args),
+                               int(args.max_shard_gb * 1024**3))
+    print(f"exported Qwen2.5-Omni: {len(weight_map)} tensors in "
+          f"{len(set(weight_map.values()))} shard(s) to {args.out}, with the other files "
+          f"of {assets}")
+
+
 def run_import(args: argparse.Namespace) -> None:
+    if _hf_family(args.hf) == "qwen25_omni":
+        return run_import_qwen_omni(args)
     from paras2s_jax.checkpoint import import_hf
     from paras2s_jax.checkpoint.hf_assets import ASSETS_DIR, save_assets
     from paras2s_jax.checkpoint.orbax_io import save_model
@@ -80,7 +130,10 @@ def run_export(args: argparse.Namespace) -> None:
         restore_assets,
     )
     from paras2s_jax.checkpoint.orbax_io import restore_model
+    from paras2s_jax.model.qwen_omni.store import FAMILY, read_stored_config
 
+    if read_stored_config(args.checkpoint).get("family") == FAMILY:
+        return run_export_qwen_omni(args)
     assets = find_assets(args.assets or args.checkpoint)
     if args.assets and assets is None:
         raise SystemExit(f"--assets {args.assets}: neither an imported checkpoint "
@@ -97,6 +150,18 @@ def run_export(args: argparse.Namespace) -> None:
 
 
 def run_random(args: argparse.Namespace) -> None:
+    if args.family == "qwen25_omni":
+        from paras2s_jax.model.qwen_omni.store import preset_config, write_random_qwen_omni
+
+        try:
+            config = preset_config(args.preset, args.dtype)
+        except KeyError as err:
+            raise SystemExit(f"--preset: {err.args[0]}") from err
+        weight_map = write_random_qwen_omni(args.out, config, args.seed,
+                                            int(args.max_shard_gb * 1024**3))
+        print(f"wrote a random Qwen2.5-Omni {args.preset} checkpoint ({len(weight_map)} "
+              f"tensors, {len(set(weight_map.values()))} files) to {args.out}")
+        return
     from paras2s_jax.checkpoint.random_checkpoint import write_random_checkpoint
     from paras2s_jax.model import config as presets
 
@@ -137,8 +202,12 @@ def main() -> None:
         p.add_argument("--tensor", type=int, default=1, help="tensor-parallel axis of the mesh")
     rnd = sub.add_parser("random", help="write a random checkpoint in the real layout")
     rnd.add_argument("--out", required=True)
-    rnd.add_argument("--preset", default="tiny", choices=("tiny", "kimi_audio_7b"))
+    rnd.add_argument("--family", default="kimi_audio", choices=("kimi_audio", "qwen25_omni"))
+    rnd.add_argument("--preset", default="tiny", choices=("tiny", "kimi_audio_7b",
+                                                          "qwen25_omni_3b", "qwen25_omni_7b"))
     rnd.add_argument("--shards", type=int, default=3, help="number of layer shard files")
+    rnd.add_argument("--max-shard-gb", type=float, default=5.0,
+                     help="shard size cap (GiB), qwen25_omni only")
     rnd.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
     rnd.add_argument("--seed", type=int, default=0)
     speech = sub.add_parser("random-speech", help="write random speech checkpoints "

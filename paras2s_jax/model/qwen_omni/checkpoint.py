@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
 from paras2s_jax.checkpoint import hf_keys
 from paras2s_jax.checkpoint.hf_io import CONFIG_FILE, INDEX_FILE, shard_files
@@ -52,7 +53,7 @@ def read_config(directory: str | Path) -> dict[str, Any]:
 
 
 def _load(directory: Path, abstract: nnx.Module, prefix: str,
-          fallbacks: dict[str, str]) -> nnx.Module:
+          fallbacks: dict[str, str], mesh: Mesh | None) -> nnx.Module:
     files = shard_files(directory)
     handles: dict[Path, SafetensorsFile] = {}
 
@@ -70,33 +71,35 @@ def _load(directory: Path, abstract: nnx.Module, prefix: str,
             raise CheckpointKeyError(f"{path}: {err}") from err
 
     specs = key_specs(abstract, prefix)
-    return place_on_shards(abstract, (tensor(k, s) for k, s in specs.items()))
+    return place_on_shards(abstract, (tensor(k, s) for k, s in specs.items()), mesh)
 
 
-def load_thinker(directory: str | Path, **overrides: Any) -> Thinker:
+def load_thinker(directory: str | Path, mesh: Mesh | None = None, **overrides: Any) -> Thinker:
     """The thinker language model of a checkpoint directory (audio/vision towers skipped).
 
     overrides: `ThinkerTextConfig` fields (e.g. param_dtype="bfloat16"). A missing or
     misshapen tensor raises `CheckpointKeyError` naming the file and key. With tied
     embeddings and no `thinker.lm_head.weight`, the head reads the embedding table.
+    With `mesh`, each tensor goes straight onto its shards.
     """
     directory = Path(directory)
     config = ThinkerTextConfig.from_hf(read_config(directory), **overrides)
     abstract = nnx.eval_shape(lambda: Thinker(config, rngs=nnx.Rngs(0)))
     fallbacks = {LM_HEAD_KEY: EMBED_KEY} if config.tie_word_embeddings else {}
-    return _load(directory, abstract, THINKER_PREFIX, fallbacks)
+    return _load(directory, abstract, THINKER_PREFIX, fallbacks, mesh)
 
 
-def load_talker(directory: str | Path, **overrides: Any) -> Talker:
+def load_talker(directory: str | Path, mesh: Mesh | None = None, **overrides: Any) -> Talker:
     """The talker of a checkpoint directory (overrides: `TalkerConfig` fields)."""
     directory = Path(directory)
     config = TalkerConfig.from_hf(read_config(directory), **overrides)
     abstract = nnx.eval_shape(lambda: Talker(config, rngs=nnx.Rngs(0)))
-    return _load(directory, abstract, TALKER_PREFIX, {})
+    return _load(directory, abstract, TALKER_PREFIX, {}, mesh)
 
 
-def _entries(thinker: Thinker | None, talker: Talker | None
-             ) -> Iterator[tuple[str, KeySpec, nnx.Variable]]:
+def param_entries(thinker: Thinker | None, talker: Talker | None
+                  ) -> Iterator[tuple[str, KeySpec, nnx.Variable]]:
+    """(checkpoint key, KeySpec, parameter variable) of every thinker / talker param."""
     for model, prefix in ((thinker, THINKER_PREFIX), (talker, TALKER_PREFIX)):
         if model is not None:
             flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
@@ -104,15 +107,16 @@ def _entries(thinker: Thinker | None, talker: Talker | None
                 yield key, spec, flat[spec.path]
 
 
-def _host(spec: KeySpec, variable: nnx.Variable) -> np.ndarray:
+def host_tensor(spec: KeySpec, variable: nnx.Variable) -> np.ndarray:
+    """A parameter fetched to the host in checkpoint layout."""
     return spec.to_hf(np.asarray(jax.device_get(variable[...])))
 
 
 def iter_tensors(thinker: Thinker | None, talker: Talker | None
                  ) -> Iterator[tuple[str, np.ndarray]]:
     """(checkpoint key, tensor in checkpoint layout) of every parameter, one at a time."""
-    for key, spec, variable in _entries(thinker, talker):
-        yield key, _host(spec, variable)
+    for key, spec, variable in param_entries(thinker, talker):
+        yield key, host_tensor(spec, variable)
 
 
 def export(directory: str | Path, thinker: Thinker | None, talker: Talker | None,
@@ -124,7 +128,7 @@ def export(directory: str | Path, thinker: Thinker | None, talker: Talker | None
     directory.mkdir(parents=True, exist_ok=True)
     shards: list[list[tuple[str, KeySpec, nnx.Variable]]] = [[]]
     size = 0
-    for entry in _entries(thinker, talker):
+    for entry in param_entries(thinker, talker):
         nbytes = math.prod(entry[1].hf_shape) * np.dtype(entry[2].dtype).itemsize
         if shards[-1] and size + nbytes > max_shard_bytes:
             shards.append([])
@@ -136,8 +140,9 @@ def export(directory: str | Path, thinker: Thinker | None, talker: Talker | None
     for i, entries in enumerate(shards, start=1):
         name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
         shapes = {k: (s.hf_shape, np.dtype(v.dtype)) for k, s, v in entries}
-        total += write_safetensors(directory / name, ((k, _host(s, v)) for k, s, v in entries),
-                                   shapes=shapes, metadata={"format": "pt"})
+        tensors = ((k, host_tensor(s, v)) for k, s, v in entries)
+        total += write_safetensors(directory / name, tensors, shapes=shapes,
+                                   metadata={"format": "pt"})
         weight_map.update({k: name for k, _, _ in entries})
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (directory / INDEX_FILE).write_text(json.dumps(index, indent=2))

@@ -62,6 +62,7 @@ class Thinker(nnx.Module):
         self, input_ids: jax.Array, *, attention_mask: jax.Array | None = None,
         audio_embeds: jax.Array | None = None, positions: jax.Array | None = None,
         cache: OmniCache | None = None, last_only: bool = False,
+        inputs_embeds: jax.Array | None = None,
     ) -> ThinkerOutput:
         """Logits of every position (or the last: `last_only`).
 
@@ -69,8 +70,9 @@ class Thinker(nnx.Module):
         positions: int[3, B, S], by default the prompt's `rope_index` (no cache) or the
         continuation of each cached row. With `cache` (prefill into an empty one, or a
         decode step) the tokens are appended and the updated cache is returned.
+        inputs_embeds: [B, S, E] used instead of `embed(input_ids, audio_embeds)`.
         """
-        embeds = self.embed(input_ids, audio_embeds)
+        embeds = self.embed(input_ids, audio_embeds) if inputs_embeds is None else inputs_embeds
         hidden, cache = self.model(embeds, attention_mask=attention_mask, positions=positions,
                                    cache=cache)
         head_in = hidden[:, -1:] if last_only else hidden

@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from paras2s_jax.model.qwen_omni.config import TalkerConfig, ThinkerTextConfig, tiny
+from paras2s_jax.model.qwen_omni.audio_encoder import AudioEncoderConfig
+from paras2s_jax.model.qwen_omni.config import TalkerConfig, ThinkerTextConfig
+from paras2s_jax.model.qwen_omni.model import tiny
 
 
-def hf_config_dict(thinker: ThinkerTextConfig, talker: TalkerConfig) -> dict:
-    """Keyword arguments of transformers' `Qwen2_5OmniConfig` for our two configs, with
-    tiny audio, vision and token2wav parts (those are not compared here)."""
+def hf_config_dict(thinker: ThinkerTextConfig, talker: TalkerConfig,
+                   audio: AudioEncoderConfig) -> dict:
+    """Keyword arguments of transformers' `Qwen2_5OmniConfig` for our three configs, with
+    tiny vision and token2wav parts (those are not compared here)."""
 
     def rope(c):
         return {"rope_type": "default", "rope_theta": c.rope_theta,
@@ -26,9 +29,11 @@ def hf_config_dict(thinker: ThinkerTextConfig, talker: TalkerConfig) -> dict:
                 rope_parameters=rope(thinker), tie_word_embeddings=False)
     thinker_cfg = dict(
         text_config=text,
-        audio_config=dict(num_mel_bins=8, encoder_layers=1, encoder_attention_heads=2,
-                          encoder_ffn_dim=16, d_model=8, output_dim=thinker.hidden_size,
-                          n_window=4),
+        audio_config=dict(num_mel_bins=audio.num_mel_bins, encoder_layers=audio.encoder_layers,
+                          encoder_attention_heads=audio.encoder_attention_heads,
+                          encoder_ffn_dim=audio.encoder_ffn_dim, d_model=audio.d_model,
+                          output_dim=audio.output_dim, n_window=audio.n_window,
+                          max_source_positions=audio.max_source_positions),
         vision_config=dict(depth=1, hidden_size=8, intermediate_size=8, num_heads=2,
                            out_hidden_size=thinker.hidden_size, fullatt_block_indexes=[0]),
         audio_token_index=thinker.audio_token_index, image_token_index=121,
@@ -68,15 +73,17 @@ def perturb_(model: torch.nn.Module, seed: int) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
             if not name.startswith(("thinker.model.language_model", "thinker.lm_head",
-                                    "talker")):
+                                    "thinker.model.audio_tower", "talker")):
                 continue
             noise = torch.randn(p.shape, generator=gen)
-            if "norm" in name:
+            if "norm" in name or "ln_post" in name:
                 p.copy_(1.0 + 0.2 * noise)
             elif name.endswith("bias"):
                 p.copy_(0.3 * noise)
             elif "embed_tokens" in name:
                 p.copy_(noise)
+            elif p.ndim == 3:  # audio conv [out, in, k]
+                p.copy_(noise / (p.shape[1] * p.shape[2]) ** 0.5)
             else:
                 p.copy_(noise / p.shape[1] ** 0.5)
 
@@ -87,6 +94,7 @@ class OmniReference:
     directory: object  # its save_pretrained directory
     thinker: ThinkerTextConfig
     talker: TalkerConfig
+    audio: AudioEncoderConfig
 
 
 @pytest.fixture(scope="session")
@@ -94,14 +102,15 @@ def omni_reference(tmp_path_factory) -> OmniReference:
     """The tiny reference model, saved with `max_shard_size` small enough for many shards."""
     from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
 
-    thinker, talker = tiny()
+    config = tiny()
+    thinker, talker, audio = config.thinker, config.talker, config.audio
     torch.manual_seed(0)
-    config = Qwen2_5OmniConfig(**hf_config_dict(thinker, talker))
+    config = Qwen2_5OmniConfig(**hf_config_dict(thinker, talker, audio))
     model = Qwen2_5OmniForConditionalGeneration(config).eval()
     perturb_(model, seed=0)
     directory = tmp_path_factory.mktemp("omni_tiny")
     model.save_pretrained(directory, max_shard_size="40KB")
-    return OmniReference(model, directory, thinker, talker)
+    return OmniReference(model, directory, thinker, talker, audio)
 
 
 def left_padded(rows: list[list[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
