@@ -18,7 +18,6 @@ wired: the "audio"/"both" views raise NotImplementedError there.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import grain

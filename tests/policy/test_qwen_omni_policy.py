@@ -116,7 +116,7 @@ def test_rollout_logprobs_equal_the_samplers_and_ignore_left_padding(setup, samp
     padded = dict(batch, input_ids=np.pad(batch["input_ids"], [(0, 0), (5, 0)],
                                           constant_values=cfg.thinker.pad_token_id),
                   attention_mask=np.pad(batch["attention_mask"], [(0, 0), (5, 0)]))
-    again = policy.reply_logprobs(model, padded, sampling)
+    again = nnx.jit(lambda m, b: policy.reply_logprobs(m, b, sampling))(model, padded)
     for s in policy.streams:
         np.testing.assert_allclose(np.asarray(again[s]), np.asarray(lp[s]), atol=ATOL)
 
@@ -128,6 +128,18 @@ def test_sample_in_parts_matches_one_call_per_part(setup, sampled):
     one = policy.sample(model, first, jax.random.fold_in(jax.random.key(1), 0), sampling)
     np.testing.assert_array_equal(whole.sample.text[:2], one.sample.text)
     np.testing.assert_array_equal(whole.sample.codes[:2], one.sample.codes)
+
+
+@nnx.jit
+def _thinker(model, ids, mel):
+    return model.thinker_forward(ids, jnp.ones(ids.shape, bool), mel,
+                                 jnp.ones((1, mel.shape[2]), jnp.int32))
+
+
+@nnx.jit
+def _talker_step(model, x, cache):
+    return model.talker(x, attention_mask=jnp.ones(x.shape[:2], bool), cache=cache,
+                        last_only=True)
 
 
 def _hand_ce(model: QwenOmni, policy: QwenOmniPolicy, rec: dict) -> tuple[float, float]:
@@ -143,32 +155,38 @@ def _hand_ce(model: QwenOmni, policy: QwenOmniPolicy, rec: dict) -> tuple[float,
     codes = rec["reply_audio"] + [cfg.talker.codec_end_token_id]
     p = len(ids)
     full = jnp.asarray([ids + text])
-    out = model.thinker_forward(full, jnp.ones(full.shape, bool), jnp.asarray(mel),
-                                jnp.ones((1, mel.shape[2]), jnp.int32))
+    out = _thinker(model, full, jnp.asarray(mel))
     logp = jax.nn.log_softmax(out.logits[0, p - 1:-1])
     text_ce = -float(sum(logp[t, tok] for t, tok in enumerate(text)))
     reply = reply_rows(out.hidden, out.embeds)[:, p:]
     x, mask = talker_prompt(model, full[:, :p], jnp.ones((1, p), bool), out.hidden[:, :p],
                             out.embeds[:, :p], reply[:, 0], policy.speaker_bos)
-    step = model.talker(model.talker.prompt_embeds(x), attention_mask=mask,
-                        cache=OmniCache.init(cfg.talker, 1, p + 2 + len(codes)), last_only=True)
+    assert bool(mask.all())
+    step = _talker_step(model, model.talker.prompt_embeds(x),
+                        OmniCache.init(cfg.talker, 1, p + 2 + len(codes)))
     codec_ce = 0.0
     for t, code in enumerate(codes):
         codec_ce -= float(jax.nn.log_softmax(step.logits[0, -1])[code])
         part = reply_part(model, reply, jnp.asarray([len(text)]), jnp.asarray(t))
-        step = model.talker(model.talker.step_embeds(jnp.asarray([[code]]), part[:, None]),
-                            attention_mask=jnp.ones((1, 1), bool), cache=step.cache,
-                            last_only=True)
+        step = _talker_step(model, model.talker.step_embeds(jnp.asarray([[code]]),
+                                                            part[:, None]), step.cache)
     return text_ce, codec_ce
 
 
-def test_sft_loss_is_the_hand_computed_ce_and_a_step_lowers_it(setup, tmp_path):
-    cfg, model, policy, _, _ = setup
-    path = tmp_path / "demo.jsonl"
+@pytest.fixture(scope="module")
+def demo(setup, tmp_path_factory):
+    path = tmp_path_factory.mktemp("demo") / "demo.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in RECORDS))
-    records = policy.read_records([str(path)])
-    (batch,) = policy.eval_batches(records, 3, [8, 16, 32])
-    terms = policy.sft_loss(model, batch)
+    records = setup[2].read_records([str(path)])
+    (batch,) = setup[2].eval_batches(records, 3, [8, 16, 32])
+    return batch
+
+
+def test_sft_loss_is_the_hand_computed_ce(setup, demo):
+    cfg, model, policy, _, _ = setup
+    batch = demo
+    assert not batch["text_mask"][2].any() and batch["reply_text_attention"][2].any()
+    terms = nnx.jit(policy.sft_loss)(model, batch)
     counts = policy.sft_counts(batch)
     hands = [_hand_ce(model, policy, r) for r in RECORDS]
     for i, s in enumerate(policy.streams):
@@ -176,18 +194,25 @@ def test_sft_loss_is_the_hand_computed_ce_and_a_step_lowers_it(setup, tmp_path):
         assert float(terms[s][1]) == want_count == float(counts[s])
         np.testing.assert_allclose(float(terms[s][0]), sum(h[i] for h in hands), rtol=1e-5)
 
+
+@pytest.mark.slow
+def test_sft_step_lowers_the_loss_and_codes_train_the_thinker(setup, demo):
+    cfg, model, policy, _, _ = setup
+    batch = demo
+
+    @nnx.jit
     def total(m):
         t = policy.sft_loss(m, batch)
         return sum(t[s][0] / t[s][1] for s in policy.streams)
 
     trained = nnx.clone(model)
-    grads = nnx.grad(total)(trained)
+    grads = nnx.jit(nnx.grad(total))(trained)
     params = nnx.state(trained, nnx.Param)
     nnx.update(trained, jax.tree.map(lambda p, g: p - 0.05 * g, params,
                                      nnx.state(grads, nnx.Param)))
     assert float(total(trained)) < float(total(model)) - 1e-3
     # the codec stream's gradient reaches the thinker through the hidden states it reads
-    codec_grads = nnx.grad(lambda m: policy.sft_loss(m, batch)["audio"][0])(model)
+    codec_grads = nnx.jit(nnx.grad(lambda m: policy.sft_loss(m, batch)["audio"][0]))(model)
     layers = nnx.state(codec_grads, nnx.Param)["thinker"]["model"]
     assert jax.tree.reduce(lambda a, x: a + float(jnp.abs(x).sum()), layers, 0.0) > 0
 
@@ -202,19 +227,29 @@ def test_read_records_names_file_record_and_field(tmp_path):
 
 def test_reward_inputs_scores_and_digit_logits(setup, sampled):
     cfg, model, policy, sampling, prompts = setup
-    scored = [{**RECORDS[1], "score": 4}]
+    scored = [{**RECORDS[1], "score": 4}, {**RECORDS[0], "score": 2}]
     t = cfg.thinker
-    for view, reply in (("text", [20]),
-                        ("audio", [t.audio_start_token_id, t.audio_token_index,
-                                   t.audio_token_index, t.audio_end_token_id])):
-        batch = policy.reward_inputs(scored, [40], view, [32, 64], rows=2)
-        want = policy.prompt_batch(scored, 1).layouts[0] + reply + [40]
-        assert batch["input_ids"].shape == (2, 32)
-        np.testing.assert_array_equal(batch["input_ids"][1, -len(want):], want)
-        assert batch["mel"].shape[0] == (2 if view == "text" else 4)
-    np.testing.assert_array_equal(batch["mel"][1, :, :8], render_codes_to_mel([30, 31], 128))
+    span = [t.audio_start_token_id, t.audio_token_index, t.audio_end_token_id]
+    for view in ("text", "audio"):
+        batch = policy.reward_inputs(scored, [40], view, [32, 64], rows=3)
+        assert batch["input_ids"].shape == (3, 32)
+        for row, rec in enumerate(scored + scored[:1]):
+            codes = rec["reply_audio"]
+            reply = (rec["reply_text"] if view == "text" else
+                     span[:1] + span[1:2] * len(codes) + span[2:])
+            want = policy.prompt_batch([rec], 1).layouts[0] + reply + [40]
+            np.testing.assert_array_equal(batch["input_ids"][row, -len(want):], want)
+            assert batch["attention_mask"][row].sum() == len(want)
+            if view == "audio":
+                frames = 4 * len(codes)
+                np.testing.assert_array_equal(batch["mel"][2 * row + 1, :, :frames],
+                                              render_codes_to_mel(codes, 128))
+                assert batch["mel_mask"][2 * row + 1].sum() == frames
+    batch = {k: v[:2] for k, v in batch.items()} | {"mel": batch["mel"][:4],
+                                                      "mel_mask": batch["mel_mask"][:4]}
     digits = [50, 51, 52, 53, 54]
-    logits = policy.reward_logits(model, batch)
+    reward_logits = nnx.jit(policy.reward_logits)
+    logits = reward_logits(model, batch)
     two = policy.reward_digit_logits(model, batch, digits, micro=2)
     np.testing.assert_allclose(np.asarray(two), np.asarray(logits[:, -1, 50:55]), atol=1e-5)
     scores = policy.reward_scores(model, prompts, sampled, 2, [40], digits, "both")
@@ -223,4 +258,19 @@ def test_reward_inputs_scores_and_digit_logits(setup, sampled):
             for r, (a, b) in enumerate(replies)]
     own = policy.reward_inputs(recs, [40], "both", [32, 64, 128], rows=6)
     np.testing.assert_allclose(scores, np.asarray(expected_score(
-        policy.reward_logits(model, own)[:, -1, 50:55])), atol=1e-5)
+        reward_logits(model, own)[:, -1, 50:55])), atol=1e-5)
+
+
+def test_text_tokenizer_encodes_without_special_tokens(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<s>": 0, "[UNK]": 1, "score": 2, "is": 3, "4": 4}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A",
+                                                       special_tokens=[("<s>", 0)])
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>",
+                            unk_token="[UNK]").save_pretrained(tmp_path)
+    encoder = QwenOmniPolicy(tiny()).text_tokenizer(str(tmp_path))
+    assert encoder.encode("score is 4") == [2, 3, 4]
