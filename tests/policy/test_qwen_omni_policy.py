@@ -93,11 +93,11 @@ def test_replies_drop_the_stop_ids():
         text_logprobs=np.zeros((2, 3)), text_lengths=np.array([2, 3]),
         text_finished=np.array([True, False]),
         codes=np.array([[1, 2, 61, 62], [3, 62, 62, 62]]), codec_mask=np.ones((2, 4), bool),
-        codec_logprobs=np.zeros((2, 4)), codec_lengths=np.array([3, 2]),
-        codec_finished=np.array([True, True]))
+        codec_logprobs=np.zeros((2, 4)), codec_lengths=np.array([4, 2]),
+        codec_finished=np.array([False, True]))
     out = OmniPolicySample(sample)
-    assert QwenOmniPolicy(tiny()).replies(out) == [([5], [1, 2]), ([6, 7, 8], [3])]
-    np.testing.assert_array_equal(out.finished, [True, False])
+    assert QwenOmniPolicy(tiny()).replies(out) == [([5], [1, 2, 61, 62]), ([6, 7, 8], [3])]
+    np.testing.assert_array_equal(out.finished, [False, False])  # each lacks one stream's stop
 
 
 def test_rollout_logprobs_equal_the_samplers_and_ignore_left_padding(setup, sampled):
