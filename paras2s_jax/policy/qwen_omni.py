@@ -66,24 +66,27 @@ def _stop_trimmed(ids: np.ndarray, length: int, finished: bool) -> list[int]:
     return [int(t) for t in ids[:length - int(bool(finished))]]
 
 
-@nnx.jit(static_argnums=(2, 3, 4))
-def _digit_logits(model: QwenOmni, batch: dict, digit_ids: tuple[int, ...], micro: int,
-                  clips: int) -> jax.Array:
+def _reward_last_logits(model: QwenOmni, batch: dict) -> jax.Array:
+    """float32[N, 1, V]: the thinker's logits at the last position of reward inputs."""
+    mel = batch["mel"]  # [N, k, M, F]: each row's clips
+    return fwd.thinker_with_slots(
+        model, batch["input_ids"], batch["attention_mask"], batch["audio_slots"],
+        mel.reshape(-1, *mel.shape[2:]), batch["mel_mask"].reshape(-1, mel.shape[-1]),
+        last_only=True).logits
+
+
+@nnx.jit(static_argnums=(2, 3))
+def _digit_logits(model: QwenOmni, batch: dict, digit_ids: tuple[int, ...],
+                  micro: int) -> jax.Array:
     graphdef, state = nnx.split(model)
 
     def one(rows):
-        logits = fwd.thinker_with_slots(
-            nnx.merge(graphdef, state), rows["input_ids"], rows["attention_mask"],
-            rows["audio_slots"], rows["mel"], rows["mel_mask"], last_only=True).logits
+        logits = _reward_last_logits(nnx.merge(graphdef, state), rows)
         return logits[:, -1, jnp.asarray(digit_ids)].astype(jnp.float32)
 
     if micro == 1:
         return one(batch)
-    rows = micro_batches({k: batch[k] for k in ("input_ids", "attention_mask", "audio_slots")},
-                         micro)
-    # row i's `clips` clips are consecutive: split them in blocks, as its row
-    mels = micro_batches({k: batch[k] for k in ("mel", "mel_mask")}, micro, group=clips)
-    return unmicro(jax.lax.map(one, {**rows, **mels}))
+    return unmicro(jax.lax.map(one, micro_batches(batch, micro)))
 
 
 class QwenOmniPolicy:
@@ -269,19 +272,18 @@ class QwenOmniPolicy:
         ids, mask = data.left_pad(seqs, length, self.config.thinker.pad_token_id)
         audio_slots, _ = data.left_pad(slots, length, 0)
         mel, mel_mask = data.stack_mels(clips)
+        per_row = len(clips) // len(records)  # the same in every row under one view
         return {"input_ids": ids, "attention_mask": mask, "audio_slots": audio_slots.astype(bool),
-                "mel": mel, "mel_mask": mel_mask}
+                "mel": mel.reshape(len(records), per_row, *mel.shape[1:]),
+                "mel_mask": mel_mask.reshape(len(records), per_row, -1)}
 
     def reward_logits(self, model: QwenOmni, batch: dict) -> jax.Array:
-        return fwd.thinker_with_slots(model, batch["input_ids"], batch["attention_mask"],
-                                      batch["audio_slots"], batch["mel"], batch["mel_mask"],
-                                      last_only=True).logits
+        return _reward_last_logits(model, batch)
 
     def reward_digit_logits(self, model: QwenOmni, batch: dict, digit_ids: Sequence[int],
                             micro: int = 1) -> jax.Array:
-        clips = len(batch["mel"]) // len(batch["input_ids"])
         return _digit_logits(model, {k: jnp.asarray(v) for k, v in batch.items()},
-                             tuple(digit_ids), micro, clips)
+                             tuple(digit_ids), micro)
 
     def reward_scores(self, reward_model: QwenOmni, prompts: PromptBatch,
                       out: OmniPolicySample, group: int, suffix_ids: Sequence[int],

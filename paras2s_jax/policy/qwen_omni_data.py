@@ -15,8 +15,9 @@ A prompt is one user turn as transformers' processor lays it out:
 <|im_start|>assistant\\n`, n = the clip's audio tokens (`rope.audio_token_count`).
 
 Batches (numpy) share one layout for SFT and rollouts: "input_ids"/"attention_mask"
-[B, P] (left padded), "mel" float32[B * k, 128, F] / "mel_mask" int32[B * k, F] (k clips
-per row, in placeholder order), "reply_text" [B, T] with "reply_text_attention" and
+[B, P] (left padded), "mel" float32[B, 128, F] / "mel_mask" int32[B, F] (each row's
+prompt clip; reward inputs hold k clips per row, [B, k, 128, F] / [B, k, F], in
+placeholder order, and "audio_slots" [B, P]), "reply_text" [B, T] with "reply_text_attention" and
 "text_lengths" (stop included), "reply_audio" [B, C] with "reply_audio_attention";
 "text_mask"/"audio_mask" are the loss masks (the attention ones unless a stage masks
 rows out).
