@@ -246,7 +246,7 @@ def test_reward_inputs_scores_and_digit_logits(setup, sampled):
                 np.testing.assert_array_equal(batch["mel"][row, 1, :, :frames],
                                               render_codes_to_mel(codes, 128))
                 assert batch["mel_mask"][row, 1].sum() == frames
-    batch = {k: v[:2] for k, v in batch.items()}
+    batch = policy.reward_inputs(scored, [40], "audio", [32], rows=4)  # rows b, a, b, b
     digits = [50, 51, 52, 53, 54]
     reward_logits = nnx.jit(policy.reward_logits)
     logits = reward_logits(model, batch)
