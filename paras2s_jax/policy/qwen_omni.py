@@ -180,7 +180,8 @@ class QwenOmniPolicy:
         seqs = layouts + layouts[:1] * filler
         ids, mask = data.left_pad(seqs, bucket_length(max(map(len, seqs)), bucket),
                                   self.config.thinker.pad_token_id)
-        mel, mel_mask = data.stack_mels(mels + mels[:1] * filler)
+        mel, mel_mask = data.stack_mels(mels + mels[:1] * filler,
+                                        self.config.audio.chunk_frames)
         return PromptBatch(records, layouts, {"input_ids": ids, "attention_mask": mask,
                                               "mel": mel, "mel_mask": mel_mask})
 
@@ -271,7 +272,7 @@ class QwenOmniPolicy:
         length = data.bucket_for(max(map(len, seqs)), buckets)
         ids, mask = data.left_pad(seqs, length, self.config.thinker.pad_token_id)
         audio_slots, _ = data.left_pad(slots, length, 0)
-        mel, mel_mask = data.stack_mels(clips)
+        mel, mel_mask = data.stack_mels(clips, self.config.audio.chunk_frames)
         per_row = len(clips) // len(records)  # the same in every row under one view
         return {"input_ids": ids, "attention_mask": mask, "audio_slots": audio_slots.astype(bool),
                 "mel": mel.reshape(len(records), per_row, *mel.shape[1:]),

@@ -127,11 +127,11 @@ def right_pad(rows: Sequence[Sequence[int]], length: int, pad: int
     return ids[:, ::-1].copy(), mask[:, ::-1].copy()
 
 
-def stack_mels(mels: Sequence[np.ndarray], frames: int | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+def stack_mels(mels: Sequence[np.ndarray], multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(mel float32[A, M, F], mel_mask int32[A, F]) of clips float[M, f_a], zero padded to
-    F = `frames` (default: the longest)."""
-    frames = frames or max(m.shape[1] for m in mels)
+    F = the longest rounded up to `multiple` (the encoder's chunk: the same outputs, fewer
+    compiled shapes)."""
+    frames = -(-max(m.shape[1] for m in mels) // multiple) * multiple
     out = np.zeros((len(mels), mels[0].shape[0], frames), np.float32)
     mask = np.zeros((len(mels), frames), np.int32)
     for a, m in enumerate(mels):
@@ -199,7 +199,7 @@ def demo_batch(records: Sequence[dict], config: QwenOmniConfig, rows: int,
                                 c.thinker.pad_token_id)
     audio, audio_attn = right_pad(codes, bucket_for(max(map(len, codes)), buckets),
                                   c.talker.codec_pad_token_id)
-    mel, mel_mask = stack_mels(mels)
+    mel, mel_mask = stack_mels(mels, c.audio.chunk_frames)
     real = (np.arange(rows) < len(records))[:, None]
     return {"input_ids": ids, "attention_mask": mask, "mel": mel, "mel_mask": mel_mask,
             "reply_text": text, "reply_text_attention": text_attn,

@@ -57,6 +57,7 @@ def test_prompt_batch_is_the_chat_layout_left_padded(setup):
     t, chat = cfg.thinker, SMALL_CHAT
     assert isinstance(policy_for(cfg), QwenOmniPolicy)
     assert prompts.inputs["input_ids"].shape == (3, 32)  # 26 tokens -> 16 * 2
+    assert prompts.inputs["mel"].shape == (3, 128, 32)  # 20 frames -> 2 encoder chunks
     for row, rec in enumerate(RECORDS + RECORDS[:1]):
         want = ([t.bos_token_id, chat.user, chat.newline, t.audio_start_token_id]
                 + [t.audio_token_index] * len(rec["prompt_audio"]) + [t.audio_end_token_id]
