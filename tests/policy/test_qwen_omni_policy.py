@@ -279,17 +279,18 @@ def test_text_tokenizer_encodes_without_special_tokens(tmp_path):
 
 def test_prompt_mel_files_are_read_relative_to_the_data_file(tmp_path):
     policy = QwenOmniPolicy(tiny())
-    mel = np.random.default_rng(0).normal(size=(128, 10)).astype(np.float32)
+    mel = np.random.default_rng(0).normal(size=(128, 11)).astype(np.float32)
     np.save(tmp_path / "clip.npy", mel)
     path = tmp_path / "data.jsonl"
     path.write_text(json.dumps({"prompt_mel": "clip.npy", "reply_text": [1],
                                 "reply_audio": [2]}) + "\n")
     (record,) = policy.read_records([str(path)])
     prompts = policy.prompt_batch([record], 16)
-    np.testing.assert_array_equal(prompts.inputs["mel"][0, :, :10], mel)
-    assert prompts.inputs["mel_mask"][0].sum() == 10
-    count = int(audio_token_count(np.asarray([10]))[0])  # 3 tokens from 10 frames
+    np.testing.assert_array_equal(prompts.inputs["mel"][0, :, :11], mel)
+    assert prompts.inputs["mel_mask"][0].sum() == 11
+    count = int(audio_token_count(np.asarray([11]))[0])
+    assert count == 3  # 11 frames: 6 after the stride-2 conv, 3 after pooling
     assert (prompts.inputs["input_ids"][0] == tiny().thinker.audio_token_index).sum() == count
     np.save(tmp_path / "clip.npy", mel[:80])
-    with pytest.raises(DataError, match=r"clip.npy: prompt_mel has shape \(80, 10\)"):
+    with pytest.raises(DataError, match=r"clip.npy: prompt_mel has shape \(80, 11\)"):
         policy.prompt_length(record)
