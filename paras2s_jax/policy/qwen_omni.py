@@ -12,8 +12,11 @@ across a group's rows is not implemented: `group` is accepted and ignored.
 The reward model is a Qwen2.5-Omni whose thinker reads the prompt, the reply under its
 view ("text": reply text as assistant text; "audio": the reply speech as an audio
 segment; "both": text then audio), then the score suffix. Reply speech is rendered to a
-mel with the toy renderer; for real codec ids that needs token2wav -> mel, which is not
-wired: the "audio"/"both" views raise NotImplementedError there.
+mel with the toy renderer on test-sized vocabularies (`qwen_omni_data.is_test_sized`);
+for a real checkpoint's codec ids that needs token2wav -> waveform -> log-mel, which is
+not wired: the "audio"/"both" views raise NotImplementedError there. Audio is placed
+only at the prompt's and the speech segment's placeholders, never at a placeholder id
+that a sampled reply text happens to hold (`qwen_omni_forward.thinker_with_slots`).
 """
 
 from __future__ import annotations
