@@ -7,6 +7,7 @@ from typing import Any
 
 from paras2s_jax.policy.base import PromptBatch, Reply, SpeechPolicy
 from paras2s_jax.policy.kimi_audio import KimiAudioPolicy
+from paras2s_jax.policy.qwen_omni import QwenOmniPolicy
 
 _POLICIES: dict[type, type] = {}
 
@@ -32,6 +33,7 @@ def policy_for(config: Any) -> SpeechPolicy:
 
 
 register(KimiAudioPolicy.config_class, KimiAudioPolicy)
+register(QwenOmniPolicy.config_class, QwenOmniPolicy)
 
-__all__ = ["KimiAudioPolicy", "PromptBatch", "Reply", "SpeechPolicy", "policy_for", "register",
-           "registered"]
+__all__ = ["KimiAudioPolicy", "PromptBatch", "QwenOmniPolicy", "Reply", "SpeechPolicy",
+           "policy_for", "register", "registered"]
