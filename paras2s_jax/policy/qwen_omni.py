@@ -16,7 +16,7 @@ mel with the toy renderer on test-sized vocabularies (`qwen_omni_data.is_test_si
 for a real checkpoint's codec ids that needs token2wav -> waveform -> log-mel, which is
 not wired: the "audio"/"both" views raise NotImplementedError there. Audio is placed
 only at the prompt's and the speech segment's placeholders, never at a placeholder id
-that a sampled reply text happens to hold (`qwen_omni_forward.thinker_with_slots`).
+that a sampled reply text happens to hold (`QwenOmni.thinker_forward`'s `audio_slots`).
 """
 
 from __future__ import annotations
@@ -72,9 +72,9 @@ def _stop_trimmed(ids: np.ndarray, length: int, finished: bool) -> list[int]:
 def _reward_last_logits(model: QwenOmni, batch: dict) -> jax.Array:
     """float32[N, 1, V]: the thinker's logits at the last position of reward inputs."""
     mel = batch["mel"]  # [N, k, M, F]: each row's clips
-    return fwd.thinker_with_slots(
-        model, batch["input_ids"], batch["attention_mask"], batch["audio_slots"],
-        mel.reshape(-1, *mel.shape[2:]), batch["mel_mask"].reshape(-1, mel.shape[-1]),
+    return model.thinker_forward(
+        batch["input_ids"], batch["attention_mask"], mel.reshape(-1, *mel.shape[2:]),
+        batch["mel_mask"].reshape(-1, mel.shape[-1]), audio_slots=batch["audio_slots"],
         last_only=True).logits
 
 

@@ -116,28 +116,34 @@ class QwenOmni(nnx.Module):
         self.talker = Talker(config.talker, rngs=rngs)
 
     def prompt_embeds(self, input_ids: jax.Array, mel: jax.Array | None = None,
-                      mel_mask: jax.Array | None = None) -> jax.Array:
+                      mel_mask: jax.Array | None = None,
+                      audio_slots: jax.Array | None = None) -> jax.Array:
         """Thinker input embeddings [B, S, E]: token embeddings of ids int[B, S], with the
         encoded clips placed at the audio placeholders (clips in order of appearance,
-        row by row). mel: float[A, M, T] log-mel; mel_mask: int/bool[A, T] (a prefix)."""
+        row by row). mel: float[A, M, T] log-mel; mel_mask: int/bool[A, T] (a prefix);
+        audio_slots: bool[B, S], where the clips go (default: every placeholder id; a
+        sampled reply may hold that id as a plain token)."""
         embeds = self.thinker.embed(input_ids)
         if mel is None:
             return embeds
         lengths = jnp.asarray(mel_mask).astype(jnp.int32).sum(axis=1)
         tokens, counts = self.audio_encoder(jnp.asarray(mel), lengths)
-        is_audio = input_ids == self.config.thinker.audio_token_index
+        is_audio = (input_ids == self.config.thinker.audio_token_index
+                    if audio_slots is None else jnp.asarray(audio_slots, bool))
         placed = place_audio(tokens, counts, is_audio).astype(embeds.dtype)
         return jnp.where(is_audio[..., None], placed, embeds)
 
     def thinker_forward(
         self, input_ids: jax.Array, attention_mask: jax.Array, mel: jax.Array | None = None,
-        mel_mask: jax.Array | None = None, **kwargs: Any,
+        mel_mask: jax.Array | None = None, audio_slots: jax.Array | None = None,
+        **kwargs: Any,
     ) -> ThinkerOutput:
         """The thinker over a text + audio prompt: audio encoder -> placement -> decoder
         with the prompt's TMRoPE positions (`rope_index`). input_ids: int[B, S];
-        attention_mask: bool[B, S]; kwargs: `Thinker.__call__`'s cache / last_only.
+        attention_mask: bool[B, S]; audio_slots: see `prompt_embeds`; kwargs:
+        `Thinker.__call__`'s cache / last_only.
         The placeholder runs must match the clips' token counts (`rope.check_audio_spans`)."""
-        embeds = self.prompt_embeds(input_ids, mel, mel_mask)
+        embeds = self.prompt_embeds(input_ids, mel, mel_mask, audio_slots)
         positions = rope_index(jnp.asarray(attention_mask, bool))[0]
         return self.thinker(input_ids, attention_mask=attention_mask, positions=positions,
                             inputs_embeds=embeds, **kwargs)

@@ -36,6 +36,7 @@ from paras2s_jax.model.qwen_omni.speech_reply import (
     reply_rows,
     talker_prompt,
 )
+from paras2s_jax.model.qwen_omni.teacher_forced import penalised_codec_scores, reply_logits
 from paras2s_jax.sampling import bucket_length
 
 
@@ -226,31 +227,11 @@ def score(model: QwenOmni, input_ids: jax.Array, attention_mask: jax.Array,
     """Teacher-forced log-probs (float32[N, T], float32[N, C], 0 off the masks) of a
     sample's chosen text tokens and codes: one thinker and one talker forward over the
     whole sequences, the sampler's convention (for a policy-gradient ratio)."""
-    ids = jnp.asarray(input_ids, jnp.int32)
-    mask = jnp.asarray(attention_mask, bool)
-    n, length = ids.shape
-    full_ids = jnp.concatenate([ids, out.text], axis=1)
-    full_mask = jnp.concatenate([mask, out.text_mask], axis=1)
-    thinker = model.thinker_forward(full_ids, full_mask, mel, mel_mask)
-    text_lp = token_logprobs(thinker.logits[:, length - 1:-1], out.text,
-                             settings.text_temperature)
-    reply = reply_rows(thinker.hidden, thinker.embeds)[:, length:]
-    x, talker_mask = talker_prompt(model, ids, mask, thinker.hidden[:, :length],
-                                   thinker.embeds[:, :length], reply[:, 0],
-                                   settings.speaker_bos)
-    steps = out.codes.shape[1]
-    parts = jax.vmap(lambda t: reply_part(model, reply, out.text_lengths, t), out_axes=1)(
-        jnp.arange(steps - 1))
-    inputs = jnp.concatenate([model.talker.prompt_embeds(x),
-                              model.talker.step_embeds(out.codes[:, :-1], parts)], axis=1)
-    talker = model.talker(inputs, attention_mask=jnp.concatenate(
-        [talker_mask, out.codec_mask[:, :-1]], axis=1))
-    logits = talker.logits[:, length + 1:]  # [N, C, V]: the logits choosing code t
-    vocab = logits.shape[-1]
-    before = jnp.cumsum(jax.nn.one_hot(out.codes, vocab, dtype=jnp.int32), axis=1) - \
-        jax.nn.one_hot(out.codes, vocab, dtype=jnp.int32)
-    seen = initial_seen(model, n)[:, None] | (before > 0)
-    scores = jax.vmap(lambda lg, sn: codec_scores(model, lg, sn, settings.repetition_penalty),
-                      in_axes=1, out_axes=1)(logits, seen)
+    text_logits, codec_logits = reply_logits(
+        model, input_ids, attention_mask, out.text, out.text_mask, out.text_lengths, out.codes,
+        out.codec_mask, settings.speaker_bos, mel, mel_mask)
+    text_lp = token_logprobs(text_logits, out.text, settings.text_temperature)
+    scores = penalised_codec_scores(model, codec_logits, out.codes,
+                                    settings.repetition_penalty)
     codec_lp = token_logprobs(scores, out.codes, settings.codec_temperature)
     return (jnp.where(out.text_mask, text_lp, 0.0), jnp.where(out.codec_mask, codec_lp, 0.0))

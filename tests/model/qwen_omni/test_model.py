@@ -93,3 +93,22 @@ def test_export_is_byte_exact_and_keeps_other_files(omni_reference, omni, tmp_pa
             assert value.dtype == before.dtype and value.tobytes() == before.tobytes(), key
     assert (out / "config.json").read_bytes() == (source / "config.json").read_bytes()
     assert (out / "spk_dict.pt").read_bytes() == b"speaker table"
+
+
+def test_audio_slots_keep_a_placeholder_id_in_the_reply_a_plain_token(omni):
+    """A sampled reply may hold the audio placeholder id: with the prompt's slots the clips
+    stay at the prompt's placeholders (prompt positions unchanged, the reply's id embedded
+    as a token); by id alone they would shift into the reply."""
+    ids, mask, mel, mel_mask = clips_prompt(omni.config)
+    reply = np.full((ids.shape[0], 2), omni.config.thinker.audio_token_index, np.int32)
+    full = np.concatenate([ids, reply], axis=1)
+    full_mask = np.concatenate([mask, np.ones_like(reply, bool)], axis=1)
+    slots = np.concatenate([ids == omni.config.thinker.audio_token_index,
+                            np.zeros_like(reply, bool)], axis=1)
+    prompt_only = omni.thinker_forward(ids, mask, mel, mel_mask).logits
+    out = omni.thinker_forward(full, full_mask, mel, mel_mask, audio_slots=slots)
+    valid = np.asarray(mask)
+    np.testing.assert_allclose(np.asarray(out.logits[:, :ids.shape[1]])[valid],
+                               np.asarray(prompt_only)[valid], atol=1e-5)
+    token = np.asarray(omni.thinker.embed(reply))
+    np.testing.assert_allclose(np.asarray(out.embeds[:, ids.shape[1]:]), token, atol=0)
