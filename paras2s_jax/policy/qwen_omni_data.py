@@ -34,7 +34,7 @@ import numpy as np
 
 from paras2s_jax.model.qwen_omni.model import QwenOmniConfig
 from paras2s_jax.model.qwen_omni.rope import audio_token_count
-from paras2s_jax.train.data import DataError, bucket_for
+from paras2s_jax.train.data import DataError, bucket_for, id_list
 
 FRAMES_PER_CODE = 4  # one encoder audio token: stride-2 conv, then pair pooling
 RENDER_SEED = 20_250_101
@@ -140,18 +140,6 @@ def stack_mels(mels: Sequence[np.ndarray], multiple: int = 1) -> tuple[np.ndarra
     return out, mask
 
 
-def _ids(record: dict, field: str, hi: int, where: str, required: bool) -> list[int]:
-    if field not in record:
-        if required:
-            raise DataError(f"{where}: missing field {field!r}")
-        return []
-    value = record[field]
-    if not isinstance(value, list) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < hi for v in value):
-        raise DataError(f"{where}: field {field!r} must be a list of ids in [0, {hi})")
-    return value
-
-
 def read_records(paths: Sequence[str | Path], config: QwenOmniConfig) -> list[dict]:
     """Demonstration records of JSONL `paths`, checked (errors name file and record);
     "prompt_mel" paths are resolved against the data file's folder."""
@@ -169,14 +157,13 @@ def read_records(paths: Sequence[str | Path], config: QwenOmniConfig) -> list[di
                 raise DataError(f"{where}: invalid JSON ({err})") from err
             if not isinstance(rec, dict):
                 raise DataError(f"{where}: expected a JSON object")
-            rec["prompt_text"] = _ids(rec, "prompt_text", config.thinker.vocab_size, where,
-                                      False)
-            rec["reply_text"] = _ids(rec, "reply_text", config.thinker.vocab_size, where, True)
-            rec["reply_audio"] = _ids(rec, "reply_audio", config.talker.vocab_size, where,
-                                      True)
+            text_hi, codec_hi = config.thinker.vocab_size, config.talker.vocab_size
+            rec["prompt_text"] = id_list(rec, "prompt_text", 0, text_hi, where, False)
+            rec["reply_text"] = id_list(rec, "reply_text", 0, text_hi, where, True)
+            rec["reply_audio"] = id_list(rec, "reply_audio", 0, codec_hi, where, True)
             if "prompt_mel" in rec:
                 rec["prompt_mel"] = str((path.parent / rec["prompt_mel"]).resolve())
-            elif not _ids(rec, "prompt_audio", 2**31, where, True):
+            elif not id_list(rec, "prompt_audio", 0, 2**31, where, True):
                 raise DataError(f"{where}: empty 'prompt_audio'")
             records.append(rec)
     return records

@@ -39,7 +39,9 @@ class DataError(ValueError):
     """A training record is malformed; the message names the file, record and field."""
 
 
-def _id_list(record: dict, field: str, lo: int, hi: int, where: str, required: bool) -> list:
+def id_list(record: dict, field: str, lo: int, hi: int, where: str, required: bool) -> list:
+    """`record[field]` checked to be a list of ints in [lo, hi) (a `DataError` naming
+    `where` and the field otherwise); [] when absent and not `required`."""
     if field not in record:
         if required:
             raise DataError(f"{where}: missing field {field!r}")
@@ -61,10 +63,10 @@ def validate_record(record: Any, config: KimiAudioConfig, where: str) -> dict:
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
     text_hi, codes = config.special.msg_end, config.audio_codebook_size  # regular text ids only
     out = dict(record)
-    out["prompt_text"] = _id_list(record, "prompt_text", 0, text_hi, where, required=False)
-    out["prompt_audio"] = _id_list(record, "prompt_audio", 0, codes, where, required=True)
-    out["reply_text"] = _id_list(record, "reply_text", 0, text_hi, where, required=True)
-    out["reply_audio"] = _id_list(record, "reply_audio", 0, codes, where, required=True)
+    out["prompt_text"] = id_list(record, "prompt_text", 0, text_hi, where, required=False)
+    out["prompt_audio"] = id_list(record, "prompt_audio", 0, codes, where, required=True)
+    out["reply_text"] = id_list(record, "reply_text", 0, text_hi, where, required=True)
+    out["reply_audio"] = id_list(record, "reply_audio", 0, codes, where, required=True)
     if not out["prompt_audio"] and not out["prompt_text"]:
         raise DataError(f"{where}: empty prompt (both 'prompt_audio' and 'prompt_text')")
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,32 +119,46 @@ def iter_tensors(thinker: Thinker | None, talker: Talker | None
         yield key, host_tensor(spec, variable)
 
 
+# (shape, dtype, a function producing the tensor): written when its shard is
+Producer = tuple[tuple[int, ...], np.dtype, Callable[[], np.ndarray]]
+
+
 def export(directory: str | Path, thinker: Thinker | None, talker: Talker | None,
            config: dict[str, Any], max_shard_bytes: int = 5 * 1024**3) -> dict[str, str]:
     """Write the models' tensors (in the parameter dtype) as shards of at most
     `max_shard_bytes` + index, and `config` (the original `config.json` dict) beside
     them; tensors are fetched one at a time. Returns the weight map."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    shards: list[list[tuple[str, KeySpec, nnx.Variable]]] = [[]]
+    tensors = {key: (spec.hf_shape, np.dtype(var.dtype),
+                     lambda s=spec, v=var: host_tensor(s, v))
+               for key, spec, var in param_entries(thinker, talker)}
+    weight_map = write_shards(directory, tensors, max_shard_bytes)
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    return weight_map
+
+
+def write_shards(out_dir: Path, tensors: dict[str, Producer],
+                 max_shard_bytes: int) -> dict[str, str]:
+    """Write tensors (key -> (shape, dtype, producer), in order) as safetensors shards of
+    at most `max_shard_bytes` plus their index; each tensor is produced when written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shards: list[list[str]] = [[]]
     size = 0
-    for entry in param_entries(thinker, talker):
-        nbytes = math.prod(entry[1].hf_shape) * np.dtype(entry[2].dtype).itemsize
+    for key, (shape, dtype, _) in tensors.items():
+        nbytes = math.prod(shape) * dtype.itemsize
         if shards[-1] and size + nbytes > max_shard_bytes:
             shards.append([])
             size = 0
-        shards[-1].append(entry)
+        shards[-1].append(key)
         size += nbytes
     weight_map: dict[str, str] = {}
     total = 0
-    for i, entries in enumerate(shards, start=1):
+    for i, keys in enumerate(shards, start=1):
         name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        shapes = {k: (s.hf_shape, np.dtype(v.dtype)) for k, s, v in entries}
-        tensors = ((k, host_tensor(s, v)) for k, s, v in entries)
-        total += write_safetensors(directory / name, tensors, shapes=shapes,
-                                   metadata={"format": "pt"})
-        weight_map.update({k: name for k, _, _ in entries})
+        shapes = {k: tensors[k][:2] for k in keys}
+        total += write_safetensors(out_dir / name, ((k, tensors[k][2]()) for k in keys),
+                                   shapes=shapes, metadata={"format": "pt"})
+        weight_map.update({k: name for k in keys})
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (directory / INDEX_FILE).write_text(json.dumps(index, indent=2))
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2))
     return weight_map

@@ -10,10 +10,7 @@ tower) and every other file of the source directory unchanged.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +22,18 @@ from jax.sharding import Mesh
 
 from paras2s_jax.checkpoint.hf_io import INDEX_FILE, SINGLE_FILE, shard_files
 from paras2s_jax.checkpoint.hf_keys import CheckpointKeyError
-from paras2s_jax.checkpoint.safetensors_io import SafetensorsFile, write_safetensors
+from paras2s_jax.checkpoint.safetensors_io import SafetensorsFile
 from paras2s_jax.model.qwen_omni import config as parts
 from paras2s_jax.model.qwen_omni.audio_checkpoint import key_map, load_audio_encoder
 from paras2s_jax.model.qwen_omni.audio_encoder import AudioEncoderConfig, Qwen2_5OmniAudioEncoder
 from paras2s_jax.model.qwen_omni.checkpoint import (
+    Producer,
     host_tensor,
     load_talker,
     load_thinker,
     param_entries,
     read_config,
+    write_shards,
 )
 from paras2s_jax.model.qwen_omni.config import TalkerConfig, ThinkerTextConfig
 from paras2s_jax.model.qwen_omni.rope import rope_index
@@ -188,7 +187,6 @@ def load_qwen_omni(directory: str | Path, mesh: Mesh | None = None,
     return model
 
 
-Producer = tuple[tuple[int, ...], np.dtype, Callable[[], np.ndarray]]
 
 
 def model_tensors(model: QwenOmni) -> dict[str, Producer]:
@@ -203,33 +201,6 @@ def model_tensors(model: QwenOmni) -> dict[str, Producer]:
         out[key] = (tensor.torch_shape, np.dtype(variable.dtype),
                     lambda t=tensor, v=variable: t.to_torch(np.asarray(jax.device_get(v[...]))))
     return out
-
-
-def write_shards(out_dir: Path, tensors: dict[str, Producer],
-                 max_shard_bytes: int) -> dict[str, str]:
-    """Write tensors (key -> (shape, dtype, producer), in order) as safetensors shards of
-    at most `max_shard_bytes` plus their index; each tensor is produced when written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shards: list[list[str]] = [[]]
-    size = 0
-    for key, (shape, dtype, _) in tensors.items():
-        nbytes = math.prod(shape) * dtype.itemsize
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append([])
-            size = 0
-        shards[-1].append(key)
-        size += nbytes
-    weight_map: dict[str, str] = {}
-    total = 0
-    for i, keys in enumerate(shards, start=1):
-        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        shapes = {k: tensors[k][:2] for k in keys}
-        total += write_safetensors(out_dir / name, ((k, tensors[k][2]()) for k in keys),
-                                   shapes=shapes, metadata={"format": "pt"})
-        weight_map.update({k: name for k in keys})
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2))
-    return weight_map
 
 
 def other_tensors(model: QwenOmni, source_dir: str | Path) -> dict[str, Producer]:
