@@ -44,6 +44,7 @@ def test_prefill(tmp_path, capsys):
     assert diff < 1e-4  # both sides compute the same logits
 
 
+@pytest.mark.slow  # runs the suite end to end (~20 s)
 def test_decode(tmp_path):
     results = _run("decode", tmp_path)
     assert results["greedy_agreement"] == 1.0  # same greedy tokens as transformers
@@ -59,6 +60,7 @@ def test_decode(tmp_path):
     assert 0.0 <= results["bf16_greedy_agreement_with_fp32"] <= 1.0
 
 
+@pytest.mark.slow  # runs the suite end to end (~20 s)
 def test_train_step(tmp_path):
     results = _run("train-step", tmp_path)
     assert results["step_flops"] > 0 and results["SFT step"]["peak_flops_per_s"] > 0
@@ -71,6 +73,7 @@ def test_train_step(tmp_path):
     assert results["profile"]["matmul"] > 0  # the jax.profiler breakdown found the dots
 
 
+@pytest.mark.slow  # runs the suite end to end (~20 s)
 def test_grpo_step(tmp_path):
     results = _run("grpo-step", tmp_path)
     assert results["group"] == 8
