@@ -67,6 +67,25 @@ def _check_common(c: Any, name: str) -> None:
             raise ValueError(f"{name}.{field} must be one of {_DTYPES}, got {getattr(c, field)!r}")
 
 
+def _decoder_fields(section: dict[str, Any], owner: str) -> dict[str, Any]:
+    """The Qwen2 decoder sizes and rotary settings of a config.json section."""
+    theta, mrope = _section(section, owner)
+    heads = int(_require(section, "num_attention_heads", owner))
+    hidden = int(_require(section, "hidden_size", owner))
+    return dict(
+        vocab_size=int(_require(section, "vocab_size", owner)),
+        hidden_size=hidden,
+        intermediate_size=int(_require(section, "intermediate_size", owner)),
+        num_layers=int(_require(section, "num_hidden_layers", owner)),
+        num_heads=heads,
+        num_kv_heads=int(section.get("num_key_value_heads") or heads),
+        head_dim=int(section.get("head_dim") or hidden // heads),
+        rms_norm_eps=float(section.get("rms_norm_eps", 1e-6)),
+        rope_theta=theta,
+        mrope_section=mrope,
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class ThinkerTextConfig(Numerics):
     """The thinker's Qwen2 language model with its multimodal rotary and special ids."""
@@ -109,9 +128,6 @@ class ThinkerTextConfig(Numerics):
         thinker = config.get("thinker_config", config)
         text = _require(thinker, "text_config", "thinker_config")
         owner = "thinker_config.text_config"
-        theta, section = _section(text, owner)
-        heads = int(_require(text, "num_attention_heads", owner))
-        hidden = int(_require(text, "hidden_size", owner))
 
         def special(key: str, default: int) -> int:
             value = thinker.get(key, text.get(key))
@@ -119,16 +135,7 @@ class ThinkerTextConfig(Numerics):
             return default if value is None else int(value)
 
         fields = dict(
-            vocab_size=int(_require(text, "vocab_size", owner)),
-            hidden_size=hidden,
-            intermediate_size=int(_require(text, "intermediate_size", owner)),
-            num_layers=int(_require(text, "num_hidden_layers", owner)),
-            num_heads=heads,
-            num_kv_heads=int(text.get("num_key_value_heads") or heads),
-            head_dim=int(text.get("head_dim") or hidden // heads),
-            rms_norm_eps=float(text.get("rms_norm_eps", 1e-6)),
-            rope_theta=theta,
-            mrope_section=section,
+            **_decoder_fields(text, owner),
             tie_word_embeddings=bool(text.get("tie_word_embeddings",
                                               thinker.get("tie_word_embeddings", False))),
             audio_token_index=special("audio_token_index", cls.audio_token_index),
@@ -189,22 +196,8 @@ class TalkerConfig(Numerics):
         """From a `config.json` dict (whole file or its `talker_config`)."""
         talker = config.get("talker_config", config)
         owner = "talker_config"
-        theta, section = _section(talker, owner)
-        heads = int(_require(talker, "num_attention_heads", owner))
-        hidden = int(_require(talker, "hidden_size", owner))
-        fields = dict(
-            vocab_size=int(_require(talker, "vocab_size", owner)),
-            embedding_size=int(_require(talker, "embedding_size", owner)),
-            hidden_size=hidden,
-            intermediate_size=int(_require(talker, "intermediate_size", owner)),
-            num_layers=int(_require(talker, "num_hidden_layers", owner)),
-            num_heads=heads,
-            num_kv_heads=int(talker.get("num_key_value_heads") or heads),
-            head_dim=int(talker.get("head_dim") or hidden // heads),
-            rms_norm_eps=float(talker.get("rms_norm_eps", 1e-6)),
-            rope_theta=theta,
-            mrope_section=section,
-        )
+        fields = dict(**_decoder_fields(talker, owner),
+                      embedding_size=int(_require(talker, "embedding_size", owner)))
         ids = dict(codec_start_token_id="tts_codec_start_token_id",
                    codec_end_token_id="tts_codec_end_token_id",
                    codec_pad_token_id="tts_codec_pad_token_id",
