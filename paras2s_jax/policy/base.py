@@ -32,13 +32,14 @@ frozen model-config class (`paras2s_jax.policy.register`); `policy_for(config)` 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import jax
 import numpy as np
 
 from paras2s_jax.sampling import SampleOutput, SamplingConfig
+from paras2s_jax.train.hosts import host_value
 
 Reply = tuple[list[int], list[int]]  # (text token ids, speech codes) of one sampled reply
 
@@ -55,6 +56,22 @@ class PromptBatch:
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+def sample_in_parts(inputs: dict[str, np.ndarray], parts: int, rng: jax.Array,
+                    run: Callable[[dict[str, np.ndarray], jax.Array], Any]) -> Any:
+    """`run(inputs of one part, key)` on `parts` consecutive groups of the prompts in
+    `inputs` (the key folded with the part's index when parts > 1); the outputs, fetched
+    to the host, concatenated row-wise (rows stay prompt-major): the sampler's memory
+    scales with the rows of one call."""
+    n = len(next(iter(inputs.values())))
+    if n % parts:
+        raise ValueError(f"{parts} sampler calls do not divide the {n} prompts")
+    size = n // parts
+    outs = [jax.tree.map(host_value, run(
+        {k: v[i * size:(i + 1) * size] for k, v in inputs.items()},
+        rng if parts == 1 else jax.random.fold_in(rng, i))) for i in range(parts)]
+    return outs[0] if parts == 1 else jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
 
 class SpeechPolicy(Protocol):

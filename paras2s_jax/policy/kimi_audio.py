@@ -18,12 +18,11 @@ import numpy as np
 from paras2s_jax import layout
 from paras2s_jax.model.config import KimiAudioConfig
 from paras2s_jax.model.kimi_audio import KimiAudio
-from paras2s_jax.policy.base import PromptBatch, Reply
+from paras2s_jax.policy.base import PromptBatch, Reply, sample_in_parts
 from paras2s_jax.sampling import SampleOutput, SamplingConfig, generate
 from paras2s_jax.tokenizer import KimiTextTokenizer
 from paras2s_jax.train import data, prompt_features, rollout, sft
 from paras2s_jax.train.data import bucket_for
-from paras2s_jax.train.hosts import host_value
 from paras2s_jax.train.reward import reward_input, reward_reply
 
 
@@ -76,17 +75,8 @@ class KimiAudioPolicy:
 
     def sample(self, model: KimiAudio, prompts: PromptBatch, rng: jax.Array,
                sampling: SamplingConfig, parts: int = 1) -> SampleOutput:
-        inputs = prompts.inputs
-        if parts == 1:
-            return jax.tree.map(host_value, generate(model, inputs, rng, sampling))
-        n = len(inputs["text"])
-        if n % parts:
-            raise ValueError(f"{parts} sampler calls do not divide the {n} prompts")
-        size = n // parts
-        outs = [jax.tree.map(host_value, generate(
-            model, {k: v[i * size:(i + 1) * size] for k, v in inputs.items()},
-            jax.random.fold_in(rng, i), sampling)) for i in range(parts)]
-        return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+        return sample_in_parts(prompts.inputs, parts, rng,
+                               lambda part, key: generate(model, part, key, sampling))
 
     def replies(self, out: SampleOutput) -> list[Reply]:
         out = jax.device_get(out)

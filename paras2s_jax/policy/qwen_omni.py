@@ -36,7 +36,7 @@ from paras2s_jax.model.qwen_omni.sampler import sample as omni_sample
 from paras2s_jax.model.qwen_omni.speech_reply import OmniSampling
 from paras2s_jax.policy import qwen_omni_data as data
 from paras2s_jax.policy import qwen_omni_forward as fwd
-from paras2s_jax.policy.base import PromptBatch, Reply
+from paras2s_jax.policy.base import PromptBatch, Reply, sample_in_parts
 from paras2s_jax.sampling import SamplingConfig, bucket_length
 from paras2s_jax.train.hosts import host_value
 from paras2s_jax.train.reward import expected_score
@@ -190,21 +190,15 @@ class QwenOmniPolicy:
 
     def sample(self, model: QwenOmni, prompts: PromptBatch, rng: jax.Array,
                sampling: SamplingConfig, parts: int = 1) -> OmniPolicySample:
-        g = sampling.num_samples
-        inputs = {k: np.repeat(v, g, axis=0) for k, v in prompts.inputs.items()}
-        n = len(inputs["input_ids"]) // g
-        if n % parts:
-            raise ValueError(f"{parts} sampler calls do not divide the {n} prompts")
-        size = n * g // parts
-        settings = self.settings(sampling)
-        outs = []
-        for i in range(parts):
-            part = {k: v[i * size:(i + 1) * size] for k, v in inputs.items()}
-            key = rng if parts == 1 else jax.random.fold_in(rng, i)
-            outs.append(jax.tree.map(host_value, omni_sample(
-                model, part["input_ids"], part["attention_mask"], key, settings, part["mel"],
-                part["mel_mask"], prompt_bucket=sampling.prompt_bucket)))
-        return OmniPolicySample(jax.tree.map(lambda *xs: np.concatenate(xs), *outs))
+        g, settings = sampling.num_samples, self.settings(sampling)
+
+        def run(part: dict[str, np.ndarray], key: jax.Array) -> OmniSample:
+            rows = {k: np.repeat(v, g, axis=0) for k, v in part.items()}
+            return omni_sample(model, rows["input_ids"], rows["attention_mask"], key, settings,
+                               rows["mel"], rows["mel_mask"],
+                               prompt_bucket=sampling.prompt_bucket)
+
+        return OmniPolicySample(sample_in_parts(prompts.inputs, parts, rng, run))
 
     def replies(self, out: OmniPolicySample) -> list[Reply]:
         s = jax.device_get(out.sample)
