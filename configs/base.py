@@ -16,11 +16,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.workdir = "/tmp/paras2s/run"  # checkpoints/, tb/ (TensorBoard + profiles), results.json
 
     c.model = ml_collections.ConfigDict()
-    c.model.preset = "tiny"  # "tiny" (CPU) or "kimi_audio_7b" (the published sizes)
+    # Which model: "kimi_audio" or "qwen25_omni" (paras2s_jax/model/families.py).
+    c.model.family = "kimi_audio"
+    c.model.preset = "tiny"  # a preset of the family: "tiny" (CPU) or the published sizes
     c.model.dtype = "float32"  # compute dtype: "float32" or "bfloat16"
     c.model.param_dtype = "float32"  # parameter storage dtype
     c.model.remat = False  # rematerialise decoder layers in the backward pass (memory)
-    # Any other KimiAudioConfig field, e.g. --config.model.overrides.audio_delay=6.
+    # Any other config field: Kimi-Audio's, e.g. --config.model.overrides.audio_delay=6;
+    # Qwen2.5-Omni's per part, e.g. --config.model.overrides.talker.num_layers=2.
     c.model.overrides = ml_collections.ConfigDict()
 
     c.init = ml_collections.ConfigDict()

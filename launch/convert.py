@@ -58,14 +58,15 @@ def _mesh(args: argparse.Namespace):
 def _hf_family(hf_dir: str) -> str:
     import json
 
-    from paras2s_jax.model.qwen_omni.store import FAMILY, is_qwen_omni_hf
+    from paras2s_jax.model.families import KIMI_AUDIO, QWEN25_OMNI
+    from paras2s_jax.model.qwen_omni.store import is_qwen_omni_hf
 
     path = Path(hf_dir) / "config.json"
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise SystemExit(f"--hf {hf_dir}: cannot read {path} ({err})") from err
-    return FAMILY if is_qwen_omni_hf(config) else "kimi_audio"
+    return (QWEN25_OMNI if is_qwen_omni_hf(config) else KIMI_AUDIO).name
 
 
 def run_import_qwen_omni(args: argparse.Namespace) -> None:
@@ -129,10 +130,10 @@ def run_export(args: argparse.Namespace) -> None:
         original_config,
         restore_assets,
     )
-    from paras2s_jax.checkpoint.orbax_io import restore_model
-    from paras2s_jax.model.qwen_omni.store import FAMILY, read_stored_config
+    from paras2s_jax.checkpoint.orbax_io import read_model_config, restore_model
+    from paras2s_jax.model.families import QWEN25_OMNI, family_of
 
-    if read_stored_config(args.checkpoint).get("family") == FAMILY:
+    if family_of(read_model_config(args.checkpoint)) is QWEN25_OMNI:
         return run_export_qwen_omni(args)
     assets = find_assets(args.assets or args.checkpoint)
     if args.assets and assets is None:

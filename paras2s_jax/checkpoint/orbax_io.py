@@ -1,9 +1,10 @@
-"""Orbax checkpoints of a `KimiAudio`: parameters + the model config, restored sharded.
+"""Orbax checkpoints of a model of any family (`paras2s_jax.model.families`): parameters
++ the model config, restored sharded.
 
 Layout of a model checkpoint directory (a composite Orbax checkpoint)::
 
     DIR/params/        the parameter tree (StandardSave), one array per parameter
-    DIR/model_config/  KimiAudioConfig as JSON
+    DIR/model_config/  the config as JSON, tagged with its family ("family": "kimi_audio")
     DIR/meta/          optional JSON record of how it was trained (`read_meta`)
 
 Training checkpoints store the same two items next to the optimizer and data state,
@@ -21,31 +22,20 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import Mesh, SingleDeviceSharding
 
-from paras2s_jax.model.config import KimiAudioConfig, SpecialTokens
-from paras2s_jax.model.kimi_audio import KimiAudio
-from paras2s_jax.model.lora import LoRAConfig, abstract_kimi_audio
+from paras2s_jax.model.families import config_from_json, config_to_json, family_of
+from paras2s_jax.model.lora import LoRAConfig
 from paras2s_jax.sharding import PARAM_RULES, Rules, state_shardings
 
 PARAMS_ITEM = "params"
 CONFIG_ITEM = "model_config"
 META_ITEM = "meta"  # a small JSON record (stage, what the model was trained to hear)
-_EXTRAS = ("lora",)  # structure beyond KimiAudioConfig, stored beside it
+
+__all__ = ["CONFIG_ITEM", "META_ITEM", "PARAMS_ITEM", "config_from_json", "config_to_json",
+           "model_save_args", "read_meta", "read_model_config", "read_stored_config",
+           "restore_model", "save_model"]
 
 
-def config_to_json(config: KimiAudioConfig) -> dict[str, Any]:
-    """A JSON-able dict of the config (inverse: `config_from_json`)."""
-    return dataclasses.asdict(config)
-
-
-def config_from_json(data: dict[str, Any], **overrides: Any) -> KimiAudioConfig:
-    """Rebuild a `KimiAudioConfig` from `config_to_json` output."""
-    fields = {k: v for k, v in data.items() if k not in _EXTRAS}
-    fields["special"] = SpecialTokens(**fields["special"])
-    fields.update(overrides)
-    return KimiAudioConfig(**fields)
-
-
-def model_save_args(model: KimiAudio, lora: LoRAConfig | None = None) -> dict[str, Any]:
+def model_save_args(model: nnx.Module, lora: LoRAConfig | None = None) -> dict[str, Any]:
     """The composite items (params, model_config) that describe `model` in a checkpoint.
 
     With `lora`, the adapters are saved with the base and rebuilt on restore.
@@ -59,7 +49,7 @@ def model_save_args(model: KimiAudio, lora: LoRAConfig | None = None) -> dict[st
     }
 
 
-def save_model(directory: str | Path, model: KimiAudio, lora: LoRAConfig | None = None,
+def save_model(directory: str | Path, model: nnx.Module, lora: LoRAConfig | None = None,
                meta: dict[str, Any] | None = None) -> None:
     """Write `model` as an Orbax checkpoint at `directory` (which must not exist), with
     `meta` as its JSON record when given."""
@@ -80,18 +70,19 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
         return dict(checkpointer.restore(path, args)[META_ITEM])
 
 
-def _read_json(directory: str | Path) -> dict[str, Any]:
+def read_stored_config(directory: str | Path) -> dict[str, Any]:
+    """The raw `model_config` JSON of a model checkpoint or training step directory."""
     path = Path(directory).absolute()
     if not (path / CONFIG_ITEM).exists():
         raise FileNotFoundError(f"{path}: no {CONFIG_ITEM}/ item; not a model checkpoint")
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
         args = ocp.args.Composite(**{CONFIG_ITEM: ocp.args.JsonRestore()})
-        return checkpointer.restore(path, args)[CONFIG_ITEM]
+        return dict(checkpointer.restore(path, args)[CONFIG_ITEM])
 
 
-def read_model_config(directory: str | Path, **overrides: Any) -> KimiAudioConfig:
-    """The model config stored in an Orbax checkpoint directory."""
-    return config_from_json(_read_json(directory), **overrides)
+def read_model_config(directory: str | Path, **overrides: Any) -> Any:
+    """The model config (of its family's config class) stored in a checkpoint directory."""
+    return config_from_json(read_stored_config(directory), **overrides)
 
 
 def restore_model(
@@ -99,17 +90,18 @@ def restore_model(
     mesh: Mesh | None = None,
     rules: Rules = PARAM_RULES,
     **config_overrides: Any,
-) -> KimiAudio:
-    """Restore a model, each array straight onto its shard of `mesh` (or one device).
+) -> nnx.Module:
+    """Restore a model of the stored family, each array straight onto its shard of `mesh`
+    (or one device).
 
     config_overrides: e.g. `param_dtype` to restore in another dtype, `dtype` for compute.
     """
     path = Path(directory).absolute()
-    stored = _read_json(path)
+    stored = read_stored_config(path)
     config = config_from_json(stored, **config_overrides)
     lora = LoRAConfig(**{**stored["lora"], "targets": tuple(stored["lora"]["targets"])}) \
         if "lora" in stored else None
-    abstract = abstract_kimi_audio(config, lora)
+    abstract = family_of(config).abstract(config, lora)
     graphdef, state = nnx.split(abstract)
     if mesh is not None:
         shardings = state_shardings(state, mesh, rules)

@@ -33,7 +33,9 @@ from paras2s_jax.model.layers import (
     Embed,
     LayerNorm,
     RMSNorm,
+    checkpoint_policy,
     rope_tables,
+    run_layers,
 )
 from paras2s_jax.sharding import constrain
 
@@ -210,9 +212,8 @@ class KimiAudio(nnx.Module):
         # intermediate and, on CPU, is faster too (fewer per-layer buffers to fill and read
         # back: ~11% of a small model's GRPO update). Without a backward pass (decoding)
         # the checkpoint changes nothing.
-        policy = (jax.checkpoint_policies.nothing_saveable if c.remat
-                  else jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
-        run = functools.partial(_run_layers, cos=cos, sin=sin, mask=mask, policy=policy,
+        run = functools.partial(run_layers, cos=cos, sin=sin, mask=mask,
+                                policy=checkpoint_policy(c.remat),
                                 # One-token decode steps stay unrolled: stacking the
                                 # cache for a scan would cost more than the step.
                                 scan=c.scan_layers and length > 1,
@@ -279,50 +280,6 @@ class KimiAudio(nnx.Module):
             audio_logits = self.logits("audio", pick(hidden.audio))
         return KimiAudioOutput(text_logits=text_logits, audio_logits=audio_logits,
                                cache=hidden.cache)
-
-
-def _run_layers(layers: list[DecoderLayer], h: jax.Array, kv: list, first: int, *,
-                cos, sin, mask, policy, scan: bool, dtype, cache_index) -> jax.Array:
-    """Run `layers` (global indices first, first + 1, ...) on h; kv[i] is updated in place.
-
-    Each layer is a pure function of (its parameters, h, its cache entry), checkpointed
-    with `policy` (a `jax.checkpoint_policies` entry: what it saves for the backward).
-    With `scan`, one `lax.scan` runs the stack: its parameters (cast to the compute
-    dtype first, as every layer casts them anyway) and cache entries are stacked, so the
-    program holds one layer body whatever the depth (compile time and program size
-    independent of it).
-    """
-    if not layers:
-        return h
-
-    def pure(graphdef):  # (parameters, h, kv) -> (h, kv) of one layer
-        def apply(state, h, kv):
-            return nnx.merge(graphdef, state)(h, cos, sin, mask, kv, cache_index)
-        return jax.checkpoint(apply, policy=policy)
-
-    graphdef = nnx.graphdef(layers[0])
-    if scan and all(nnx.graphdef(layer) == graphdef for layer in layers[1:]):
-        cast = lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
-        stacked = jax.tree.map(lambda *xs: jnp.stack([cast(x) for x in xs]),
-                               *[nnx.state(layer) for layer in layers])
-        apply = pure(graphdef)
-        last = first + len(layers)
-        with jax.named_scope(f"layers_{first}_{last - 1}"):
-            if kv[first] is None:
-                return jax.lax.scan(lambda h, state: (apply(state, h, None)[0], None), h,
-                                    stacked)[0]
-            # The cache entries travel through the scan stacked, and come back unstacked.
-            keys, values = (jnp.stack([kv[i][n] for i in range(first, last)]) for n in (0, 1))
-            h, (keys, values) = jax.lax.scan(lambda h, xs: apply(xs[0], h, xs[1:]), h,
-                                             (stacked, keys, values))
-        for i in range(first, last):
-            kv[i] = (keys[i - first], values[i - first])
-        return h
-    for j, layer in enumerate(layers):
-        i = first + j
-        with jax.named_scope(f"layer_{i}"):
-            h, kv[i] = pure(nnx.graphdef(layer))(nnx.state(layer), h, kv[i])
-    return h
 
 
 def count_params(model_or_state) -> int:

@@ -16,8 +16,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from paras2s_jax.model.config import KimiAudioConfig
-from paras2s_jax.model.kimi_audio import KimiAudio
 from paras2s_jax.model.layers import Dense
 
 
@@ -69,16 +67,3 @@ def attach_lora(model: nnx.Module, config: LoRAConfig, *, rngs: nnx.Rngs) -> int
     if not count:
         raise ValueError(f"LoRAConfig.targets {config.targets} matched no projection")
     return count
-
-
-def abstract_kimi_audio(config: KimiAudioConfig, lora: LoRAConfig | None = None) -> KimiAudio:
-    """The model of `config` (with `lora` adapters attached) as ShapeDtypeStructs, without
-    allocating a parameter: the skeleton that a restore or a compile-only plan fills."""
-
-    def build() -> KimiAudio:
-        model = KimiAudio(config, rngs=nnx.Rngs(0))
-        if lora is not None:
-            attach_lora(model, lora, rngs=nnx.Rngs(0))
-        return model
-
-    return nnx.eval_shape(build)

@@ -20,8 +20,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from paras2s_jax import sharding
-from paras2s_jax.model import KimiAudio, KimiAudioConfig, kimi_audio_7b, tiny
-from paras2s_jax.model.lora import LoRAConfig, abstract_kimi_audio, attach_lora
+from paras2s_jax.model.families import ModelFamily, family_named
+from paras2s_jax.model.lora import LoRAConfig, attach_lora
 from paras2s_jax.policy import SpeechPolicy, policy_for
 from paras2s_jax.train import data as data_lib
 from paras2s_jax.train import prompt_features
@@ -30,17 +30,19 @@ from paras2s_jax.train.checkpointing import CheckpointConfig, Checkpointer, abst
 from paras2s_jax.train.metrics import MetricWriter, Preemption, ProfileWindow, StepTimer
 from paras2s_jax.train.optim import OptimizerConfig, make_optimizer, schedule
 
-PRESETS: dict[str, Callable[..., KimiAudioConfig]] = {"tiny": tiny, "kimi_audio_7b": kimi_audio_7b}
+NUMERICS = ("dtype", "param_dtype", "remat")  # `config.model` fields every family takes
 
 
-def model_config(cfg: ml_collections.ConfigDict) -> KimiAudioConfig:
-    """The frozen `KimiAudioConfig` of `cfg.model` (preset + overrides)."""
-    if cfg.preset not in PRESETS:
-        raise ValueError(f"config.model.preset={cfg.preset!r}; known: {', '.join(PRESETS)}")
+def model_family(cfg: ml_collections.ConfigDict) -> ModelFamily:
+    """The model family of `cfg.model` (`cfg.model.family`, default Kimi-Audio)."""
+    return family_named(cfg.get("family", "kimi_audio"))
+
+
+def model_config(cfg: ml_collections.ConfigDict) -> Any:
+    """The frozen model config of `cfg.model` (its family's preset + overrides)."""
     overrides = dict(cfg.overrides.to_dict())
-    for name in ("dtype", "param_dtype", "remat"):
-        overrides[name] = cfg[name]
-    return PRESETS[cfg.preset](**overrides)
+    overrides.update({name: cfg[name] for name in NUMERICS})
+    return model_family(cfg).preset(cfg.preset, **overrides)
 
 
 def optimizer_config(cfg: ml_collections.ConfigDict) -> OptimizerConfig:
@@ -55,7 +57,7 @@ class Run:
 
     cfg: ml_collections.ConfigDict
     mesh: jax.sharding.Mesh
-    model_config: KimiAudioConfig
+    model_config: Any  # the model family's frozen config
     graphdef: nnx.GraphDef
     rest: nnx.State
     tx: optax.GradientTransformation
@@ -65,7 +67,7 @@ class Run:
     workdir: Path
     preempted: bool = False  # set when train_loop stopped early on SIGTERM
 
-    def model(self, params: nnx.State | None = None) -> KimiAudio:
+    def model(self, params: nnx.State | None = None) -> nnx.Module:
         """A live model view of `params` (default: the current state's)."""
         return nnx.merge(self.graphdef, self.state["params"] if params is None else params,
                          self.rest)
@@ -79,27 +81,27 @@ class Run:
         return sharding.batch_sharding(self.mesh, ndim)
 
 
-def init_model(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> KimiAudio:
+def init_model(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> nnx.Module:
     """Fresh (born sharded) from `cfg.model`, or loaded straight onto the mesh's shards.
 
-    `init.source`: "fresh"; "hf" (a safetensors directory); "orbax" (a model checkpoint
-    or a training step directory of any stage). Loaded models keep their checkpoint's
-    sizes; `cfg.model` contributes dtype, param_dtype and remat.
+    `init.source`: "fresh"; "hf" (a safetensors directory of `cfg.model.family`);
+    "orbax" (a model checkpoint or a training step directory of any stage, of the family
+    it stores). Loaded models keep their checkpoint's sizes; `cfg.model` contributes
+    dtype, param_dtype and remat.
     """
     source, path = cfg.init.source, cfg.init.path
+    family = model_family(cfg.model)
     if source == "fresh":
         mc = model_config(cfg.model)
-        return sharding.create_sharded(lambda: KimiAudio(mc, rngs=nnx.Rngs(cfg.seed)), mesh)
-    numerics = {k: cfg.model[k] for k in ("dtype", "param_dtype", "remat")}
+        return sharding.create_sharded(lambda: family.build(mc, cfg.seed), mesh)
+    numerics = {k: cfg.model[k] for k in NUMERICS}
     if source in ("hf", "orbax"):
         from paras2s_jax.train.inputs import require
 
         require(path, "config.init.path", cfg.init.get("made_by", "") or
                 "the stage that writes it (see the config file's docstring)")
     if source == "hf":
-        from paras2s_jax.checkpoint.hf_io import import_hf
-
-        return import_hf(path, mesh, **numerics)
+        return family.load_hf(path, mesh, **numerics)
     if source == "orbax":
         from paras2s_jax.checkpoint.orbax_io import restore_model
 
@@ -108,11 +110,11 @@ def init_model(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> KimiA
 
 
 def abstract_model(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
-                   adapters: LoRAConfig | None = None) -> KimiAudio:
+                   adapters: LoRAConfig | None = None) -> nnx.Module:
     """The model of `cfg.model` (with `adapters` attached) with ShapeDtypeStructs
     carrying their shardings for arrays: what `launch/plan.py` compiles against,
     without allocating a parameter."""
-    model = abstract_kimi_audio(model_config(cfg.model), adapters)
+    model = model_family(cfg.model).abstract(model_config(cfg.model), adapters)
     state = nnx.state(model)
     nnx.update(model, abstract_like(state, sharding.state_shardings(state, mesh)))
     return model
@@ -120,7 +122,7 @@ def abstract_model(cfg: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
 
 def setup(cfg: ml_collections.ConfigDict, devices: list | None = None,
           abstract: bool = False, adapters: LoRAConfig | None = None,
-          model: KimiAudio | None = None) -> Run:
+          model: nnx.Module | None = None) -> Run:
     """Mesh, model, optimizer and the sharded train state (optimizer state sharded too).
 
     `devices`: the mesh's devices (default: every device of every process).

@@ -111,6 +111,7 @@ class ThinkerTextConfig(Numerics):
     seconds_per_chunk: int = 2
     param_dtype: str = "float32"  # storage dtype of the parameters
     dtype: str = "float32"  # compute dtype
+    remat: bool = False  # recompute each layer in the backward pass (memory)
 
     def __post_init__(self) -> None:
         _check_common(self, "ThinkerTextConfig")
@@ -175,6 +176,7 @@ class TalkerConfig(Numerics):
     talker_eos_token_id: tuple[int, ...] = (8292, 8294)  # generation stops on these
     param_dtype: str = "float32"
     dtype: str = "float32"
+    remat: bool = False  # recompute each layer in the backward pass (memory)
 
     def __post_init__(self) -> None:
         _check_common(self, "TalkerConfig")

@@ -19,6 +19,8 @@ from paras2s_jax.model.layers import (
     DecoderLayer,
     Embed,
     RMSNorm,
+    checkpoint_policy,
+    run_layers,
 )
 from paras2s_jax.model.qwen_omni.config import TalkerConfig, ThinkerTextConfig
 from paras2s_jax.model.qwen_omni.rope import mrope_tables, rope_index
@@ -110,8 +112,9 @@ class OmniDecoder(nnx.Module):
             mask, index = AttentionMask(key_valid, cache.index + jnp.arange(length)), cache.index
             kv = list(zip(cache.keys, cache.values, strict=True))
         h = constrain(x.astype(c.compute_dtype), RESIDUAL_AXES)
-        for i, layer in enumerate(self.layers):
-            h, kv[i] = layer(h, cos, sin, mask, kv[i], index)
+        h = run_layers(list(self.layers), h, kv, 0, cos=cos, sin=sin, mask=mask,
+                       policy=checkpoint_policy(c.remat), scan=length > 1,
+                       dtype=c.compute_dtype, cache_index=index)
         h = constrain(self.norm(h), RESIDUAL_AXES)
         if cache is None:
             return h, None

@@ -69,6 +69,39 @@ class QwenOmniConfig:
                    TalkerConfig.from_hf(config, **overrides))
 
 
+PARTS = {"thinker": ThinkerTextConfig, "audio": AudioEncoderConfig, "talker": TalkerConfig}
+
+
+def with_fields(config: QwenOmniConfig, **fields: Any) -> QwenOmniConfig:
+    """`config` with each of `fields` set on every part that has that field (`dtype` and
+    `param_dtype`: all three parts; `remat`: the thinker and talker)."""
+    unknown = set(fields) - {f.name for cls in PARTS.values() for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"no Qwen2.5-Omni config part has the field(s) {sorted(unknown)}")
+
+    def part(name: str) -> Any:
+        current = getattr(config, name)
+        own = {f.name for f in dataclasses.fields(current)}
+        return dataclasses.replace(current, **{k: v for k, v in fields.items() if k in own})
+
+    return QwenOmniConfig(**{name: part(name) for name in PARTS})
+
+
+def config_to_json(config: QwenOmniConfig) -> dict[str, Any]:
+    """A JSON-able dict of the three parts' configs (inverse: `config_from_json`)."""
+    return dataclasses.asdict(config)
+
+
+def config_from_json(data: dict[str, Any], **fields: Any) -> QwenOmniConfig:
+    """Rebuild a `QwenOmniConfig` from `config_to_json` output, then `with_fields(fields)`."""
+    def part(name: str, cls: type) -> Any:
+        if name not in data:
+            raise ValueError(f"stored Qwen2.5-Omni config lacks its {name!r} part")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data[name].items()})
+
+    return with_fields(QwenOmniConfig(**{n: part(n, cls) for n, cls in PARTS.items()}), **fields)
+
+
 def _compose(thinker: ThinkerTextConfig, talker: TalkerConfig,
              audio: AudioEncoderConfig) -> QwenOmniConfig:
     return QwenOmniConfig(thinker, audio, talker)
@@ -166,11 +199,13 @@ def stored_dtypes(directory: str | Path) -> dict[str, str]:
 
 
 def load_qwen_omni(directory: str | Path, mesh: Mesh | None = None,
-                   dtype: str | None = None, param_dtype: str | None = None) -> QwenOmni:
+                   dtype: str | None = None, param_dtype: str | None = None,
+                   remat: bool = False) -> QwenOmni:
     """All three parts of a published checkpoint directory (one tensor at a time).
 
     dtype: compute dtype of every part (default float32); param_dtype: storage dtype
-    (default: each part's dtype in the checkpoint, so an export writes it back as is).
+    (default: each part's dtype in the checkpoint, so an export writes it back as is);
+    remat: the thinker's and talker's layers recompute in the backward pass.
     Missing or misshapen tensors raise errors naming file and key.
     """
     stored = stored_dtypes(directory)
@@ -179,14 +214,12 @@ def load_qwen_omni(directory: str | Path, mesh: Mesh | None = None,
         return {"param_dtype": param_dtype or stored[part], **({"dtype": dtype} if dtype else {})}
 
     audio = load_audio_encoder(directory, mesh=mesh, **overrides("audio"))
-    thinker = load_thinker(directory, mesh, **overrides("thinker"))
-    talker = load_talker(directory, mesh, **overrides("talker"))
+    thinker = load_thinker(directory, mesh, remat=remat, **overrides("thinker"))
+    talker = load_talker(directory, mesh, remat=remat, **overrides("talker"))
     config = QwenOmniConfig(thinker.config, audio.config, talker.config)
     model = nnx.eval_shape(lambda: QwenOmni(config, rngs=nnx.Rngs(0)))
     model.audio_encoder, model.thinker, model.talker = audio, thinker, talker
     return model
-
-
 
 
 def model_tensors(model: QwenOmni) -> dict[str, Producer]:

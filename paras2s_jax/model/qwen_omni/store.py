@@ -1,5 +1,6 @@
-"""Qwen2.5-Omni checkpoints: Orbax save/restore, HF import/export through Orbax, and a
-small random checkpoint in the published layout (no torch needed).
+"""Qwen2.5-Omni checkpoints: HF import/export through Orbax (`paras2s_jax.checkpoint.
+orbax_io` saves and restores either family), and a small random checkpoint in the
+published layout (no torch needed).
 
 An imported Orbax directory holds, like a Kimi-Audio one (`paras2s_jax.checkpoint`):
 
@@ -14,21 +15,17 @@ so `export_hf_dir` writes the published layout back, byte-exact for untouched te
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
-import jax
-import orbax.checkpoint as ocp
 from flax import nnx
-from jax.sharding import Mesh, SingleDeviceSharding
+from jax.sharding import Mesh
 
 from paras2s_jax.checkpoint.hf_assets import ASSETS_DIR, save_assets
 from paras2s_jax.checkpoint.hf_io import SINGLE_FILE
+from paras2s_jax.checkpoint.orbax_io import restore_model, save_model
 from paras2s_jax.checkpoint.safetensors_io import write_safetensors
-from paras2s_jax.model.qwen_omni.audio_encoder import AudioEncoderConfig
-from paras2s_jax.model.qwen_omni.config import TalkerConfig, ThinkerTextConfig
 from paras2s_jax.model.qwen_omni.model import (
     QwenOmni,
     QwenOmniConfig,
@@ -39,13 +36,9 @@ from paras2s_jax.model.qwen_omni.model import (
     qwen25_omni_3b,
     qwen25_omni_7b,
     tiny,
+    with_fields,
     write_shards,
 )
-from paras2s_jax.sharding import PARAM_RULES, state_shardings
-
-FAMILY = "qwen25_omni"
-PARAMS_ITEM, CONFIG_ITEM = "params", "model_config"
-_PARTS = {"thinker": ThinkerTextConfig, "audio": AudioEncoderConfig, "talker": TalkerConfig}
 
 
 def is_qwen_omni_hf(config: dict[str, Any]) -> bool:
@@ -54,65 +47,12 @@ def is_qwen_omni_hf(config: dict[str, Any]) -> bool:
     return any(str(n).lower().startswith(("qwen2_5_omni", "qwen2_5omni")) for n in names)
 
 
-def config_to_json(config: QwenOmniConfig) -> dict[str, Any]:
-    """A JSON-able dict of the config, tagged with the family."""
-    return {"family": FAMILY, **dataclasses.asdict(config)}
-
-
-def config_from_json(data: dict[str, Any], **overrides: Any) -> QwenOmniConfig:
-    """Rebuild a `QwenOmniConfig` from `config_to_json` output (overrides: every part)."""
-    def part(name: str, cls: type) -> Any:
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data[name].items()}
-        return cls(**{**fields, **overrides})
-
-    return QwenOmniConfig(**{name: part(name, cls) for name, cls in _PARTS.items()})
-
-
-def read_stored_config(directory: str | Path) -> dict[str, Any]:
-    """The raw `model_config` JSON of an Orbax model checkpoint (either family)."""
-    path = Path(directory).absolute()
-    if not (path / CONFIG_ITEM).exists():
-        raise FileNotFoundError(f"{path}: no {CONFIG_ITEM}/ item; not a model checkpoint")
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-        args = ocp.args.Composite(**{CONFIG_ITEM: ocp.args.JsonRestore()})
-        return dict(checkpointer.restore(path, args)[CONFIG_ITEM])
-
-
-def save_qwen_omni(directory: str | Path, model: QwenOmni) -> None:
-    """Write the parameters and config as an Orbax checkpoint (`directory` must not exist)."""
-    args = {PARAMS_ITEM: ocp.args.StandardSave(nnx.to_pure_dict(nnx.state(model, nnx.Param))),
-            CONFIG_ITEM: ocp.args.JsonSave(config_to_json(model.config))}
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-        checkpointer.save(Path(directory).absolute(), ocp.args.Composite(**args))
-
-
-def restore_qwen_omni(directory: str | Path, mesh: Mesh | None = None,
-                      **overrides: Any) -> QwenOmni:
-    """Restore a QwenOmni, each array straight onto its shard of `mesh` (or one device);
-    overrides: `param_dtype` / `dtype` for every part."""
-    path = Path(directory).absolute()
-    config = config_from_json(read_stored_config(path), **overrides)
-    graphdef, state = nnx.split(nnx.eval_shape(lambda: QwenOmni(config, rngs=nnx.Rngs(0))))
-    if mesh is not None:
-        shardings = state_shardings(state, mesh, PARAM_RULES)
-    else:
-        device = SingleDeviceSharding(jax.devices()[0])
-        shardings = jax.tree.map(lambda _: device, state)
-    target = jax.tree.map(lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s),
-                          nnx.to_pure_dict(state), nnx.to_pure_dict(shardings))
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-        restored = checkpointer.restore(
-            path, ocp.args.Composite(**{PARAMS_ITEM: ocp.args.StandardRestore(target)}))
-    nnx.replace_by_pure_dict(state, restored[PARAMS_ITEM])
-    return nnx.merge(graphdef, state)
-
-
 def import_hf_dir(hf_dir: str | Path, out: str | Path, mesh: Mesh | None = None,
                   param_dtype: str | None = None) -> tuple[QwenOmni, int]:
     """HF directory -> Orbax checkpoint at `out` with its `hf_files/` (see the module
     docstring). Returns the model and the number of other tensors kept."""
     model = load_qwen_omni(hf_dir, mesh, param_dtype=param_dtype)
-    save_qwen_omni(out, model)
+    save_model(out, model)
     save_assets(hf_dir, out)
     kept = other_tensors(model, hf_dir)
     write_safetensors(Path(out) / ASSETS_DIR / SINGLE_FILE,
@@ -127,7 +67,7 @@ def export_hf_dir(checkpoint: str | Path, out: str | Path, assets: str | Path,
                   ) -> dict[str, str]:
     """Orbax checkpoint -> the published layout at `out`; `assets`: an imported
     checkpoint's `hf_files/` or the original HF directory. Returns the weight map."""
-    return export_qwen_omni(restore_qwen_omni(checkpoint, mesh), out, assets, max_shard_bytes)
+    return export_qwen_omni(restore_model(checkpoint, mesh), out, assets, max_shard_bytes)
 
 
 def hf_config(config: QwenOmniConfig) -> dict[str, Any]:
@@ -179,9 +119,7 @@ def preset_config(name: str, param_dtype: str = "float32") -> QwenOmniConfig:
     if name not in presets:
         raise KeyError(f"no Qwen2.5-Omni preset {name!r}; choose from {sorted(presets)}")
     config = presets[name]()
-    return QwenOmniConfig(**{part: dataclasses.replace(getattr(config, part),
-                                                       param_dtype=param_dtype)
-                             for part in _PARTS})
+    return with_fields(config, param_dtype=param_dtype)
 
 
 def write_random_qwen_omni(out: str | Path, config: QwenOmniConfig, seed: int = 0,

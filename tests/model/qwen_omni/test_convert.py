@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 
+from paras2s_jax.checkpoint.orbax_io import restore_model
 from paras2s_jax.model.qwen_omni.model import QwenOmniConfig, load_qwen_omni, tiny
 from paras2s_jax.model.qwen_omni.store import (
     export_hf_dir,
     import_hf_dir,
     preset_config,
-    restore_qwen_omni,
     write_random_qwen_omni,
 )
 
@@ -53,7 +53,7 @@ def test_import_export_round_trip_is_byte_exact(omni_reference, tmp_path):
                                                        "thinker.audio_tower.", "talker."))]
     assert any(k.startswith("token2wav.") for k in others)
     assert f"kept {len(others)} other tensor(s)" in out
-    assert restore_qwen_omni(orbax).config == QwenOmniConfig.from_hf(
+    assert restore_model(orbax).config == QwenOmniConfig.from_hf(
         json.loads((hf / "config.json").read_text()))
     out = _run("export", "--checkpoint", str(orbax), "--out", str(back), "--max-shard-gb",
                "0.00003")
