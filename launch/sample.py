@@ -1,4 +1,4 @@
-"""Sample dual-stream replies from an Orbax Kimi-Audio checkpoint.
+"""Sample dual-stream replies from an Orbax Kimi-Audio (or Qwen2.5-Omni) checkpoint.
 
     python launch/sample.py --checkpoint ckpt/kimi --audio-codes "12 873 5 ..." \
         --num-samples 4 --out samples.jsonl
@@ -121,7 +121,8 @@ def main() -> None:
     parser.add_argument("--audio-top-k", type=int, default=10)
     parser.add_argument("--output-type", choices=("both", "text"), default="both")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--wav", help="user speech as an audio file (needs --speech)")
+    parser.add_argument("--wav", help="user speech as an audio file (Kimi-Audio: needs "
+                        "--speech)")
     parser.add_argument("--speech", help="speech checkpoints: glm-4-voice-tokenizer/, "
                         "whisper-large-v3/, audio_detokenizer/, vocoder/")
     parser.add_argument("--speaker", help="Qwen2.5-Omni: the voice of its spk_dict.pt "
