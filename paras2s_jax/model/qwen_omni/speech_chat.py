@@ -138,6 +138,10 @@ class OmniVoice:
         if codes.size == 0:
             raise ValueError("no codec ids to speak")
         c, voice = self.token2wav.config.dit, self.speaker(speaker)
+        if codes.min() < 0 or codes.max() > c.num_embeds:
+            bad = codes[(codes < 0) | (codes > c.num_embeds)][0]
+            raise ValueError(f"codec id {bad} is outside token2wav's codec table [0, "
+                             f"{c.num_embeds}] (dit_config.num_embeds)")
         noise = jax.random.normal(jax.random.key(seed), (1, codes.shape[1] * c.repeats,
                                                          c.mel_dim), jnp.float32)
         wav = _speak(self.token2wav, jnp.asarray(codes), jnp.asarray(voice.ref_mel)[None],

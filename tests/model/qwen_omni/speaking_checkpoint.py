@@ -26,7 +26,7 @@ T2W = Token2WavConfig(dataclasses.replace(OmniDiTConfig.tiny(),
                                           num_embeds=OMNI.talker.vocab_size),
                       Token2WavConfig.tiny().bigvgan)
 SPEAKERS = {"Chelsie": 110, "Ethan": 113}  # name -> text-BOS id (tiny thinker ids)
-REF_FRAMES = {"Chelsie": 12, "Ethan": 9}
+REF_FRAMES = 10  # reference mel frames of each voice (one shape: one compilation)
 T2W_FILE = "model-token2wav.safetensors"
 # One sampling set-up for the tests of launch/sample.py, reply_in_speech and the bench
 # system, so they share their compilations: whole-vocabulary sampling at T = 1 over a
@@ -105,7 +105,7 @@ def write_speakers(path: Path, config: Token2WavConfig = T2W, seed: int = 0) -> 
     rng = np.random.default_rng(seed)
     table = {name: {"bos_token": bos,
                     "cond": rng.standard_normal(config.dit.enc_emb_dim).astype(np.float32),
-                    "ref_mel": rng.standard_normal((REF_FRAMES[name], config.dit.mel_dim))
+                    "ref_mel": rng.standard_normal((REF_FRAMES, config.dit.mel_dim))
                     .astype(np.float32)}
              for name, bos in SPEAKERS.items()}
     torch.save({name: {"bos_token": e["bos_token"], "cond": torch.from_numpy(e["cond"]),

@@ -113,3 +113,43 @@ def test_prompt_mel_is_the_16k_log_mel(tmp_path):
     np.testing.assert_allclose(mel, np.asarray(want[0, :, :frames]), atol=1e-6)
     assert ids == [7, 8] + data.prompt_ids({}, OMNI, frames)
     assert ids.count(OMNI.thinker.audio_token_index) == audio_token_count(np.asarray([frames]))[0]
+
+
+def test_system_turn_from_the_checkpoints_tokenizer(tmp_path):
+    """The published system prompt as a chat turn, with a tokenizer saved by transformers;
+    no tokenizer files: no tokenizer (and no system turn)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from paras2s_jax.speech_checkpoint import text_tokenizer
+
+    assert text_tokenizer(tmp_path) is None
+    marks = ["<|im_start|>", "<|im_end|>"]
+    words = ["[UNK]", *marks, "system", *sorted(set(omni.SYSTEM_PROMPT.replace(",", " , ")
+                                                      .replace(".", " . ").split()))]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]",
+                            additional_special_tokens=marks).save_pretrained(tmp_path)
+    ids = omni.system_turn_ids(text_tokenizer(tmp_path))
+    assert ids[:2] == [1, 3] and ids[-1] == 2 and 0 not in ids  # no unknown word
+    assert [words[i] for i in ids[2:-1]] == (omni.SYSTEM_PROMPT.replace(",", " ,")
+                                             .replace(".", " .").split())
+
+
+def test_bad_presets_and_codes_are_named(tmp_path, model_and_voice):
+    import torch
+
+    torch.save({"Chelsie": {"bos_token": 110, "ref_mel": torch.zeros(4, 8)}},
+               tmp_path / "spk_dict.pt")
+    with pytest.raises(ValueError, match="spk_dict.pt: speaker 'Chelsie' has no 'cond'"):
+        omni.read_speakers(tmp_path)
+    torch.save({"Chelsie": {"bos_token": 110, "cond": torch.zeros(1, 6),
+                            "ref_mel": torch.zeros(1, 4, 8)}}, tmp_path / "spk_dict.pt")
+    preset = omni.read_speakers(tmp_path)["Chelsie"]  # a leading batch axis is dropped
+    assert preset.cond.shape == (6,) and preset.ref_mel.shape == (4, 8) and preset.bos == 110
+    _, voice = model_and_voice
+    with pytest.raises(ValueError, match=f"codec id {T2W.dit.num_embeds + 1} is outside"):
+        voice.speak([3, T2W.dit.num_embeds + 1])
+    with pytest.raises(KeyError, match="no speaker 'Nobody'"):
+        voice.speak([3], "Nobody")
