@@ -65,6 +65,9 @@ def open_speech_chat(checkpoint: str | Path, sampling: SamplingConfig,
     models folder; `speaker`: a Qwen2.5-Omni voice of spk_dict.pt, default Chelsie)."""
     if stored_family(checkpoint) == OMNI_FAMILY:
         return _omni_chat(Path(checkpoint), sampling, speaker)
+    if speaker is not None:
+        raise ValueError(f"{checkpoint}: a speaker ({speaker!r}) is a Qwen2.5-Omni choice; "
+                         "Kimi-Audio's detokenizer has one voice")
     return _kimi_chat(Path(checkpoint), sampling, speech)
 
 
