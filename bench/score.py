@@ -19,6 +19,8 @@ random-speech` writes random ones in the published layout):
 
     python -m bench.score --system checkpoint --system-path ckpt/kimi \
         --system-speech /ckpt/speech
+    # Qwen2.5-Omni speaks with the token2wav and speaker presets of its checkpoint
+    python -m bench.score --system checkpoint --system-path ckpt/omni
 
 Every back-end call is cached in SQLite (--cache), results are appended durably to
 <out>/judgements.jsonl, and re-running the same command resumes: finished items are

@@ -1,4 +1,4 @@
-"""Sample dual-stream replies from an Orbax Kimi-Audio checkpoint.
+"""Sample dual-stream replies from an Orbax Kimi-Audio (or Qwen2.5-Omni) checkpoint.
 
     python launch/sample.py --checkpoint ckpt/kimi --audio-codes "12 873 5 ..." \
         --num-samples 4 --out samples.jsonl
@@ -6,6 +6,8 @@
     # speech in, speech out (speech checkpoints: launch/convert.py random-speech layout)
     python launch/sample.py --checkpoint ckpt/kimi --speech /ckpt/speech --wav in.wav \
         --out reply.wav
+    # Qwen2.5-Omni: speech in, speech out with the token2wav and voices of its checkpoint
+    python launch/sample.py --checkpoint ckpt/omni --wav in.wav --speaker Ethan --out reply.wav
 
 The prompt is one user turn: optional text (encoded with the checkpoint's tokenizer, or
 given as ids with --text-ids) followed by optional speech, as semantic codes or as a
@@ -14,6 +16,11 @@ printed (decoded text when a tokenizer is present, else token ids; audio codes) 
 written as one JSON line with both streams and their log-probabilities; with a `.wav`
 --out, each reply's audio codes are spoken instead (reply.wav, or reply_<g>.wav for
 several samples; 24 kHz, 1920 samples per code).
+
+A Qwen2.5-Omni checkpoint (its stored config's family) answers a --wav prompt: the
+thinker's text and the talker's codec ids, spoken by the token2wav kept in the
+checkpoint's hf_files/ in the --speaker voice of its spk_dict.pt (24 kHz, 480 samples
+per code); no --speech folder is needed.
 """
 
 from __future__ import annotations
@@ -50,6 +57,56 @@ def _speak(speech, codes: list[int], out: str, g: int, samples: int, seed: int) 
           f"{seconds:.2f} s, real-time factor {seconds / duration:.2f})")
 
 
+def _write_wav(wav, rate: int, out: str, g: int, samples: int) -> None:
+    """Write reply g's wav (reply.wav, or reply_<g>.wav for several)."""
+    import soundfile
+
+    path = Path(out) if samples == 1 else Path(out).with_stem(f"{Path(out).stem}_{g}")
+    if wav is None:
+        raise SystemExit(f"reply {g} holds no audio codes, so there is nothing to write to "
+                         f"{path} (try more --max-new-tokens or another --seed)")
+    soundfile.write(path, wav, rate, subtype="FLOAT")
+    print(f"    wrote {path} ({wav.size} samples, {wav.size / rate:.2f} s)")
+
+
+def _omni_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A Qwen2.5-Omni checkpoint answering the --wav prompt (see the module docstring)."""
+    if not args.wav:
+        parser.error("a Qwen2.5-Omni checkpoint answers speech: give --wav")
+    unused = [f for f, v in (("--text", args.text), ("--text-ids", args.text_ids),
+                             ("--audio-codes", args.audio_codes), ("--speech", args.speech))
+              if v]
+    if unused:
+        parser.error(f"{unused[0]} is a Kimi-Audio option; a Qwen2.5-Omni checkpoint reads "
+                     "--wav and speaks with its own token2wav")
+    from paras2s_jax.sampling import SamplingConfig
+    from paras2s_jax.speech_checkpoint import open_speech_chat
+
+    sampling = SamplingConfig(
+        max_new_tokens=args.max_new_tokens, text_temperature=args.text_temperature,
+        text_top_k=args.text_top_k, audio_temperature=args.audio_temperature,
+        audio_top_k=args.audio_top_k, num_samples=args.num_samples)
+    try:
+        chat = open_speech_chat(args.checkpoint, sampling, speaker=args.speaker)
+    except (KeyError, FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"--checkpoint {args.checkpoint}: {err}") from err
+    replies = chat.reply(args.wav, args.seed)
+    speak = bool(args.out and args.out.endswith(".wav"))
+    sink = open(args.out, "w") if args.out and not speak else None
+    for g, reply in enumerate(replies):
+        text = chat.tokenizer.decode(reply.text_ids) if chat.tokenizer else None
+        print(f"[{g}] text: {text if text is not None else reply.text_ids!r}\n    codec ids "
+              f"({len(reply.codes)}): {reply.codes[:32]}{' ...' if len(reply.codes) > 32 else ''}")
+        if sink:
+            sink.write(json.dumps({"sample": g, "text_ids": reply.text_ids, "text": text,
+                                   "codec_ids": reply.codes}) + "\n")
+        if speak:
+            _write_wav(reply.wav, chat.output_rate, args.out, g, len(replies))
+    if sink:
+        sink.close()
+        print(f"wrote {len(replies)} replies to {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="Orbax model checkpoint directory")
@@ -64,11 +121,20 @@ def main() -> None:
     parser.add_argument("--audio-top-k", type=int, default=10)
     parser.add_argument("--output-type", choices=("both", "text"), default="both")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--wav", help="user speech as an audio file (needs --speech)")
+    parser.add_argument("--wav", help="user speech as an audio file (Kimi-Audio: needs "
+                        "--speech)")
     parser.add_argument("--speech", help="speech checkpoints: glm-4-voice-tokenizer/, "
                         "whisper-large-v3/, audio_detokenizer/, vocoder/")
+    parser.add_argument("--speaker", help="Qwen2.5-Omni: the voice of its spk_dict.pt "
+                        "(default Chelsie, else the first)")
     parser.add_argument("--out", help="JSONL file for the replies, or a .wav file to speak them")
     args = parser.parse_args()
+    from paras2s_jax.speech_checkpoint import needs_speech_models
+
+    if not needs_speech_models(args.checkpoint):
+        return _omni_main(parser, args)
+    if args.speaker:
+        parser.error("--speaker is a Qwen2.5-Omni option")
     speak = bool(args.out and args.out.endswith(".wav"))
     if (args.wav or speak) and not args.speech:
         parser.error("--wav and a .wav --out need --speech (the speech checkpoints directory)")

@@ -1,6 +1,9 @@
-"""Test-wide setup: 8 fake CPU devices for sharding tests and no hub access."""
+"""Test-wide setup: 8 fake CPU devices for sharding tests and no hub access; a speaking
+tiny Qwen2.5-Omni checkpoint shared by the model and bench tests."""
 
 import os
+
+import pytest
 
 # Must happen before JAX initialises its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -26,3 +29,12 @@ def pytest_unconfigure(config):
     import shutil
 
     shutil.rmtree(getattr(config, "paras2s_jax_cache", ""), ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def speaking_omni(tmp_path_factory):
+    """(Orbax checkpoint, spk_dict.pt values) of a tiny random Qwen2.5-Omni that speaks,
+    imported with launch/convert.py (tests/model/qwen_omni/speaking_checkpoint.py)."""
+    from tests.model.qwen_omni.speaking_checkpoint import imported_speaking_omni
+
+    return imported_speaking_omni(tmp_path_factory.mktemp("speaking_omni"))

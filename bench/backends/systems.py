@@ -6,8 +6,9 @@
   replies through an instructable TTS.
 - `AudioChatSystem`: any OpenAI-compatible audio-in/audio-out chat endpoint (GPT-4o voice,
   or Qwen2.5-Omni / GLM-4-Voice / Kimi-Audio served behind such an API).
-- `CheckpointSystem`: our own Kimi-Audio from an Orbax checkpoint with the speech models
-  (GLM-4-Voice tokenizer, Whisper encoder, detokenizer) of `paras2s_jax.speech`.
+- `CheckpointSystem`: our own model from an Orbax checkpoint: Kimi-Audio with the speech
+  models (GLM-4-Voice tokenizer, Whisper encoder, detokenizer) of `paras2s_jax.speech`, or
+  Qwen2.5-Omni with the token2wav and speaker presets it holds.
 """
 
 from __future__ import annotations
@@ -176,59 +177,59 @@ class AudioChatSystem:
 
 
 class CheckpointSystem:
-    """Our Kimi-Audio from an Orbax checkpoint, answering speech with speech.
+    """Our own model from an Orbax checkpoint, answering speech with speech.
 
-    Prompt wav -> GLM-4-Voice codes (+ Whisper features) -> dual-stream sampling ->
-    reply codes -> detokenizer -> 24 kHz reply wav (`paras2s_jax.speech_chat`). Replies
-    are cached by (checkpoint and speech-model fingerprints, prompt audio, sampling, seed),
-    so a re-run resumes without sampling an item twice.
+    Kimi-Audio: prompt wav -> GLM-4-Voice codes (+ Whisper features) -> dual-stream
+    sampling -> reply codes -> detokenizer (the speech models of --system-speech);
+    Qwen2.5-Omni: prompt wav -> log-mel -> thinker text, talker codes -> token2wav with a
+    speaker preset (both inside the checkpoint). Either way a 24 kHz reply wav
+    (`paras2s_jax.speech_checkpoint`). Replies are cached by (the fingerprints of the
+    checkpoint and speech models, prompt audio, sampling, seed), so a re-run resumes
+    without sampling an item twice.
     """
 
     def __init__(self, checkpoint: str | Path, speech_dir: str | Path | None, runtime: Runtime,
                  *, seed: int = 0, max_new_tokens: int = 256, audio_temperature: float = 0.8,
-                 audio_top_k: int = 10, text_temperature: float = 0.0, text_top_k: int = 5):
+                 audio_top_k: int = 10, text_temperature: float = 0.0, text_top_k: int = 5,
+                 speaker: str | None = None):
         path = Path(checkpoint)
         if not path.exists():
             raise ConfigError(f"--system-path: Orbax checkpoint not found: {path}")
-        if speech_dir is None or not Path(speech_dir).is_dir():
+        import threading
+
+        from paras2s_jax.sampling import SamplingConfig
+        from paras2s_jax.speech_checkpoint import needs_speech_models, open_speech_chat
+
+        if needs_speech_models(path) and (speech_dir is None or not Path(speech_dir).is_dir()):
             raise ConfigError("--system checkpoint needs --system-speech DIR with "
                               "glm-4-voice-tokenizer/, audio_detokenizer/, vocoder/ (and "
                               f"whisper-large-v3/ when the model reads Whisper features); got "
                               f"{speech_dir}")
-        import threading
-
-        from paras2s_jax.checkpoint.orbax_io import restore_model
-        from paras2s_jax.sampling import SamplingConfig
-        from paras2s_jax.speech import Speech
-
         self.runtime, self.seed = runtime, seed
-        self.model = restore_model(path)
-        self.speech = Speech.load(speech_dir)
-        if self.speech.detokenizer is None:
-            raise ConfigError(f"--system-speech {speech_dir}: no audio_detokenizer/ (the "
-                              "replies must be spoken to be scored)")
-        self.sampling = SamplingConfig(
+        sampling = SamplingConfig(
             max_new_tokens=max_new_tokens, text_temperature=text_temperature,
             text_top_k=text_top_k, audio_temperature=audio_temperature,
             audio_top_k=audio_top_k, output_type="both", num_samples=1)
+        try:
+            self.chat = open_speech_chat(path, sampling, speech_dir, speaker)
+        except (ValueError, KeyError, FileNotFoundError) as err:
+            raise ConfigError(f"--system checkpoint {path}: {err}") from err
+        self.sampling = self.chat.settings
         self.name = f"checkpoint/{path.resolve().name}"
-        self.model_id = f"{fingerprint(path)}+{fingerprint(Path(speech_dir))}"
+        self.model_id = "+".join(fingerprint(p) for p in self.chat.sources)
         self._lock = threading.Lock()  # one model, one reply at a time
 
     def respond(self, query: Query, style: StyleVariant) -> SystemOutput:
-        from paras2s_jax.speech_chat import reply_in_speech
-
         def compute():
             with self._lock:
-                reply = reply_in_speech(self.model, self.speech, style.audio, self.sampling,
-                                        seed=self.seed)[0]
+                reply = self.chat.reply(style.audio, self.seed)[0]
             if reply.wav is None:  # not cached: nothing was spoken
                 raise ReplyError(f"{self.name}: the reply holds no audio codes")
-            blob = self.runtime.cache.put_blob(wav_bytes(reply.wav, self.speech.output_rate))
+            blob = self.runtime.cache.put_blob(wav_bytes(reply.wav, self.chat.output_rate))
             return {"blob": blob, "text_ids": reply.text_ids, "codes": reply.codes}, {}
 
         inputs = {"audio": file_sha256(style.audio), "seed": self.seed,
-                  "sampling": repr(self.sampling)}
+                  "sampling": self.sampling}
         out = self.runtime.call("system", "checkpoint", self.model_id, inputs, compute,
                                 remote=False)
         return SystemOutput(out["blob"])

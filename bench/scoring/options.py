@@ -88,8 +88,9 @@ def parse_args(argv: list[str] | None = None, description: str | None = None,
                     help="name of the system in judgements and reports (default: the kind and "
                          "model, or for wavdir the folder name plus a digest of its path)")
     ap.add_argument("--system-speech", type=Path, default=None,
-                    help="checkpoint: speech models (glm-4-voice-tokenizer/, whisper-large-v3/, "
-                         "audio_detokenizer/, vocoder/)")
+                    help="checkpoint (Kimi-Audio): speech models (glm-4-voice-tokenizer/, "
+                         "whisper-large-v3/, audio_detokenizer/, vocoder/); a Qwen2.5-Omni "
+                         "checkpoint holds its own token2wav")
     ap.add_argument("--system-seed", type=int, default=0, help="checkpoint: sampling seed")
     ap.add_argument("--system-max-new-tokens", type=int, default=256,
                     help="checkpoint: reply length cap (12.5 tokens per second of speech)")
