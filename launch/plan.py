@@ -57,6 +57,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("--config is required, e.g. --config configs/sft.py:kimi_audio_7b")
     import jax
 
+    from paras2s_jax.model.families import family_of
     from paras2s_jax.train import plan
 
     if cfg.stage not in _PLANS:
@@ -72,7 +73,7 @@ def main(argv: list[str]) -> None:
     n, mc, devices = sp.matmul_params, sp.model_config, jax.device_count()
     hw = plan.Hardware(_PEAK.value * 1e12, _UTIL.value, _LINK.value * 1e9)
     print(f"{cfg.stage}: mesh {dict(sp.mesh.shape)} on {devices} x "
-          f"{jax.devices()[0].device_kind}; model {mc.num_layers}+{mc.mimo_layers} layers, "
+          f"{jax.devices()[0].device_kind}; model {family_of(mc).describe(mc)}, "
           f"N = {n / 1e9:.2f}B matmul parameters; budget {_BUDGET.value:g} GB per device; "
           f"{hw.describe()}.\n", flush=True)
 
