@@ -135,16 +135,18 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.optimizer.decay_steps = 1500  # cosine over the run
         c.data.global_batch = 64  # paper value
         # The prompt, the reply text and the reply codes are each padded to a bucket:
-        # up to 2048 prompt tokens (~80 s of speech at 25 audio tokens a second) and
-        # 2048 reply codes; the thinker reads prompt + text (<= 4096 columns).
-        c.data.buckets = [256, 512, 1024, 2048]
-        # `launch/plan.py` at 2048 for all three (8 fake CPU devices): 8 micro-batches of
-        # 8 rows (one a GPU at a time) peak at 37.3 GB (7B), 4 of 16 at 27.0 GB (3B).
-        c.optimizer.accum_steps = 8 if preset == "qwen25_omni_7b" else 4
+        # up to 1024 prompt tokens (~40 s of speech at 25 audio tokens a second), 1024
+        # reply text ids and 1024 reply codes. `launch/plan.py` (8 fake CPU devices): with
+        # a 2048 bucket the 7B step below needs 67.4 GB per device (52.9 GB temporaries).
+        c.data.buckets = [256, 512, 1024]
+        # 8 micro-batches of 8 rows: one row a GPU at a time (the thinker's logits cover
+        # the whole prompt + text, `teacher_forced.reply_logits`). `launch/plan.py` at
+        # 1024 for all three (8 fake CPU devices) peaks at 50.3 GB (7B) / 33.1 GB (3B).
+        c.optimizer.accum_steps = 8
         c.train.total_steps = 1600  # ~10 epochs of 10k prompts at batch 64
         c.train.eval_every = 200  # eval loss cadence
-        # The eval forward in parts of one row a GPU (7B: 8, 3B: 4 parts): 12.1 / 9.0 GB.
-        c.train.eval_micro_batches = 8 if preset == "qwen25_omni_7b" else 4
+        # The eval forward in 8 parts of one row a GPU too: 14.0 GB (7B) / 8.1 GB (3B).
+        c.train.eval_micro_batches = 8
         c.train.save_every = 200  # checkpoint cadence
     else:
         raise ValueError(f"configs/sft.py: unknown preset {preset!r}; use one of {PRESETS}")

@@ -8,7 +8,9 @@ runs; GRPO: rollout, old/reference log-probs, reward scoring and the update) abs
 with the shardings the stage assigns, on the configured mesh, and prints per-device
 argument / output / temporary memory, compiled FLOPs, collective traffic and a time
 estimate from them (compute and communication; the assumptions are flags, stated in the
-header line). Exits with status 1 when a function's peak exceeds the budget.
+header line). Exits with status 1 when a function's peak exceeds the budget. Either model
+family (`config.model.family`, e.g. `configs/sft.py:qwen25_omni_7b`): the batches' shapes
+come from the model's policy (`SpeechPolicy.batch_spec`).
 `--devices N` fakes N CPU devices (no accelerator needed; the CPU compiler upcasts bf16
 matmuls and schedules conservatively, so it over-estimates a GPU); `--devices 0` plans
 on the machine's own accelerators. `--markdown` prints only the header line and the
