@@ -58,6 +58,13 @@ def _sampled(policy, model, prompts, sampling):
     return OmniPolicySample(out) if isinstance(policy, QwenOmniPolicy) else out
 
 
+def test_omni_mel_frames_are_the_longest_clip_a_prompt_holds():
+    mc, chunk = omni_tiny(), omni_tiny().audio.chunk_frames
+    for columns in range(12, 80):
+        longest = max(f for f in range(1, 4 * columns) if len(prompt_ids({}, mc, f)) <= columns)
+        assert max_frames(mc, columns) == -(-longest // chunk) * chunk, columns
+
+
 def _read(policy, records: list[dict], tmp_path) -> list[dict]:
     path = tmp_path / f"records{len(list(tmp_path.iterdir()))}.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -73,9 +80,6 @@ def test_batch_specs_are_the_shapes_of_the_policys_batches(family, tmp_path):
     # L columns hold); Kimi: one bucket for the whole sequence
     records = _read(policy, _omni_records(L - 1, L - 1, L) if omni else _kimi_records(),
                     tmp_path)
-    if omni:
-        assert max_frames(mc, L) == -(-4 * (L - 10) // mc.audio.chunk_frames) \
-            * mc.audio.chunk_frames
     train = next(iter(policy.train_batches(records, ROWS, (L,), seed=0)))
     assert _shapes(train) == _spec_shapes(policy.batch_spec("train", ROWS, L))
 
