@@ -113,9 +113,10 @@ def planned(cfg: ml_collections.ConfigDict) -> plan.StagePlan:
     reference = reference_params(run, adapters is not None)
     policy, heard = run.policy, cfg.data.whisper_features
     seq = plan.abstract_batch(policy.batch_spec("rollout", rows, prompt, heard, reply), mesh)
-    logprobs = {f"{name}_{s}": seq[f"sampler_{s}_logprobs"]  # what the stage adds
-                for name in ("old", "ref") for s in STREAMS}
-    batch = {**seq, **{f"{k}_logprobs": v for k, v in logprobs.items()},
+    # the update's batch: the rollout, the old / reference log-probs the stage adds (as
+    # the sampler's), the advantages
+    batch = {**seq, **{f"{name}_{s}_logprobs": seq[f"sampler_{s}_logprobs"]
+                       for name in ("old", "ref") for s in STREAMS},
              "advantages": plan.abstract((rows,), np.float32, mesh)}
     sampled = rows // cfg.grpo.rollout_micro_batches  # rows of one sampler call
     prompts = plan.abstract_batch(policy.batch_spec("prompt", sampled, prompt, heard), mesh)

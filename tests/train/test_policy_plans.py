@@ -1,6 +1,7 @@
 """Memory plans of either model family: the batch shapes a policy declares for its plans
 (`SpeechPolicy.batch_spec`) are those of the batches it makes, and a tiny Qwen2.5-Omni
-plan of every stage lowers its real functions with them (the compiles: `-m slow`)."""
+plan of every stage compiles its real functions with them on 8 fake devices (the train
+steps' compiles: `-m slow`)."""
 
 import json
 
@@ -14,6 +15,7 @@ from configs import reward as reward_config
 from configs import sft as sft_config
 from paras2s_jax.model import KimiAudio
 from paras2s_jax.model import tiny as kimi_tiny
+from paras2s_jax.model.families import family_of
 from paras2s_jax.model.qwen_omni.model import QwenOmni
 from paras2s_jax.model.qwen_omni.model import tiny as omni_tiny
 from paras2s_jax.policy import KimiAudioPolicy, QwenOmniPolicy
@@ -145,22 +147,28 @@ def _lower(p: plan.Planned):
 
 
 @needs_8
-def test_tiny_omni_plans_lower_every_function_of_every_stage():
+def test_tiny_omni_plans_compile_every_stage():
+    """Forward functions compile; the train steps (k = 6) lower with the same batches
+    (their compiles take ~30 s: the slow test below)."""
     plans = _omni_plans()
     names = {stage: [p.name.split()[0] for p in sp.functions] for stage, sp in plans.items()}
     assert names == {"sft": ["SFT", "SFT"], "reward": ["RM", "RM"],
                      "grpo": ["rollout", "old", "reference", "reward", "GRPO"]}
-    for sp in plans.values():
-        assert sp.matmul_params > 0
-        for p in sp.functions:
-            lowered = _lower(p)
-            assert lowered.as_text(), p.name
     grpo = plans["grpo"].functions
     assert "prompt 32 + 4 steps" in grpo[0].name
     update_batch = grpo[-1].args[1]
     assert update_batch["reply_audio"].shape == (8, 4 * STEPS)  # codecs_per_text codes a step
     assert update_batch["ref_audio_logprobs"].shape == (8, 4 * STEPS)
     assert not any(grpo[0].args[4].sharding.spec)  # the sampler's clips are replicated
+    for sp in plans.values():
+        assert family_of(sp.model_config).describe(sp.model_config) == (
+            "thinker 2 + talker 2 + audio encoder 2 layers")  # the plan's header line
+        for p in sp.functions:
+            if p.flops_per_param_token == 6:
+                assert _lower(p).as_text(), p.name
+            else:
+                row = plan.compile_plan(p, sp.matmul_params)
+                assert row.peak_gb > 0 and row.hlo_flops > 0, p.name
 
 
 @pytest.mark.slow
