@@ -200,16 +200,16 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.data.whisper_features = False  # prompts as log-mel
         c.grpo.lora.rank = 64  # LoRA policy on the frozen base, as for Kimi-Audio
         c.grpo.lora.alpha = 128.0  # scale alpha / rank = 2
-        # 2-way FSDP x 4-way tensor parallel, as for Kimi-Audio: the decode loops keep
-        # their gathered weights for the whole loop.
+        # 2-way FSDP x 4-way tensor parallel, as for Kimi-Audio (whose decode loop kept
+        # every gathered layer under 8-way FSDP: 80 GB; 8-way FSDP not planned for Omni).
         c.mesh.data = 1  # no pure data parallelism
         c.mesh.fsdp = 2  # weights split 2 ways (x 4 by tensor)
         c.mesh.tensor = 4  # heads, MLP width and vocabulary split 4 ways
         c.optimizer.lr = 5e-4  # the paper's RL rate, an adapter rate here
         c.optimizer.warmup_steps = 10  # short warm-up from the SFT model
         c.optimizer.decay_steps = 3000  # cosine over the run
-        # 256 reply text tokens (~1 min of speech) and 4 codes a text token (the policy's
-        # codecs_per_text): 1024 codes.
+        # 256 reply text tokens (about a minute of speech) and 4 codes a text token (the
+        # policy's codecs_per_text): 1024 codes.
         c.grpo.sampling.max_new_tokens = 256
         c.grpo.sampling.text_temperature = 0.8  # exploration without derailing long replies
         c.grpo.sampling.audio_temperature = 0.8  # codec sampling temperature
