@@ -1,4 +1,5 @@
-"""Stage 3 (GRPO) configs. Presets: `toy` (default) and `kimi_audio_7b`.
+"""Stage 3 (GRPO) configs. Presets: `toy` (default), `kimi_audio_7b`, `qwen25_omni_7b` and
+`qwen25_omni_3b` (from the Qwen2.5-Omni SFT and reward checkpoints).
 
 Toy run (after the toy SFT and reward runs, 2 CPU cores, a few minutes)::
 
@@ -29,11 +30,11 @@ import ml_collections
 
 from configs.base import base_config
 
-PRESETS = ("toy", "kimi_audio_7b")
+PRESETS = ("toy", "kimi_audio_7b", "qwen25_omni_7b", "qwen25_omni_3b")
 
 
 def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
-    """The GRPO config for `preset` ("toy" or "kimi_audio_7b")."""
+    """The GRPO config for `preset` (one of `PRESETS`)."""
     c = base_config()
     c.stage = "grpo"  # runs paras2s_jax/train/grpo_stage.py
     c.init.source = "orbax"  # the SFT checkpoint: initial policy and frozen reference
@@ -183,6 +184,47 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.reward.path = "/checkpoints/paras2s/reward_7b/reward_model"  # the Stage 2 output
         c.reward.tokenizer_dir = "/checkpoints/kimi-audio-7b-orbax/tokenizer"  # from convert.py
         c.data.whisper_features = True  # as SFT and the reward model (a mismatch is refused)
+    elif preset in ("qwen25_omni_7b", "qwen25_omni_3b"):
+        c.workdir = f"/checkpoints/paras2s/grpo_{preset}"  # shared storage on a cluster
+        c.model.family = "qwen25_omni"  # thinker + audio encoder + talker
+        c.model.preset = preset  # the published sizes
+        c.model.dtype = "bfloat16"  # H100 compute
+        c.model.param_dtype = "bfloat16"  # the frozen base shared by the three models
+        c.model.remat = True  # keep only layer-boundary activations for the backward pass
+        c.init.path = f"/checkpoints/paras2s/sft_{preset}/checkpoints/1600"  # the SFT model
+        c.init.made_by = f"python launch/train.py --config configs/sft.py:{preset}"  # writes it
+        c.reward.path = f"/checkpoints/paras2s/reward_{preset}/reward_model"  # Stage 2's
+        c.reward.made_by = f"python launch/train.py --config configs/reward.py:{preset}"  # ditto
+        c.reward.tokenizer_dir = f"/checkpoints/{preset}-hf"  # the HF checkpoint directory
+        c.reward.view = "text"  # as the Omni reward presets
+        c.data.whisper_features = False  # prompts as log-mel
+        c.grpo.lora.rank = 64  # LoRA policy on the frozen base, as for Kimi-Audio
+        c.grpo.lora.alpha = 128.0  # scale alpha / rank = 2
+        # 2-way FSDP x 4-way tensor parallel, as for Kimi-Audio (whose decode loop kept
+        # every gathered layer under 8-way FSDP: 80 GB; 8-way FSDP not planned for Omni).
+        c.mesh.data = 1  # no pure data parallelism
+        c.mesh.fsdp = 2  # weights split 2 ways (x 4 by tensor)
+        c.mesh.tensor = 4  # heads, MLP width and vocabulary split 4 ways
+        c.optimizer.lr = 5e-4  # the paper's RL rate, an adapter rate here
+        c.optimizer.warmup_steps = 10  # short warm-up from the SFT model
+        c.optimizer.decay_steps = 3000  # cosine over the run
+        # 256 reply text tokens (about a minute of speech) and 4 codes a text token (the
+        # policy's codecs_per_text): 1024 codes.
+        c.grpo.sampling.max_new_tokens = 256
+        c.grpo.sampling.text_temperature = 0.8  # exploration without derailing long replies
+        c.grpo.sampling.audio_temperature = 0.8  # codec sampling temperature
+        c.grpo.sampling.text_top_k = 50  # no sampling from the text vocabulary's tail
+        c.grpo.sampling.audio_top_k = 50  # nor from the codec vocabulary's
+        # 256 rows (32 prompts x G = 8) of 512 prompt + 256 text + 1024 code columns.
+        # `launch/plan.py` (8 fake CPU devices), 7B / 3B peaks: the update in 8
+        # micro-batches 36.5 / 36.0 GB; old / reference log-probs and RM scores in 8
+        # parts 12.6 / 13.2 and 11.8 / 6.4 GB; the sampler in 2 calls of 128 rows
+        # 21.7 / 15.0 GB.
+        c.optimizer.accum_steps = 8
+        c.grpo.forward_micro_batches = 8  # old / reference log-probs and RM scores
+        c.grpo.rollout_micro_batches = 2  # sampler calls per step
+        c.train.total_steps = 3000  # ~1 epoch of 100k prompts at 32 per step
+        c.train.save_every = 100  # checkpoint cadence
     else:
         raise ValueError(f"configs/grpo.py: unknown preset {preset!r}; use {PRESETS}")
     return c

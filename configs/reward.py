@@ -1,4 +1,6 @@
-"""Stage 2 (distilled reward model) configs. Presets: `toy` (default) and `kimi_audio_7b`.
+"""Stage 2 (distilled reward model) configs. Presets: `toy` (default), `kimi_audio_7b`,
+`qwen25_omni_7b` and `qwen25_omni_3b` (the latter from the Qwen2.5-Omni SFT checkpoint;
+its reward model reads the reply text: the audio view of a real Omni reply is not wired).
 
 Toy run (after the toy SFT run, 2 CPU cores, a few minutes)::
 
@@ -42,11 +44,11 @@ import ml_collections
 
 from configs.base import base_config
 
-PRESETS = ("toy", "kimi_audio_7b")
+PRESETS = ("toy", "kimi_audio_7b", "qwen25_omni_7b", "qwen25_omni_3b")
 
 
 def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
-    """The reward-model config for `preset` ("toy" or "kimi_audio_7b")."""
+    """The reward-model config for `preset` (one of `PRESETS`)."""
     c = base_config()
     c.stage = "reward"  # runs paras2s_jax/train/reward_stage.py
     c.init.source = "orbax"  # the SFT checkpoint (a training step directory)
@@ -180,6 +182,37 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         # full 300 steps. Then the unjudged replies (300k down to 220k) are scored, forward
         # only: 1.3M forward rows in all, the compute paid for the saved judge calls.
         c.distill.round_steps = 1_250
+    elif preset in ("qwen25_omni_7b", "qwen25_omni_3b"):
+        c.workdir = f"/checkpoints/paras2s/reward_{preset}"  # shared storage on a cluster
+        c.model.family = "qwen25_omni"  # thinker + audio encoder + talker
+        c.model.preset = preset  # the published sizes
+        c.model.dtype = "bfloat16"  # H100 compute
+        c.model.param_dtype = "bfloat16"  # the base is frozen; adapters train in fp32
+        c.model.remat = True  # keep only layer-boundary activations for the backward pass
+        c.init.path = f"/checkpoints/paras2s/sft_{preset}/checkpoints/1600"  # the SFT model
+        c.init.made_by = f"python launch/train.py --config configs/sft.py:{preset}"  # writes it
+        c.data.whisper_features = False  # prompts as log-mel, as the policy hears them
+        c.mesh.data = 1  # all devices on the fsdp axis
+        c.mesh.fsdp = -1  # more devices shard the frozen base
+        c.optimizer.lr = 1e-6  # paper value
+        c.optimizer.warmup_steps = 100  # warm-up
+        c.optimizer.decay_steps = 10_000  # cosine over one epoch
+        c.data.global_batch = 32  # scored replies per update
+        c.data.buckets = [512, 1024, 2048, 4096]  # prompt + reply + suffix lengths
+        # 32 rows x 4096 in 4 micro-batches, one row a GPU at a time on 8 GPUs: `launch/
+        # plan.py` peaks at 54.8 GB (7B; 52.6 GB of temporaries) / 46.3 GB (3B) on 8
+        # fake CPU devices.
+        c.optimizer.accum_steps = 4
+        c.train.total_steps = 10_000  # one epoch of 320k pairs at batch 32
+        c.train.eval_every = 500  # held-out Pearson cadence
+        c.train.eval_micro_batches = 4  # one row a GPU at a time: 18.6 / 10.1 GB
+        c.train.save_every = 500  # checkpoint cadence
+        c.checkpoint.keep_best = 0  # the last step is the reward model (see kimi_audio_7b)
+        # Suffix and digits from the checkpoint's Qwen2 tokenizer.
+        c.reward.tokenizer_dir = f"/checkpoints/{preset}-hf"  # the HF checkpoint directory
+        c.reward.view = "text"  # the reply text (the only view wired for a real checkpoint)
+        c.distill.samples_per_query = 32  # paper value
+        c.distill.selection = "random"  # the pairs are judged elsewhere (see the header)
     else:
         raise ValueError(f"configs/reward.py: unknown preset {preset!r}; use {PRESETS}")
     return c

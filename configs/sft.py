@@ -1,4 +1,5 @@
-"""Stage 1 (SFT) configs. Presets: `toy` (default) and `kimi_audio_7b`.
+"""Stage 1 (SFT) configs. Presets: `toy` (default), `kimi_audio_7b`, `qwen25_omni_7b` and
+`qwen25_omni_3b`.
 
 Toy run (tiny model, 2 CPU cores, a few minutes)::
 
@@ -16,6 +17,12 @@ Paper run (8x H100, Kimi-Audio-7B converted to a HF safetensors directory)::
     python launch/train.py --config configs/sft.py:kimi_audio_7b \
         --config.init.path=/ckpt/kimi-audio-7b --config.data.train_files='["/data/sft-*.jsonl"]'
 
+Qwen2.5-Omni (the HF checkpoint directory as published; prompts are log-mel files,
+record field "prompt_mel", see paras2s_jax/policy/qwen_omni_data.py)::
+
+    python launch/train.py --config configs/sft.py:qwen25_omni_7b \
+        --config.init.path=/ckpt/Qwen2.5-Omni-7B --config.data.train_files='["/data/omni-*.jsonl"]'
+
 Any field can be overridden: `--config.optimizer.lr=3e-5 --config.train.total_steps=50`.
 """
 
@@ -25,11 +32,12 @@ import ml_collections
 
 from configs.base import base_config
 
-PRESETS = ("toy", "kimi_audio_7b")  # every preset get_config accepts (tests load each)
+# every preset get_config accepts (tests load each)
+PRESETS = ("toy", "kimi_audio_7b", "qwen25_omni_7b", "qwen25_omni_3b")
 
 
 def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
-    """The SFT config for `preset` ("toy" or "kimi_audio_7b")."""
+    """The SFT config for `preset` (one of `PRESETS`)."""
     c = base_config()
     c.stage = "sft"  # runs paras2s_jax/train/sft_stage.py
 
@@ -111,6 +119,35 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         # 61.6 GB per device in the plan.
         c.train.eval_micro_batches = 8
         c.train.save_every = 200  # checkpoint cadence
+    elif preset in ("qwen25_omni_7b", "qwen25_omni_3b"):
+        c.workdir = f"/checkpoints/paras2s/sft_{preset}"  # shared storage on a cluster
+        c.model.family = "qwen25_omni"  # thinker + audio encoder + talker
+        c.model.preset = preset  # the published sizes
+        c.model.dtype = "bfloat16"  # H100 compute
+        c.model.param_dtype = "float32"  # fp32 master weights, as for Kimi-Audio
+        c.model.remat = True  # keep only layer-boundary activations for the backward pass
+        c.init.source = "hf"  # set --config.init.path to the HF checkpoint directory
+        c.data.whisper_features = False  # the thinker hears prompts as log-mel only
+        c.mesh.data = 1  # all 8 devices on the fsdp axis
+        c.mesh.fsdp = 8  # 8-way FSDP on 8 H100s, as for Kimi-Audio
+        c.optimizer.lr = 1e-5  # the paper's SFT rate
+        c.optimizer.warmup_steps = 20  # short warm-up from the pretrained model
+        c.optimizer.decay_steps = 1500  # cosine over the run
+        c.data.global_batch = 64  # paper value
+        # The prompt, the reply text and the reply codes are each padded to a bucket:
+        # up to 1024 prompt tokens (~40 s of speech at 25 audio tokens a second), 1024
+        # reply text ids and 1024 reply codes. `launch/plan.py` (8 fake CPU devices): with
+        # a 2048 bucket the 7B step below needs 67.4 GB per device (52.9 GB temporaries).
+        c.data.buckets = [256, 512, 1024]
+        # 8 micro-batches of 8 rows: one row a GPU at a time (the thinker's logits cover
+        # the whole prompt + text, `teacher_forced.reply_logits`). `launch/plan.py` at
+        # 1024 for all three (8 fake CPU devices) peaks at 50.3 GB (7B) / 33.1 GB (3B).
+        c.optimizer.accum_steps = 8
+        c.train.total_steps = 1600  # ~10 epochs of 10k prompts at batch 64
+        c.train.eval_every = 200  # eval loss cadence
+        # The eval forward in 8 parts of one row a GPU too: 14.0 GB (7B) / 8.1 GB (3B).
+        c.train.eval_micro_batches = 8
+        c.train.save_every = 200  # checkpoint cadence
     else:
-        raise ValueError(f"configs/sft.py: unknown preset {preset!r}; use 'toy' or 'kimi_audio_7b'")
+        raise ValueError(f"configs/sft.py: unknown preset {preset!r}; use one of {PRESETS}")
     return c

@@ -8,7 +8,9 @@ runs; GRPO: rollout, old/reference log-probs, reward scoring and the update) abs
 with the shardings the stage assigns, on the configured mesh, and prints per-device
 argument / output / temporary memory, compiled FLOPs, collective traffic and a time
 estimate from them (compute and communication; the assumptions are flags, stated in the
-header line). Exits with status 1 when a function's peak exceeds the budget.
+header line). Exits with status 1 when a function's peak exceeds the budget. Either model
+family (`config.model.family`, e.g. `configs/sft.py:qwen25_omni_7b`): the batches' shapes
+come from the model's policy (`SpeechPolicy.batch_spec`).
 `--devices N` fakes N CPU devices (no accelerator needed; the CPU compiler upcasts bf16
 matmuls and schedules conservatively, so it over-estimates a GPU); `--devices 0` plans
 on the machine's own accelerators. `--markdown` prints only the header line and the
@@ -57,6 +59,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("--config is required, e.g. --config configs/sft.py:kimi_audio_7b")
     import jax
 
+    from paras2s_jax.model.families import family_of
     from paras2s_jax.train import plan
 
     if cfg.stage not in _PLANS:
@@ -72,7 +75,7 @@ def main(argv: list[str]) -> None:
     n, mc, devices = sp.matmul_params, sp.model_config, jax.device_count()
     hw = plan.Hardware(_PEAK.value * 1e12, _UTIL.value, _LINK.value * 1e9)
     print(f"{cfg.stage}: mesh {dict(sp.mesh.shape)} on {devices} x "
-          f"{jax.devices()[0].device_kind}; model {mc.num_layers}+{mc.mimo_layers} layers, "
+          f"{jax.devices()[0].device_kind}; model {family_of(mc).describe(mc)}, "
           f"N = {n / 1e9:.2f}B matmul parameters; budget {_BUDGET.value:g} GB per device; "
           f"{hw.describe()}.\n", flush=True)
 

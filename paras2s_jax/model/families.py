@@ -35,6 +35,7 @@ class ModelFamily:
     to_json: Callable[[Any], dict[str, Any]]
     from_json: Callable[..., Any]  # (stored dict, **numerics) -> config
     load_hf: Callable[..., nnx.Module]  # (directory, mesh, **numerics) -> model
+    describe: Callable[[Any], str]  # config -> its layers in a few words (plan headers)
 
     def preset(self, name: str, **fields: Any) -> Any:
         """The config of preset `name` with `fields` applied."""
@@ -93,17 +94,28 @@ def _omni_preset(factory: Callable[[], omni.QwenOmniConfig]) -> Callable[..., An
     return make
 
 
+def _kimi_describe(config: kimi_config.KimiAudioConfig) -> str:
+    return f"{config.num_layers}+{config.mimo_layers} layers"
+
+
+def _omni_describe(config: omni.QwenOmniConfig) -> str:
+    return (f"thinker {config.thinker.num_layers} + talker {config.talker.num_layers} + "
+            f"audio encoder {config.audio.encoder_layers} layers")
+
+
 KIMI_AUDIO = ModelFamily(
     name="kimi_audio", config_class=kimi_config.KimiAudioConfig, model_class=KimiAudio,
     presets={"tiny": kimi_config.tiny, "kimi_audio_7b": kimi_config.kimi_audio_7b},
-    to_json=_kimi_to_json, from_json=_kimi_from_json, load_hf=_kimi_load_hf)
+    to_json=_kimi_to_json, from_json=_kimi_from_json, load_hf=_kimi_load_hf,
+    describe=_kimi_describe)
 
 QWEN25_OMNI = ModelFamily(
     name="qwen25_omni", config_class=omni.QwenOmniConfig, model_class=omni.QwenOmni,
     presets={"tiny": _omni_preset(omni.tiny),
              "qwen25_omni_3b": _omni_preset(omni.qwen25_omni_3b),
              "qwen25_omni_7b": _omni_preset(omni.qwen25_omni_7b)},
-    to_json=omni.config_to_json, from_json=omni.config_from_json, load_hf=omni.load_qwen_omni)
+    to_json=omni.config_to_json, from_json=omni.config_from_json, load_hf=omni.load_qwen_omni,
+    describe=_omni_describe)
 
 FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (KIMI_AUDIO, QWEN25_OMNI)}
 

@@ -23,7 +23,11 @@ model family. A policy says
   last-position logits (`reward_logits`, what the reward stage's loss takes), the digit
   logits of a jitted forward (`reward_digit_logits`, evaluation and uncertainty
   selection) and the expected Likert score of every sampled reply
-  (`reward_scores`, GRPO's reward), each under the reply view it was trained with.
+  (`reward_scores`, GRPO's reward), each under the reply view it was trained with;
+- for the compiled memory plans (`paras2s_jax.train.plan`): the shapes of each kind of
+  batch it makes (`batch_spec`), the jitted sampler call and digit forward with their
+  arguments (`sampler_program`, `reward_digit_program`: `Program`s, which a plan lowers
+  with abstract arguments) and how long a reward input gets (`reward_columns`).
 
 A model family plugs in by implementing this protocol and registering its policy for its
 frozen model-config class (`paras2s_jax.policy.register`); `policy_for(config)` picks it.
@@ -42,6 +46,32 @@ from paras2s_jax.sampling import SampleOutput, SamplingConfig
 from paras2s_jax.train.hosts import host_value
 
 Reply = tuple[list[int], list[int]]  # (text token ids, speech codes) of one sampled reply
+# {key: (shape, dtype)} or {key: (shape, dtype, logical axis names)} of a batch's arrays
+# (names: `paras2s_jax.sharding.ACTIVATION_RULES`; default: the rows split on axis 0)
+BatchSpec = dict[str, tuple]
+# The batches `SpeechPolicy.batch_spec` describes: SFT batches (`train_batches` /
+# `eval_batches`), sampler prompts (`prompt_batch` inputs), rollouts (`rollout_batch`)
+# and reward-model inputs (`reward_inputs`).
+BATCH_KINDS = ("train", "prompt", "rollout", "reward")
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """A jitted function and its arguments: `fn(*args, **static)` runs it; a memory plan
+    lowers `fn` with abstract `args` (`fn.lower(*args, **static)`)."""
+
+    fn: Any
+    args: tuple
+    static: dict = dataclasses.field(default_factory=dict)
+
+    def __call__(self) -> Any:
+        return self.fn(*self.args, **self.static)
+
+
+def check_kind(kind: str) -> None:
+    """Raise unless `kind` is one of `BATCH_KINDS`."""
+    if kind not in BATCH_KINDS:
+        raise ValueError(f"batch_spec: unknown batch kind {kind!r}; use one of {BATCH_KINDS}")
 
 
 @dataclasses.dataclass
@@ -151,3 +181,23 @@ class SpeechPolicy(Protocol):
                       view: str, micro: int = 1) -> np.ndarray:
         """float32[N]: the reward model's expected score of every sampled reply (row r
         answers prompt r // group), read under `view`."""
+
+    def batch_spec(self, kind: str, rows: int, length: int, features: bool = False,
+                   reply: int = 0, view: str = "text") -> BatchSpec:
+        """Shapes and dtypes of a batch of `kind` (`BATCH_KINDS`) with `rows` rows,
+        padded to `length` columns (SFT: the bucket of each padded stream; prompts,
+        rollouts: the prompt columns; reward: the input's columns) and, for rollouts,
+        `reply` sampled steps; `features`: prompt features; `view`: the reward view."""
+
+    def sampler_program(self, model: Any, inputs: dict, rng: jax.Array,
+                        sampling: SamplingConfig) -> Program:
+        """The jitted sampler call on prompt `inputs` (a "prompt" batch whose rows are
+        already repeated `sampling.num_samples` times, padded to its bucket)."""
+
+    def reward_digit_program(self, model: Any, batch: dict, digit_ids: Sequence[int],
+                             micro: int = 1) -> Program:
+        """The jitted forward `reward_digit_logits` runs on a "reward" batch."""
+
+    def reward_columns(self, prompt: int, reply: int, suffix: int, view: str) -> int:
+        """Columns of the reward input of a `prompt`-column prompt, a reply of `reply`
+        sampled steps and `suffix` score ids, read under `view` (before bucketing)."""

@@ -14,12 +14,20 @@ from collections.abc import Sequence
 import grain
 import jax
 import numpy as np
+from flax import nnx
 
 from paras2s_jax import layout
 from paras2s_jax.model.config import KimiAudioConfig
 from paras2s_jax.model.kimi_audio import KimiAudio
-from paras2s_jax.policy.base import PromptBatch, Reply, sample_in_parts
-from paras2s_jax.sampling import SampleOutput, SamplingConfig, generate
+from paras2s_jax.policy.base import (
+    BatchSpec,
+    Program,
+    PromptBatch,
+    Reply,
+    check_kind,
+    sample_in_parts,
+)
+from paras2s_jax.sampling import SampleOutput, SamplingConfig, decode_program, generate
 from paras2s_jax.tokenizer import KimiTextTokenizer
 from paras2s_jax.train import data, prompt_features, rollout, sft
 from paras2s_jax.train.data import bucket_for
@@ -114,12 +122,54 @@ class KimiAudioPolicy:
 
     def reward_digit_logits(self, model: KimiAudio, batch: dict, digit_ids: Sequence[int],
                             micro: int = 1) -> jax.Array:
-        return rollout.digit_forward(model, batch["text"], batch["audio"],
-                                     batch["attention_mask"], tuple(digit_ids), micro,
-                                     batch.get("whisper_features"), batch.get("continuous"))
+        return self.reward_digit_program(model, batch, digit_ids, micro)()
 
     def reward_scores(self, reward_model: KimiAudio, prompts: PromptBatch,
                       out: SampleOutput, group: int, suffix_ids: Sequence[int],
                       digit_ids: Sequence[int], view: str, micro: int = 1) -> np.ndarray:
         return rollout.score_replies(reward_model, prompts.layouts, out, group, suffix_ids,
                                      digit_ids, view, micro=micro, features=prompts.features)
+
+    # --- memory plans ----------------------------------------------------------------------
+
+    def batch_spec(self, kind: str, rows: int, length: int, features: bool = False,
+                   reply: int = 0, view: str = "text") -> BatchSpec:
+        """Kimi-Audio's batches: the two streams share the columns. "train": `length`
+        columns of `data.BATCH_KEYS`; "prompt": `length` prompt columns (`layout.left_pad`);
+        "rollout": `length` prompt + `reply` columns, the per-step fields `reply`
+        columns; "reward": `length` columns. Features float32[rows, columns, D] cover
+        the prompt (the whole row for SFT and reward inputs)."""
+        check_kind(kind)
+        columns = length + reply if kind == "rollout" else length
+        keys = {"train": data.BATCH_KEYS, "prompt": data.BATCH_KEYS,
+                "rollout": ("text", "audio", "attention_mask"),
+                "reward": ("text", "audio", "attention_mask")}[kind]
+        spec: BatchSpec = {k: ((rows, columns), np.int32 if k in ("text", "audio") else np.bool_)
+                           for k in keys}
+        if features:
+            spec["continuous"] = ((rows, columns), np.bool_)
+            spec["whisper_features"] = ((rows, length if kind == "rollout" else columns,
+                                         self.config.adaptor_input_dim), np.float32)
+        if kind == "rollout":
+            for s in self.streams:
+                spec[f"{s}_mask"] = ((rows, reply), np.bool_)
+            for s in self.streams:
+                spec[f"sampler_{s}_logprobs"] = ((rows, reply), np.float32)
+        return spec
+
+    def sampler_program(self, model: KimiAudio, inputs: dict, rng: jax.Array,
+                        sampling: SamplingConfig) -> Program:
+        graphdef, state = nnx.split(model)
+        return Program(decode_program, (graphdef, state, inputs["text"], inputs["audio"],
+                                        inputs["attention_mask"], inputs["continuous"],
+                                        inputs.get("whisper_features"), rng),
+                       {"config": sampling})
+
+    def reward_digit_program(self, model: KimiAudio, batch: dict, digit_ids: Sequence[int],
+                             micro: int = 1) -> Program:
+        return Program(rollout.digit_forward, (
+            model, batch["text"], batch["audio"], batch["attention_mask"], tuple(digit_ids),
+            micro, batch.get("whisper_features"), batch.get("continuous")))
+
+    def reward_columns(self, prompt: int, reply: int, suffix: int, view: str) -> int:
+        return prompt + reply + suffix  # the reply keeps its columns under every view

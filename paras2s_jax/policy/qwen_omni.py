@@ -32,11 +32,19 @@ from transformers import AutoTokenizer
 
 from paras2s_jax.model.qwen_omni.model import QwenOmni, QwenOmniConfig
 from paras2s_jax.model.qwen_omni.sampler import OmniSample
+from paras2s_jax.model.qwen_omni.sampler import program as sampler_jit
 from paras2s_jax.model.qwen_omni.sampler import sample as omni_sample
 from paras2s_jax.model.qwen_omni.speech_reply import OmniSampling
 from paras2s_jax.policy import qwen_omni_data as data
 from paras2s_jax.policy import qwen_omni_forward as fwd
-from paras2s_jax.policy.base import PromptBatch, Reply, sample_in_parts
+from paras2s_jax.policy.base import (
+    BatchSpec,
+    Program,
+    PromptBatch,
+    Reply,
+    check_kind,
+    sample_in_parts,
+)
 from paras2s_jax.sampling import SamplingConfig, bucket_length
 from paras2s_jax.train.hosts import host_value
 from paras2s_jax.train.reward import expected_score
@@ -280,8 +288,8 @@ class QwenOmniPolicy:
 
     def reward_digit_logits(self, model: QwenOmni, batch: dict, digit_ids: Sequence[int],
                             micro: int = 1) -> jax.Array:
-        return _digit_logits(model, {k: jnp.asarray(v) for k, v in batch.items()},
-                             tuple(digit_ids), micro)
+        return self.reward_digit_program(model, {k: jnp.asarray(v) for k, v in batch.items()},
+                                         digit_ids, micro)()
 
     def reward_scores(self, reward_model: QwenOmni, prompts: PromptBatch,
                       out: OmniPolicySample, group: int, suffix_ids: Sequence[int],
@@ -296,6 +304,68 @@ class QwenOmniPolicy:
         batch = self.reward_inputs(scored, suffix_ids, view, buckets, len(scored))
         return host_value(expected_score(self.reward_digit_logits(reward_model, batch,
                                                                   digit_ids, micro)))
+
+    # --- memory plans ----------------------------------------------------------------------
+
+    def reward_clips(self, view: str) -> int:
+        """Clips per reward input row under `view`: the prompt's, and the reply speech's
+        for "audio" / "both"."""
+        return 1 + int(view in ("audio", "both"))
+
+    def batch_spec(self, kind: str, rows: int, length: int, features: bool = False,
+                   reply: int = 0, view: str = "text") -> BatchSpec:
+        """Qwen2.5-Omni's batches (`qwen_omni_data`'s layout). "train": prompt, reply
+        text and reply codes each `length` columns; "prompt": `length` prompt columns,
+        the clips replicated as the sampler places them; "rollout": `length` prompt
+        columns, `reply` text steps and `reply * codecs_per_text` codes; "reward":
+        `length` columns, `reward_clips(view)` clips a row. Mel frames: the longest clip
+        that `length` columns hold (`qwen_omni_data.max_frames`)."""
+        check_kind(kind)
+        _no_features(features)
+        c = self.config
+        frames = data.max_frames(c, length)
+        mels = c.audio.num_mel_bins
+        spec: BatchSpec = {"input_ids": ((rows, length), np.int32),
+                           "attention_mask": ((rows, length), np.bool_)}
+        if kind == "reward":
+            k = self.reward_clips(view)
+            return spec | {"audio_slots": ((rows, length), np.bool_),
+                           "mel": ((rows, k, mels, frames), np.float32),
+                           "mel_mask": ((rows, k, frames), np.int32)}
+        if kind == "prompt":  # `sample` hands the sampler every clip, replicated
+            return spec | {"mel": ((rows, mels, frames), np.float32, (None,) * 3),
+                           "mel_mask": ((rows, frames), np.int32, (None,) * 2)}
+        spec |= {"mel": ((rows, mels, frames), np.float32),
+                 "mel_mask": ((rows, frames), np.int32)}
+        text, codes = (length, length) if kind == "train" else (
+            reply, reply * self.codecs_per_text)
+        spec |= {"reply_text": ((rows, text), np.int32),
+                 "reply_text_attention": ((rows, text), np.bool_),
+                 "text_lengths": ((rows,), np.int32),
+                 "reply_audio": ((rows, codes), np.int32),
+                 "reply_audio_attention": ((rows, codes), np.bool_),
+                 "text_mask": ((rows, text), np.bool_), "audio_mask": ((rows, codes), np.bool_)}
+        if kind == "rollout":
+            spec |= {"sampler_text_logprobs": ((rows, text), np.float32),
+                     "sampler_audio_logprobs": ((rows, codes), np.float32)}
+        return spec
+
+    def sampler_program(self, model: QwenOmni, inputs: dict, rng: jax.Array,
+                        sampling: SamplingConfig) -> Program:
+        graphdef, state = nnx.split(model)
+        return Program(sampler_jit, (graphdef, state, inputs["input_ids"],
+                                     inputs["attention_mask"], inputs["mel"],
+                                     inputs["mel_mask"], rng),
+                       {"settings": self.settings(sampling)})
+
+    def reward_digit_program(self, model: QwenOmni, batch: dict, digit_ids: Sequence[int],
+                             micro: int = 1) -> Program:
+        return Program(_digit_logits, (model, batch, tuple(digit_ids), micro))
+
+    def reward_columns(self, prompt: int, reply: int, suffix: int, view: str) -> int:
+        text = reply if view in ("text", "both") else 0
+        speech = reply * self.codecs_per_text + 2 if view in ("audio", "both") else 0
+        return prompt + text + speech + suffix
 
 
 def _no_features(features: bool) -> None:

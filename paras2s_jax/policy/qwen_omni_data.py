@@ -97,6 +97,16 @@ def audio_span(config: QwenOmniConfig, frames: int) -> list[int]:
     return [c.audio_start_token_id] + [c.audio_token_index] * n + [c.audio_end_token_id]
 
 
+def max_frames(config: QwenOmniConfig, columns: int) -> int:
+    """Mel frames of the longest clip whose placeholders fit a prompt of `columns`
+    tokens (with the chat template's other ids), rounded up to the encoder's chunk as
+    `stack_mels` pads: the widest "mel" a batch padded to `columns` holds."""
+    room = max(columns - len(prompt_ids({}, config, 0)), 1)
+    # audio_token_count(4n + 2) == n: the 2 frames a clip may have past its last token
+    return -(-(FRAMES_PER_CODE * room + 2) // config.audio.chunk_frames) \
+        * config.audio.chunk_frames
+
+
 def prompt_ids(record: dict, config: QwenOmniConfig, frames: int) -> list[int]:
     """The thinker ids of the record's user turn and the assistant's header."""
     c, chat = config.thinker, chat_ids(config)

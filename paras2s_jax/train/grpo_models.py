@@ -23,10 +23,9 @@ from flax import nnx
 
 from paras2s_jax import sharding
 from paras2s_jax.model.lora import LoRAConfig
-from paras2s_jax.sampling import SamplingConfig, bucket_length, decode_program
+from paras2s_jax.sampling import SamplingConfig, bucket_length
 from paras2s_jax.train import grpo_update, plan, trainer
 from paras2s_jax.train.grpo import STREAMS
-from paras2s_jax.train.rollout import reward_forward
 from paras2s_jax.train.step import micro_batches, unmicro
 
 
@@ -112,61 +111,41 @@ def planned(cfg: ml_collections.ConfigDict) -> plan.StagePlan:
     reply = sampling.max_new_tokens
     total = prompt + reply
     reference = reference_params(run, adapters is not None)
-    policy_graph, policy_state = nnx.split(run.model())
-    seq = plan.abstract_batch({k: ((rows, total), np.int32 if k in ("text", "audio") else
-                                   np.bool_) for k in ("text", "audio", "attention_mask")}, mesh)
-    heard = cfg.data.whisper_features  # prompt features [rows, prompt, D], as in SFT
-    dim = mc.adaptor_input_dim
-    if heard:
-        seq |= plan.abstract_batch({"continuous": ((rows, total), np.bool_),
-                                    "whisper_features": ((rows, prompt, dim), np.float32)}, mesh)
-    per_step = {k: ((rows, reply), np.bool_) for k in ("text_mask", "audio_mask")}
-    for name in ("old", "ref"):
-        per_step.update({f"{name}_{s}_logprobs": ((rows, reply), np.float32) for s in STREAMS})
-    batch = {**seq, **plan.abstract_batch(per_step, mesh),
+    policy, heard = run.policy, cfg.data.whisper_features
+    seq = plan.abstract_batch(policy.batch_spec("rollout", rows, prompt, heard, reply), mesh)
+    # the update's batch: the rollout, the old / reference log-probs the stage adds (as
+    # the sampler's), the advantages
+    batch = {**seq, **{f"{name}_{s}_logprobs": seq[f"sampler_{s}_logprobs"]
+                       for name in ("old", "ref") for s in STREAMS},
              "advantages": plan.abstract((rows,), np.float32, mesh)}
     sampled = rows // cfg.grpo.rollout_micro_batches  # rows of one sampler call
-    prompts = plan.abstract_batch({"text": ((sampled, prompt), np.int32),
-                                   "audio": ((sampled, prompt), np.int32),
-                                   "mask": ((sampled, prompt), np.bool_),
-                                   "continuous": ((sampled, prompt), np.bool_),
-                                   "features": ((sampled, prompt, dim), np.float32)}, mesh)
+    prompts = plan.abstract_batch(policy.batch_spec("prompt", sampled, prompt, heard), mesh)
+    sampler = policy.sampler_program(run.model(), prompts, plan.abstract_key(mesh), sampling)
 
     rm_graph, rm_adapters, _ = nnx.split(
         trainer.abstract_model(cfg, mesh, LoRAConfig()), nnx.LoRAParam, ...)
     reward_model = nnx.merge(rm_graph, rm_adapters,
                              base_weights(run, reference, adapters is not None))
-    score_len = bucket_length(total + len(cfg.reward.suffix_ids), 16)
-    scored = plan.abstract_batch({"text": ((rows, score_len), np.int32),
-                                  "audio": ((rows, score_len), np.int32),
-                                  "mask": ((rows, score_len), np.bool_),
-                                  "continuous": ((rows, score_len), np.bool_),
-                                  "features": ((rows, score_len, dim), np.float32)}, mesh)
+    view, suffix = cfg.reward.view, len(cfg.reward.suffix_ids)
+    score_len = bucket_length(policy.reward_columns(prompt, reply, suffix, view), 16)
+    scored = plan.abstract_batch(policy.batch_spec("reward", rows, score_len, heard, view=view),
+                                 mesh)
     micro = cfg.grpo.forward_micro_batches
+    scoring = policy.reward_digit_program(reward_model, scored, tuple(cfg.reward.digit_ids),
+                                          micro)
     log_probs = build_log_probs(run, sampling, micro, grpo_update.prompt_rows(cfg, micro))
     kind = f"LoRA r{adapters.rank} policy" if adapters else "full policy"
     functions = [
-        plan.Planned(f"rollout {sampled} rows, prompt {prompt} + {reply} steps",
-                     decode_program,
-                     (policy_graph, policy_state, prompts["text"], prompts["audio"],
-                      prompts["mask"], prompts["continuous"],
-                      prompts["features"] if heard else None, plan.abstract_key(mesh)),
-                     sampled * total, 2, mesh=mesh, unknown_trip=reply,
-                     static_kwargs={"config": sampling},
+        plan.Planned(f"rollout {sampled} rows, prompt {prompt} + {reply} steps", sampler.fn,
+                     sampler.args, sampled * total, 2, mesh=mesh, unknown_trip=reply,
+                     static_kwargs=sampler.static,
                      note="decode loop counted at max_new_tokens steps"),
         plan.Planned(f"old log-probs {rows}x{total}", log_probs,
-                     (run.state["params"], run.rest, seq | plan.abstract_batch(
-                         {k: v for k, v in per_step.items() if k.endswith("mask")}, mesh)),
-                     rows * total, 2),
+                     (run.state["params"], run.rest, seq), rows * total, 2),
         plan.Planned(f"reference log-probs {rows}x{total}", log_probs,
-                     (reference, run.rest, seq | plan.abstract_batch(
-                         {k: v for k, v in per_step.items() if k.endswith("mask")}, mesh)),
-                     rows * total, 2),
-        plan.Planned(f"reward scoring {rows}x{score_len}", reward_forward,
-                     (reward_model, scored["text"], scored["audio"], scored["mask"],
-                      tuple(cfg.reward.digit_ids), micro,
-                      *((scored["features"], scored["continuous"]) if heard else ())),
-                     rows * score_len, 2, mesh=mesh),
+                     (reference, run.rest, seq), rows * total, 2),
+        plan.Planned(f"reward scoring {rows}x{score_len}", scoring.fn, scoring.args,
+                     rows * score_len, 2, mesh=mesh, static_kwargs=scoring.static),
         plan.Planned(f"GRPO update {rows}x{total}, accum {cfg.optimizer.accum_steps}, {kind}",
                      grpo_update.build_step(cfg, run, sampling),
                      (run.state, batch, run.rest), rows * total, 6),

@@ -119,15 +119,18 @@ def matmul_params(params: nnx.State) -> int:
 def abstract(shape: tuple[int, ...], dtype, mesh: jax.sharding.Mesh,
              names: tuple[str | None, ...] | None = None) -> jax.ShapeDtypeStruct:
     """A ShapeDtypeStruct laid out by activation rules (default: batch on axis 0)."""
-    names = names or ("activation_batch",) + (None,) * (len(shape) - 1)
+    if names is None:
+        names = ("activation_batch",) + (None,) * (len(shape) - 1)
     spec = sharding.logical_to_spec(names, sharding.ACTIVATION_RULES, shape, mesh)
     return jax.ShapeDtypeStruct(shape, dtype, sharding=jax.sharding.NamedSharding(mesh, spec))
 
 
-def abstract_batch(spec: dict[str, tuple[tuple[int, ...], Any]],
-                   mesh: jax.sharding.Mesh) -> dict[str, jax.ShapeDtypeStruct]:
-    """{key: (shape, dtype)} -> global batch arrays split over the batch axes."""
-    return {k: abstract(shape, dtype, mesh) for k, (shape, dtype) in spec.items()}
+def abstract_batch(spec: dict[str, tuple], mesh: jax.sharding.Mesh
+                   ) -> dict[str, jax.ShapeDtypeStruct]:
+    """{key: (shape, dtype[, logical names])} (`SpeechPolicy.batch_spec`) -> global
+    batch arrays laid out by their names (default: split over the batch axes)."""
+    return {k: abstract(*entry, mesh) if len(entry) == 2 else
+            abstract(entry[0], entry[1], mesh, entry[2]) for k, entry in spec.items()}
 
 
 def abstract_key(mesh: jax.sharding.Mesh) -> jax.ShapeDtypeStruct:

@@ -303,29 +303,23 @@ def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run,
 def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.StagePlan:
     """The RM train step and its held-out eval forward, abstract, for the plan (GRPO's
     plan has the scoring forward GRPO runs, at its shapes)."""
-    from paras2s_jax.train.rollout import digit_forward
-
     check_view(cfg.reward.view)
     run = trainer.setup(cfg, abstract=True, adapters=lora_config(cfg.lora))
     length = length or max(cfg.data.buckets)
     rows, accum = cfg.data.global_batch, cfg.optimizer.accum_steps
     digits = tuple(cfg.reward.digit_ids)  # shapes are what matter: no tokenizer needed
-    fields = {"text": ((rows, length), np.int32), "audio": ((rows, length), np.int32),
-              "attention_mask": ((rows, length), np.bool_), "score": ((rows, 1), np.int32)}
-    if cfg.data.whisper_features:  # the prompts' features, as the RM reads them
-        fields.update(continuous=((rows, length), np.bool_), whisper_features=(
-            (rows, length, run.model_config.adaptor_input_dim), np.float32))
-    batch = plan.abstract_batch(fields, run.mesh)
+    inputs = plan.abstract_batch(run.policy.batch_spec(
+        "reward", rows, length, cfg.data.whisper_features, view=cfg.reward.view), run.mesh)
+    batch = inputs | plan.abstract_batch({"score": ((rows, 1), np.int32)}, run.mesh)
     step = plan.Planned(f"RM step {rows}x{length}, accum {accum}",
                         build_step(cfg, run, digits), (run.state, batch, run.rest),
                         rows * length, 6)
     model = run.model()
     micro = cfg.train.eval_micro_batches
-    evaluation = plan.Planned(
-        f"RM eval {rows}x{length}, {micro} micro-batches", digit_forward,
-        (model, batch["text"], batch["audio"], batch["attention_mask"], digits, micro,
-         batch.get("whisper_features"), batch.get("continuous")), rows * length, 2,
-        mesh=run.mesh)
+    forward = run.policy.reward_digit_program(model, inputs, digits, micro)
+    evaluation = plan.Planned(f"RM eval {rows}x{length}, {micro} micro-batches", forward.fn,
+                              forward.args, rows * length, 2, mesh=run.mesh,
+                              static_kwargs=forward.static)
     n = plan.matmul_params(nnx.state(model, nnx.Param)) - plan.matmul_params(run.state["params"])
     return plan.StagePlan([step, evaluation], n, run.mesh, run.model_config)
 

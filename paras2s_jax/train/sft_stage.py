@@ -138,16 +138,6 @@ def build_step(cfg: ml_collections.ConfigDict, run: trainer.Run) -> sharding.mes
     return trainer.jit_step(run, step)
 
 
-def batch_spec(cfg: ml_collections.ConfigDict, mc, length: int) -> dict:
-    """Shapes and dtypes of one global SFT batch padded to `length` (for the plan)."""
-    b = cfg.data.global_batch
-    spec = {k: ((b, length), np.int32 if k in ("text", "audio") else np.bool_)
-            for k in data_lib.BATCH_KEYS}
-    if cfg.data.whisper_features:
-        spec["whisper_features"] = ((b, length, mc.adaptor_input_dim), np.float32)
-    return spec
-
-
 def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.StagePlan:
     """The SFT step and the eval forward with abstract sharded arguments, for
     `launch/plan.py`; `length`: padded sequence length (default: the largest bucket,
@@ -155,7 +145,8 @@ def planned(cfg: ml_collections.ConfigDict, length: int | None = None) -> plan.S
     run = trainer.setup(cfg, abstract=True)
     length = length or max(cfg.data.buckets)
     rows, accum = cfg.data.global_batch, cfg.optimizer.accum_steps
-    batch = plan.abstract_batch(batch_spec(cfg, run.model_config, length), run.mesh)
+    batch = plan.abstract_batch(run.policy.batch_spec("train", rows, length,
+                                                      cfg.data.whisper_features), run.mesh)
     step = plan.Planned(f"SFT step {rows}x{length}, accum {accum}", build_step(cfg, run),
                         (run.state, batch, run.rest), rows * length, 6)
     micro = cfg.train.eval_micro_batches

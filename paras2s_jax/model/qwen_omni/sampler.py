@@ -171,8 +171,10 @@ def _talker_phase(model: QwenOmni, ids, mask, prompt, reply, text_lengths, rng,
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "settings"))
-def _program(graphdef, state, ids, mask, mel, mel_mask, rng, *, settings: OmniSampling
-             ) -> OmniSample:
+def program(graphdef, state, ids, mask, mel, mel_mask, rng, *, settings: OmniSampling
+            ) -> OmniSample:
+    """The jitted sampler (`sample` prepares its inputs): the thinker's text phase, then
+    the talker's codes; compiled once per (shapes, settings)."""
     model: QwenOmni = nnx.merge(graphdef, state)
     text_rng, codec_rng = jax.random.split(rng)
     prompt, reply, t_len, t_fin, (text, t_mask, t_lp) = _thinker_phase(
@@ -217,7 +219,7 @@ def sample(model: QwenOmni, input_ids: np.ndarray | jax.Array,
 
     mel_mask = None if mel_mask is None else np.asarray(mel_mask, np.int32)
     with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
-        return _program(graphdef, state, rows(np.asarray(input_ids, np.int32)), rows(mask),
+        return program(graphdef, state, rows(np.asarray(input_ids, np.int32)), rows(mask),
                         whole(mel), whole(mel_mask), rng, settings=settings)
 
 
