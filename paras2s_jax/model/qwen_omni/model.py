@@ -173,7 +173,7 @@ class QwenOmni(nnx.Module):
         """The thinker over a text + audio prompt: audio encoder -> placement -> decoder
         with the prompt's TMRoPE positions (`rope_index`). input_ids: int[B, S];
         attention_mask: bool[B, S]; audio_slots: see `prompt_embeds`; kwargs:
-        `Thinker.__call__`'s cache / last_only.
+        `Thinker.__call__`'s cache / last_only / logits_from.
         The placeholder runs must match the clips' token counts (`rope.check_audio_spans`)."""
         embeds = self.prompt_embeds(input_ids, mel, mel_mask, audio_slots)
         positions = rope_index(jnp.asarray(attention_mask, bool))[0]

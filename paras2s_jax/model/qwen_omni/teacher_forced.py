@@ -43,7 +43,7 @@ def reply_logits(model: QwenOmni, input_ids: jax.Array, attention_mask: jax.Arra
     thinker = model.thinker_forward(
         jnp.concatenate([ids, text], axis=1),
         jnp.concatenate([mask, jnp.asarray(text_attention, bool)], axis=1), mel, mel_mask,
-        audio_slots=slots)
+        audio_slots=slots, logits_from=length - 1)
     hidden, embeds = thinker.hidden, thinker.embeds
     if stop_thinker_grad:
         hidden, embeds = jax.lax.stop_gradient(hidden), jax.lax.stop_gradient(embeds)
@@ -57,7 +57,7 @@ def reply_logits(model: QwenOmni, input_ids: jax.Array, attention_mask: jax.Arra
                               model.talker.step_embeds(codes[:, :-1], parts)], axis=1)
     talker = model.talker(inputs, attention_mask=jnp.concatenate(
         [talker_mask, jnp.asarray(codes_attention, bool)[:, :-1]], axis=1))
-    return thinker.logits[:, length - 1:-1], talker.logits[:, length + 1:]
+    return thinker.logits[:, :-1], talker.logits[:, length + 1:]
 
 
 def penalised_codec_scores(model: QwenOmni, logits: jax.Array, codes: jax.Array,

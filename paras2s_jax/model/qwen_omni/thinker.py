@@ -21,8 +21,9 @@ from paras2s_jax.sharding import constrain
 
 @struct.dataclass
 class ThinkerOutput:
-    """logits: float32[B, S', V] (S' = 1 with `last_only`); hidden: [B, S, E] after the
-    final norm; embeds: [B, S, E] input embeddings (audio placed); cache or None."""
+    """logits: float32[B, S', V] (S' = 1 with `last_only`, else S - logits_from); hidden:
+    [B, S, E] after the final norm; embeds: [B, S, E] input embeddings (audio placed);
+    cache or None."""
 
     logits: jax.Array
     hidden: jax.Array
@@ -62,9 +63,11 @@ class Thinker(nnx.Module):
         self, input_ids: jax.Array, *, attention_mask: jax.Array | None = None,
         audio_embeds: jax.Array | None = None, positions: jax.Array | None = None,
         cache: OmniCache | None = None, last_only: bool = False,
-        inputs_embeds: jax.Array | None = None,
+        inputs_embeds: jax.Array | None = None, logits_from: int = 0,
     ) -> ThinkerOutput:
-        """Logits of every position (or the last: `last_only`).
+        """Logits of every position from `logits_from` on (or of the last: `last_only`):
+        positions before it get no [S, V] head output (a teacher-forced reply needs only
+        its own).
 
         input_ids: int[B, S]; attention_mask: bool[B, S]; audio_embeds: float[N, E];
         positions: int[3, B, S], by default the prompt's `rope_index` (no cache) or the
@@ -75,6 +78,6 @@ class Thinker(nnx.Module):
         embeds = self.embed(input_ids, audio_embeds) if inputs_embeds is None else inputs_embeds
         hidden, cache = self.model(embeds, attention_mask=attention_mask, positions=positions,
                                    cache=cache)
-        head_in = hidden[:, -1:] if last_only else hidden
+        head_in = hidden[:, -1:] if last_only else hidden[:, logits_from:]
         logits = constrain(self.lm_head(head_in, out_dtype=jnp.float32), LOGIT_AXES)
         return ThinkerOutput(logits=logits, hidden=hidden, embeds=embeds, cache=cache)
