@@ -66,6 +66,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     # adapted projections (with rank > 0): attention and MLP
     c.grpo.lora.targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                            "down_proj"]
+    c.grpo.lora.within = []  # top-level submodules that get adapters (empty: every one)
     c.grpo.sampling = ml_collections.ConfigDict()  # rollouts sample both streams
     c.grpo.sampling.max_new_tokens = 24  # reply columns (toy replies need ~13)
     c.grpo.sampling.text_temperature = 1.0  # exploration on the text stream
@@ -200,6 +201,8 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.data.whisper_features = False  # prompts as log-mel
         c.grpo.lora.rank = 64  # LoRA policy on the frozen base, as for Kimi-Audio
         c.grpo.lora.alpha = 128.0  # scale alpha / rank = 2
+        # Adapters on the two decoders: the frozen audio encoder needs no backward pass.
+        c.grpo.lora.within = ["thinker", "talker"]
         # 2-way FSDP x 4-way tensor parallel, as for Kimi-Audio (whose decode loop kept
         # every gathered layer under 8-way FSDP: 80 GB; 8-way FSDP not planned for Omni).
         c.mesh.data = 1  # no pure data parallelism

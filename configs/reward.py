@@ -59,6 +59,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.lora.rank = 16  # adapter rank
     c.lora.alpha = 32.0  # update scale alpha / rank
     c.lora.targets = ["q_proj", "k_proj", "v_proj", "o_proj"]  # adapted projections
+    c.lora.within = []  # top-level submodules that get adapters (empty: every one)
 
     c.reward = ml_collections.ConfigDict()
     # Either a tokenizer directory (tiktoken.model + tokenizer_config.json), from which
@@ -211,6 +212,9 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         # Suffix and digits from the checkpoint's Qwen2 tokenizer.
         c.reward.tokenizer_dir = f"/checkpoints/{preset}-hf"  # the HF checkpoint directory
         c.reward.view = "text"  # the reply text (the only view wired for a real checkpoint)
+        # Adapters on the thinker only: the RM reads the thinker's digit logits, and a
+        # frozen audio encoder needs no backward pass.
+        c.lora.within = ["thinker"]
         c.distill.samples_per_query = 32  # paper value
         c.distill.selection = "random"  # the pairs are judged elsewhere (see the header)
     else:

@@ -99,8 +99,8 @@ def restore_model(
     path = Path(directory).absolute()
     stored = read_stored_config(path)
     config = config_from_json(stored, **config_overrides)
-    lora = LoRAConfig(**{**stored["lora"], "targets": tuple(stored["lora"]["targets"])}) \
-        if "lora" in stored else None
+    lora = LoRAConfig(**{k: tuple(v) if isinstance(v, list) else v
+                         for k, v in stored["lora"].items()}) if "lora" in stored else None
     abstract = family_of(config).abstract(config, lora)
     graphdef, state = nnx.split(abstract)
     if mesh is not None:

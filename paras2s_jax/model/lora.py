@@ -26,6 +26,9 @@ class LoRAConfig:
     rank: int = 16
     alpha: float = 32.0
     targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    # Top-level submodules that get adapters (empty: all), e.g. ("thinker", "talker") so
+    # that a frozen audio encoder needs no backward pass.
+    within: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.rank <= 0:
@@ -58,12 +61,15 @@ class LoRA(nnx.Module):
 
 
 def attach_lora(model: nnx.Module, config: LoRAConfig, *, rngs: nnx.Rngs) -> int:
-    """Attach adapters to the targeted projections in place; returns how many."""
+    """Attach adapters to the targeted projections (inside `config.within`) in place;
+    returns how many."""
     count = 0
     for path, node in list(nnx.iter_graph(model)):
-        if isinstance(node, Dense) and path and str(path[-1]) in config.targets:
+        inside = not config.within or (path and str(path[0]) in config.within)
+        if isinstance(node, Dense) and inside and str(path[-1]) in config.targets:
             node.lora = nnx.data(LoRA(node, config, rngs=rngs))
             count += 1
     if not count:
-        raise ValueError(f"LoRAConfig.targets {config.targets} matched no projection")
+        raise ValueError(f"LoRAConfig.targets {config.targets} matched no projection"
+                         + (f" within {config.within}" if config.within else ""))
     return count

@@ -34,7 +34,8 @@ def policy_adapters(cfg: ml_collections.ConfigDict) -> LoRAConfig | None:
     lc = cfg.grpo.lora
     if lc.rank <= 0:
         return None
-    return LoRAConfig(rank=lc.rank, alpha=lc.alpha, targets=tuple(lc.targets))
+    return LoRAConfig(rank=lc.rank, alpha=lc.alpha, targets=tuple(lc.targets),
+                      within=tuple(lc.get("within", ())))
 
 
 def reference_params(run: trainer.Run, lora: bool) -> nnx.State:

@@ -49,7 +49,8 @@ VIEW_FILE = "reward_input.json"  # inside the reward model directory: what the R
 
 
 def lora_config(cfg: ml_collections.ConfigDict) -> LoRAConfig:
-    return LoRAConfig(rank=cfg.rank, alpha=cfg.alpha, targets=tuple(cfg.targets))
+    return LoRAConfig(rank=cfg.rank, alpha=cfg.alpha, targets=tuple(cfg.targets),
+                      within=tuple(cfg.get("within", ())))
 
 
 def score_token_ids(rcfg: ml_collections.ConfigDict,

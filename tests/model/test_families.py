@@ -93,3 +93,12 @@ def test_trainer_builds_saves_and_restores_the_configured_family(tmp_path, famil
     assert [k for k, _ in want] == [k for k, _ in got]
     for (_, a), (_, b) in zip(want, got, strict=True):
         np.testing.assert_array_equal(np.asarray(a[...]), np.asarray(b[...]))
+
+
+def test_lora_within_keeps_the_other_parts_free_of_adapters():
+    lora = LoRAConfig(rank=2, within=("thinker", "talker"))
+    flat = nnx.to_flat_state(nnx.state(QWEN25_OMNI.abstract(QWEN25_OMNI.preset("tiny"), lora),
+                                       nnx.LoRAParam))
+    assert {path[0] for path, _ in flat} == {"thinker", "talker"}
+    with pytest.raises(ValueError, match="matched no projection within"):
+        QWEN25_OMNI.abstract(QWEN25_OMNI.preset("tiny"), LoRAConfig(within=("vision",)))
