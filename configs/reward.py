@@ -1,4 +1,5 @@
-"""Stage 2 (distilled reward model) configs. Presets: `toy` (default) and `kimi_audio_7b`.
+"""Stage 2 (distilled reward model) configs. Presets: `toy` (default), `toy_omni` (the toy
+run on the toy-sized Qwen2.5-Omni) and `kimi_audio_7b`.
 
 Toy run (after the toy SFT run, 2 CPU cores, a few minutes)::
 
@@ -40,13 +41,13 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs.base import base_config
+from configs.base import base_config, toy_omni
 
-PRESETS = ("toy", "kimi_audio_7b")
+PRESETS = ("toy", "toy_omni", "kimi_audio_7b")
 
 
 def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
-    """The reward-model config for `preset` ("toy" or "kimi_audio_7b")."""
+    """The reward-model config for `preset` ("toy", "toy_omni" or "kimi_audio_7b")."""
     c = base_config()
     c.stage = "reward"  # runs paras2s_jax/train/reward_stage.py
     c.init.source = "orbax"  # the SFT checkpoint (a training step directory)
@@ -112,7 +113,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     # Pearson 0.46-0.74 over seeds). Distilling is ~1 s per 32 prompts.
     c.toy.num_train_queries = 432
 
-    if preset == "toy":
+    if preset in ("toy", "toy_omni"):
         c.workdir = "/tmp/paras2s/reward_toy"  # distill/, checkpoints/, reward_model/, tb/
         c.toy.enabled = True  # prompts from the toy world
         c.distill.sampling.prompt_bucket = 20  # toy prompts are 12-18 columns: one shape
@@ -132,6 +133,17 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         # The eval pairs are the reported held-out set: ranking checkpoints by them would
         # select on it. The reward model is the last step; keep only the latest steps.
         c.checkpoint.keep_best = 0
+        if preset == "toy_omni":
+            toy_omni(c)
+            c.workdir = "/tmp/paras2s/reward_toy_omni"  # distill/, reward_model/, tb/
+            c.init.path = "/tmp/paras2s/demo_omni/sft/checkpoints/600"  # the Omni demo's SFT
+            c.toy.data_dir = "/tmp/paras2s/demo_omni/sft/toy_data"  # the Omni demo's toy data
+            c.init.made_by = "python launch/demo.py --model qwen25_omni"  # writes both paths
+            # Omni prompts are 18-22 columns (chat template + one placeholder per 2 codes)
+            c.distill.sampling.prompt_bucket = 24
+            # prompt (18-22) + the reply speech as an audio segment (2 + 1 per 2 codes) +
+            # the suffix: about 32 columns
+            c.data.buckets = [32, 48]
     elif preset == "kimi_audio_7b":
         c.workdir = "/checkpoints/paras2s/reward_7b"  # shared storage on a cluster
         c.model.preset = "kimi_audio_7b"  # the published sizes

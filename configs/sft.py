@@ -1,4 +1,6 @@
-"""Stage 1 (SFT) configs. Presets: `toy` (default) and `kimi_audio_7b`.
+"""Stage 1 (SFT) configs. Presets: `toy` (default), `toy_omni` (the toy run on the
+toy-sized Qwen2.5-Omni: `python launch/train.py --config configs/sft.py:toy_omni`) and
+`kimi_audio_7b`.
 
 Toy run (tiny model, 2 CPU cores, a few minutes)::
 
@@ -23,13 +25,14 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs.base import base_config
+from configs.base import base_config, toy_omni
 
-PRESETS = ("toy", "kimi_audio_7b")  # every preset get_config accepts (tests load each)
+# every preset get_config accepts (tests load each)
+PRESETS = ("toy", "toy_omni", "kimi_audio_7b")
 
 
 def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
-    """The SFT config for `preset` ("toy" or "kimi_audio_7b")."""
+    """The SFT config for `preset` ("toy", "toy_omni" or "kimi_audio_7b")."""
     c = base_config()
     c.stage = "sft"  # runs paras2s_jax/train/sft_stage.py
 
@@ -64,7 +67,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.toy.sampling.batch_size = 64  # prompts per sampler call
     c.toy.sampling.prompt_bucket = 16  # prompts padded to 16 * 2**k columns (one compile each)
 
-    if preset == "toy":
+    if preset in ("toy", "toy_omni"):
         c.workdir = "/tmp/paras2s/sft_toy"  # toy_data/, checkpoints/, tb/, results.json
         c.toy.enabled = True  # train on the toy world
         c.toy.judge = True  # print base vs SFT judge scores
@@ -80,6 +83,14 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.train.total_steps = 600  # ~1-2 minutes on 2 CPU cores
         c.train.eval_every = 100  # eval loss on held-out demonstrations
         c.train.save_every = 100  # checkpoint cadence
+        if preset == "toy_omni":
+            toy_omni(c)
+            c.workdir = "/tmp/paras2s/sft_toy_omni"  # as toy: toy_data/, checkpoints/, tb/
+            # An Omni batch pads its prompt (18-22 ids), reply text (4) and reply codes (7)
+            # to a bucket each: small buckets keep the text and codec streams short.
+            c.data.buckets = [8, 16, 24, 32]
+            # Omni prompts are 18-22 columns (chat template + one placeholder per 2 codes)
+            c.toy.sampling.prompt_bucket = 24
     elif preset == "kimi_audio_7b":
         c.workdir = "/checkpoints/paras2s/sft_7b"  # shared storage on a cluster
         c.model.preset = "kimi_audio_7b"  # the published sizes
@@ -112,5 +123,5 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.train.eval_micro_batches = 8
         c.train.save_every = 200  # checkpoint cadence
     else:
-        raise ValueError(f"configs/sft.py: unknown preset {preset!r}; use 'toy' or 'kimi_audio_7b'")
+        raise ValueError(f"configs/sft.py: unknown preset {preset!r}; use {PRESETS}")
     return c

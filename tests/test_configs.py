@@ -30,7 +30,8 @@ def test_base_config_loads():
 def test_every_preset_builds(name, preset):
     cfg = importlib.import_module(f"configs.{name}").get_config(preset)
     mc = trainer.model_config(cfg.model)
-    assert isinstance(mc, KimiAudioConfig)
+    assert isinstance(mc, trainer.model_family(cfg.model).config_class)
+    assert isinstance(mc, KimiAudioConfig) == (cfg.model.family == "kimi_audio")
     trainer.optimizer_config(cfg.optimizer)
     devices = 8
     data, fsdp, tensor = MeshConfig(**cfg.mesh.to_dict()).resolve(devices)
