@@ -62,12 +62,18 @@ def test_toy_omni_sft_runs_end_to_end_and_restores_as_omni(tmp_path):
     assert isinstance(model, QwenOmni) and model.config == trainer.model_config(cfg.model)
     fresh = trainer.model_family(cfg.model).build(model.config, cfg.seed)
     policy = policy_for(model.config)
-    records = policy.read_records([str(tmp_path / "toy_data" / "eval-demos.jsonl")])[:32]
+    every = policy.read_records([str(tmp_path / "toy_data" / "eval-demos.jsonl")])
+    records = every[:32]
     batch = {k: jnp.asarray(v) for k, v in
              policy.eval_batches(records, 32, cfg.data.buckets)[0].items()}
     before, after = _mean_ce(fresh, policy, batch), _mean_ce(model, policy, batch)
     for stream in ("text", "audio"):  # both streams learnt; ln(1024) = 6.9, ln(260) = 5.6
         assert after[stream] < before[stream] - 1.0, (stream, before, after)
+
+    # every toy prompt pads to the samplers' one prompt bucket and passes GRPO's cap
+    lengths = {policy.prompt_length(r) for r in every}
+    assert max(lengths) <= cfg.toy.sampling.prompt_bucket
+    assert max(lengths) <= grpo.get_config("toy_omni").data.max_prompt_len
 
     # The first reply token comes from the prompt's last position alone (no reply in the
     # input): after SFT it is an opener of a toy reply for held-out prompts.
