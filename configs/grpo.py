@@ -141,7 +141,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         if preset == "toy_omni":
             toy_omni(c)
             c.workdir = "/tmp/paras2s/grpo_toy_omni"  # checkpoints/, tb/, metrics.jsonl
-            c.init.path = "/tmp/paras2s/demo_omni/sft/checkpoints/600"  # the Omni demo's
+            c.init.path = "/tmp/paras2s/demo_omni/sft/checkpoints/900"  # the Omni demo's
             c.reward.path = "/tmp/paras2s/demo_omni/reward/reward_model"  # SFT model and RM
             c.toy.data_dir = "/tmp/paras2s/demo_omni/sft/toy_data"  # the Omni demo's toy data
             c.init.made_by = c.reward.made_by = "python launch/demo.py --model qwen25_omni"

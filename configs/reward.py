@@ -136,7 +136,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         if preset == "toy_omni":
             toy_omni(c)
             c.workdir = "/tmp/paras2s/reward_toy_omni"  # distill/, reward_model/, tb/
-            c.init.path = "/tmp/paras2s/demo_omni/sft/checkpoints/600"  # the Omni demo's SFT
+            c.init.path = "/tmp/paras2s/demo_omni/sft/checkpoints/900"  # the Omni demo's SFT
             c.toy.data_dir = "/tmp/paras2s/demo_omni/sft/toy_data"  # the Omni demo's toy data
             c.init.made_by = "python launch/demo.py --model qwen25_omni"  # writes both paths
             # Omni prompts are 18-22 columns (chat template + one placeholder per 2 codes)

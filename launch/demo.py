@@ -19,7 +19,8 @@ interval over training seeds), the integer judge's ties at G = 2 vs G = 8 (the S
 model's distillation replies) and the reward model's Pearson with the judge.
 
 The default lengths are shortened where they carry no effect; `--full` runs the
-lengths of the stage presets (SFT 600, RM 300, GRPO 60 steps; 3 seeds per beta).
+lengths of the stage presets (SFT 600 (Qwen2.5-Omni: 900), RM 300, GRPO 60 steps; 3 seeds
+per beta).
 Compiled programs are shared through one jax compilation cache in <workdir>/jax_cache.
 Every number comes from this run; it is deterministic for a seed on CPU, and re-running
 resumes finished stages and runs from their checkpoints.
@@ -44,14 +45,16 @@ MODELS = {"kimi_audio": ("toy", "/tmp/paras2s/demo"),
 
 
 def _lengths(mode: str) -> dict:
-    """Steps per stage and GRPO training seeds per beta for `mode`."""
+    """Steps per stage and GRPO training seeds per beta for `mode` (SFT None: the SFT
+    preset's own length, 600 steps for Kimi-Audio, 900 for Qwen2.5-Omni)."""
     if mode == "full":  # the stage presets' lengths
-        return {"sft": 600, "reward": 300, "grpo": 60, "grpo_seeds": 3}
+        return {"sft": None, "reward": 300, "grpo": 60, "grpo_seeds": 3}
     if mode == "fast":  # a smoke version for tests: same code paths, fewer steps
         return {"sft": 60, "reward": 20, "grpo": 4, "grpo_seeds": 2}
-    # SFT keeps 600 steps: the general-ability requests are learnt between steps 300 and
-    # 450 (probe 1.9 at 300, 4.8 at 450), and the beta comparison is about keeping them.
-    return {"sft": 600, "reward": 200, "grpo": 20, "grpo_seeds": 3}
+    # SFT keeps the preset's steps: Kimi-Audio learns the general-ability requests between
+    # steps 300 and 450 (probe 1.9 at 300, 4.8 at 450), and the beta comparison is about
+    # keeping them.
+    return {"sft": None, "reward": 200, "grpo": 20, "grpo_seeds": 3}
 
 
 def stage_configs(workdir: Path, fast: bool = False, mode: str | None = None,
@@ -65,6 +68,7 @@ def stage_configs(workdir: Path, fast: bool = False, mode: str | None = None,
     steps = _lengths(mode)
     preset = MODELS[model][0]
     s, r, g = (m.get_config(preset) for m in (sft, reward, grpo))
+    steps["sft"] = steps["sft"] or s.train.total_steps
     s.workdir, r.workdir, g.workdir = (str(workdir / n) for n in ("sft", "reward", "grpo"))
     s.train.total_steps = s.train.save_every = steps["sft"]
     s.optimizer.decay_steps = max(1, steps["sft"] - s.optimizer.warmup_steps)
@@ -226,7 +230,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="sampling seeds of the evaluation")
     lengths = parser.add_mutually_exclusive_group()
     lengths.add_argument("--full", action="store_true",
-                         help="the presets' lengths: SFT 600, RM 300, GRPO 60 steps x 3 seeds")
+                         help="the presets' lengths: SFT 600 (Omni 900), RM 300, GRPO 60 "
+                              "steps x 3 seeds")
     lengths.add_argument("--fast", action="store_true", help="a few steps per stage (smoke test)")
     # Internal: the second process runs the GRPO runs of one beta.
     parser.add_argument("--grpo-beta", type=float, default=None, help=argparse.SUPPRESS)

@@ -48,7 +48,8 @@ def test_model_picks_the_family_presets():
         assert kimi[name].model.family == "kimi_audio"
         assert omni[name].model.family == preset.get_config("toy_omni").model.family \
             == "qwen25_omni"
-        assert omni[name].train.total_steps == kimi[name].train.total_steps  # same lengths
+    assert omni["sft"].train.total_steps == sft.get_config("toy_omni").train.total_steps
+    assert omni["reward"].init.path == f"/w/sft/checkpoints/{omni['sft'].train.total_steps}"
     assert omni["grpo"].reward.path == "/w/reward/reward_model"
 
 

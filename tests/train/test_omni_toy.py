@@ -31,10 +31,13 @@ def test_toy_omni_presets_are_the_toy_runs_on_omni():
         assert omni.model.family == "qwen25_omni" and omni.model.preset == "toy"
         assert isinstance(trainer.model_config(omni.model), trainer.model_family(
             omni.model).config_class)
-        assert omni.train.total_steps == toy.train.total_steps
         assert omni.optimizer.lr == toy.optimizer.lr
+        if stage is not sft:  # Omni's SFT runs longer (configs/sft.py says why)
+            assert omni.train.total_steps == toy.train.total_steps
     # the later stages read what `launch/demo.py --model qwen25_omni` writes
-    assert reward.get_config("toy_omni").init.path.startswith("/tmp/paras2s/demo_omni/")
+    sft_steps = sft.get_config("toy_omni").train.total_steps
+    assert reward.get_config("toy_omni").init.path == \
+        f"/tmp/paras2s/demo_omni/sft/checkpoints/{sft_steps}"
     assert grpo.get_config("toy_omni").reward.path.startswith("/tmp/paras2s/demo_omni/")
 
 
