@@ -86,9 +86,10 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         if preset == "toy_omni":
             toy_omni(c)
             c.workdir = "/tmp/paras2s/sft_toy_omni"  # as toy: toy_data/, checkpoints/, tb/
-            # An Omni batch pads its prompt (18-22 ids), reply text (4) and reply codes (7)
-            # to a bucket each: small buckets keep the text and codec streams short.
-            c.data.buckets = [8, 16, 24, 32]
+            # An Omni batch pads its prompt (18-22 ids), reply text (at most 5 with the
+            # stop) and reply codes (at most 9) to a bucket each: 24, 16 and 16, one
+            # shape for every batch (one compiled train step).
+            c.data.buckets = [16, 24, 32]
             # Omni prompts are 18-22 columns (chat template + one placeholder per 2 codes)
             c.toy.sampling.prompt_bucket = 24
             # 900 steps: the Omni thinker hears the prompt through its audio encoder and

@@ -1,5 +1,5 @@
 """The toy recipe on the toy-sized Qwen2.5-Omni (`configs/*.py:toy_omni`): a short SFT run
-through the stage runner `launch/train.py` calls restores as an Omni model that fits the
+through `launch/train.py` restores as an Omni model that fits the held-out
 demonstrations better than the untrained one, and answers from the prompt's last
 position (where the sampler reads its first reply token) with a toy reply opener; the
 whole demo (`launch/demo.py --model qwen25_omni --fast`) as a slow test."""
@@ -13,16 +13,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from configs import grpo, reward, sft
 from paras2s_jax.checkpoint.orbax_io import restore_model
 from paras2s_jax.model.qwen_omni.model import QwenOmni
 from paras2s_jax.policy import policy_for
 from paras2s_jax.toyworld.world import GENERIC, REPLY_RULES, WORD_ID
-from paras2s_jax.train import stages, trainer
+from paras2s_jax.train import trainer
+from tests.train.test_train_e2e import _env, _run
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 30
+
+
+def _cmd(workdir: Path, *overrides: str) -> list[str]:
+    return [sys.executable, str(ROOT / "launch" / "train.py"), "--config",
+            str(ROOT / "configs" / "sft.py") + ":toy_omni", f"--config.workdir={workdir}",
+            "--config.train.progress=False", *overrides]
 
 
 def test_toy_omni_presets_are_the_toy_runs_on_omni():
@@ -42,25 +50,27 @@ def test_toy_omni_presets_are_the_toy_runs_on_omni():
 
 
 def _mean_ce(model, policy, batch) -> dict[str, float]:
-    terms = jax.jit(lambda b: policy.sft_loss(model, b))(batch)
+    terms = nnx.jit(policy.sft_loss)(model, batch)
     return {s: float(total / count) for s, (total, count) in terms.items()}
 
 
-def test_toy_omni_sft_runs_end_to_end_and_restores_as_omni(tmp_path):
-    cfg = sft.get_config("toy_omni")
-    with cfg.unlocked():
-        cfg.workdir = str(tmp_path)
-        cfg.toy.judge = False
-        cfg.toy.data.renderings = 1
-        cfg.toy.data.general_renderings = 1
-        cfg.train.total_steps = cfg.train.save_every = STEPS
-        cfg.train.eval_every = 0
-        cfg.train.progress = False
-        cfg.optimizer.warmup_steps = 5
-        cfg.optimizer.decay_steps = STEPS - 5
-    results = stages.get(cfg.stage)(cfg)
-    assert np.isfinite(results["train/loss"]) and results["train/skipped_total"] == 0
+@nnx.jit
+def _last_logits(model: QwenOmni, x: dict) -> jax.Array:
+    return model.thinker_forward(x["input_ids"], x["attention_mask"], x["mel"], x["mel_mask"],
+                                 last_only=True).logits[:, -1]
 
+
+def test_toy_omni_sft_runs_end_to_end_and_restores_as_omni(tmp_path):
+    overrides = ("--config.toy.judge=False", "--config.toy.data.renderings=1",
+                 "--config.toy.data.general_renderings=1", f"--config.train.total_steps={STEPS}",
+                 f"--config.train.save_every={STEPS}", "--config.train.eval_every=0",
+                 "--config.optimizer.warmup_steps=5", f"--config.optimizer.decay_steps={STEPS - 5}")
+    stdout = _run(_cmd(tmp_path, *overrides), _env(1))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert "results: " in stdout and results["train/skipped_total"] == 0
+    assert np.isfinite(results["train/loss"])
+
+    cfg = sft.get_config("toy_omni")
     model = restore_model(tmp_path / "checkpoints" / str(STEPS))
     assert isinstance(model, QwenOmni) and model.config == trainer.model_config(cfg.model)
     fresh = trainer.model_family(cfg.model).build(model.config, cfg.seed)
@@ -82,9 +92,7 @@ def test_toy_omni_sft_runs_end_to_end_and_restores_as_omni(tmp_path):
     # input): after SFT it is an opener of a toy reply for held-out prompts.
     prompts = policy.prompt_batch(records, cfg.toy.sampling.prompt_bucket)
     x = {k: jnp.asarray(v) for k, v in prompts.inputs.items()}
-    logits = jax.jit(lambda b: model.thinker_forward(
-        b["input_ids"], b["attention_mask"], b["mel"], b["mel_mask"], last_only=True).logits)(x)
-    first = np.asarray(jnp.argmax(logits[:, -1], axis=-1))
+    first = np.asarray(jnp.argmax(_last_logits(model, x), axis=-1))
     openers = {WORD_ID[o] for o, _, _ in REPLY_RULES.values()} | {WORD_ID[GENERIC[0]]}
     assert np.mean([t in openers for t in first]) > 0.9, first
 
