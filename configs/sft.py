@@ -94,8 +94,8 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
             c.toy.sampling.prompt_bucket = 24
             # 900 steps: the Omni thinker hears the prompt through its audio encoder and
             # learns the general-ability requests later than Kimi-Audio (general-ability
-            # probe 2.9 after 600 steps, 4.4 after 900; held-out toy score 4.5 after
-            # both); 1200 overfit the training texts (held-out 4.1, age 3.3).
+            # probe 2.9 after 600 steps, 4.3-4.4 after 900; held-out toy score 4.3-4.5
+            # after either); 1200 overfit the training texts (held-out 4.1, age 3.3).
             c.train.total_steps = 900
             c.optimizer.decay_steps = 850  # cosine to the end of the run
     elif preset == "kimi_audio_7b":
