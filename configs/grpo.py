@@ -144,6 +144,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
             c.init.path = "/tmp/paras2s/demo_omni/sft/checkpoints/900"  # the Omni demo's
             c.reward.path = "/tmp/paras2s/demo_omni/reward/reward_model"  # SFT model and RM
             c.toy.data_dir = "/tmp/paras2s/demo_omni/sft/toy_data"  # the Omni demo's toy data
+            # the command that writes init.path and reward.path
             c.init.made_by = c.reward.made_by = "python launch/demo.py --model qwen25_omni"
             # Omni prompts are 18-22 columns (chat template + one placeholder per 2 codes)
             c.grpo.sampling.prompt_bucket = 24
