@@ -108,7 +108,8 @@ def test_omni_demo_fast_runs_every_stage(tmp_path):
     assert set(saved["grpo"]) == {"0.2", "0"} and all(len(v) == 2 for v in saved["grpo"].values())
     dims = ("emotion", "sarcasm", "age", "gender")
     for row in (saved["base"], saved["sft"], *saved["grpo"]["0.2"], *saved["grpo"]["0"]):
-        assert row["overall"] == pytest.approx(sum(row[d] for d in dims) / 4, abs=1e-9)
+        # overall: the mean over all queries (the held-out split need not balance them)
+        assert min(row[d] for d in dims) <= row["overall"] <= max(row[d] for d in dims)
     assert saved["sft"]["overall"] > saved["base"]["overall"]
     # every stage's checkpoint is an Omni model
     assert isinstance(restore_model(tmp_path / "sft" / "checkpoints" / "60"), QwenOmni)
