@@ -146,7 +146,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
             c.toy.data_dir = "/tmp/paras2s/demo_omni/sft/toy_data"  # the Omni demo's toy data
             # the command that writes init.path and reward.path
             c.init.made_by = c.reward.made_by = "python launch/demo.py --model qwen25_omni"
-            # Omni prompts are 18-22 columns (chat template + one placeholder per 2 codes)
+            # Omni prompts are 18-22 columns (chat template + one audio placeholder per code)
             c.grpo.sampling.prompt_bucket = 24
     elif preset == "kimi_audio_7b":
         c.workdir = "/checkpoints/paras2s/grpo_7b"  # shared storage on a cluster

@@ -139,11 +139,12 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
             c.init.path = "/tmp/paras2s/demo_omni/sft/checkpoints/900"  # the Omni demo's SFT
             c.toy.data_dir = "/tmp/paras2s/demo_omni/sft/toy_data"  # the Omni demo's toy data
             c.init.made_by = "python launch/demo.py --model qwen25_omni"  # writes both paths
-            # Omni prompts are 18-22 columns (chat template + one placeholder per 2 codes)
+            # Omni prompts are 18-22 columns (chat template + one audio placeholder per code)
             c.distill.sampling.prompt_bucket = 24
-            # prompt (18-22) + the reply speech as an audio segment (2 + 1 per 2 codes) +
-            # the suffix: about 32 columns
-            c.data.buckets = [32, 48]
+            # prompt (18-22) + the reply speech as an audio segment (2 + one placeholder per
+            # code: 8-10 for a toy reply) + the suffix: 32 or 48 columns; 128 fits a reply
+            # cut at the sampler's 96 codes
+            c.data.buckets = [32, 48, 128]
     elif preset == "kimi_audio_7b":
         c.workdir = "/checkpoints/paras2s/reward_7b"  # shared storage on a cluster
         c.model.preset = "kimi_audio_7b"  # the published sizes

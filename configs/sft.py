@@ -90,7 +90,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
             # stop) and reply codes (at most 9) to a bucket each: 24, 16 and 16, one
             # shape for every batch (one compiled train step).
             c.data.buckets = [16, 24, 32]
-            # Omni prompts are 18-22 columns (chat template + one placeholder per 2 codes)
+            # Omni prompts are 18-22 columns (chat template + one audio placeholder per code)
             c.toy.sampling.prompt_bucket = 24
             # 900 steps: the Omni thinker hears the prompt through its audio encoder and
             # learns the general-ability requests later than Kimi-Audio (general-ability
