@@ -80,3 +80,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.distributed.process_id = 0  # this process's index
     c.distributed.cpu_collectives = "gloo"  # CPU-only multi-process collectives backend
     return c
+
+
+def toy_omni(c: ml_collections.ConfigDict) -> None:
+    """Turn a stage's `toy` preset into its `toy_omni` one: the same run on the toy-sized
+    Qwen2.5-Omni (paras2s_jax/model/families.py: "qwen25_omni" preset "toy")."""
+    c.model.family = "qwen25_omni"  # thinker (text) + talker (speech codes)
+    c.model.preset = "toy"  # sized like Kimi-Audio's tiny; vocabularies cover the toy world

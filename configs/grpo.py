@@ -1,5 +1,6 @@
-"""Stage 3 (GRPO) configs. Presets: `toy` (default), `kimi_audio_7b`, `qwen25_omni_7b` and
-`qwen25_omni_3b` (from the Qwen2.5-Omni SFT and reward checkpoints).
+"""Stage 3 (GRPO) configs. Presets: `toy` (default), `toy_omni` (the toy run on the
+toy-sized Qwen2.5-Omni), `kimi_audio_7b`, `qwen25_omni_7b` and `qwen25_omni_3b` (from the
+Qwen2.5-Omni SFT and reward checkpoints).
 
 Toy run (after the toy SFT and reward runs, 2 CPU cores, a few minutes)::
 
@@ -28,9 +29,9 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs.base import base_config
+from configs.base import base_config, toy_omni
 
-PRESETS = ("toy", "kimi_audio_7b", "qwen25_omni_7b", "qwen25_omni_3b")
+PRESETS = ("toy", "toy_omni", "kimi_audio_7b", "qwen25_omni_7b", "qwen25_omni_3b")
 
 
 def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
@@ -122,7 +123,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     c.toy.enabled = False  # prompts from the toy world's training texts
     c.toy.data_dir = "/tmp/paras2s/demo/sft/toy_data"  # the SFT run's toy data
 
-    if preset == "toy":
+    if preset in ("toy", "toy_omni"):
         c.workdir = "/tmp/paras2s/grpo_toy"  # checkpoints/, tb/, metrics.jsonl, results.json
         c.toy.enabled = True  # prompts from the toy world
         c.init.path = "/tmp/paras2s/demo/sft/checkpoints/600"  # the demo's SFT model
@@ -139,6 +140,16 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.optimizer.end_lr_ratio = 1.0  # constant after warm-up
         c.train.total_steps = 60  # ~3 minutes on 2 CPU cores
         c.train.save_every = 20  # checkpoint cadence
+        if preset == "toy_omni":
+            toy_omni(c)
+            c.workdir = "/tmp/paras2s/grpo_toy_omni"  # checkpoints/, tb/, metrics.jsonl
+            c.init.path = "/tmp/paras2s/demo_omni/sft/checkpoints/900"  # the Omni demo's
+            c.reward.path = "/tmp/paras2s/demo_omni/reward/reward_model"  # SFT model and RM
+            c.toy.data_dir = "/tmp/paras2s/demo_omni/sft/toy_data"  # the Omni demo's toy data
+            # the command that writes init.path and reward.path
+            c.init.made_by = c.reward.made_by = "python launch/demo.py --model qwen25_omni"
+            # Omni prompts are 18-22 columns (chat template + one audio placeholder per code)
+            c.grpo.sampling.prompt_bucket = 24
     elif preset == "kimi_audio_7b":
         c.workdir = "/checkpoints/paras2s/grpo_7b"  # shared storage on a cluster
         c.model.preset = "kimi_audio_7b"  # the published sizes

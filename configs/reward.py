@@ -1,6 +1,7 @@
-"""Stage 2 (distilled reward model) configs. Presets: `toy` (default), `kimi_audio_7b`,
-`qwen25_omni_7b` and `qwen25_omni_3b` (the latter from the Qwen2.5-Omni SFT checkpoint;
-its reward model reads the reply text: the audio view of a real Omni reply is not wired).
+"""Stage 2 (distilled reward model) configs. Presets: `toy` (default), `toy_omni` (the toy
+run on the toy-sized Qwen2.5-Omni), `kimi_audio_7b`, `qwen25_omni_7b` and `qwen25_omni_3b`
+(the latter from the Qwen2.5-Omni SFT checkpoint; its reward model reads the reply text:
+the audio view of a real Omni reply is not wired).
 
 Toy run (after the toy SFT run, 2 CPU cores, a few minutes)::
 
@@ -42,9 +43,9 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs.base import base_config
+from configs.base import base_config, toy_omni
 
-PRESETS = ("toy", "kimi_audio_7b", "qwen25_omni_7b", "qwen25_omni_3b")
+PRESETS = ("toy", "toy_omni", "kimi_audio_7b", "qwen25_omni_7b", "qwen25_omni_3b")
 
 
 def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
@@ -115,7 +116,7 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
     # Pearson 0.46-0.74 over seeds). Distilling is ~1 s per 32 prompts.
     c.toy.num_train_queries = 432
 
-    if preset == "toy":
+    if preset in ("toy", "toy_omni"):
         c.workdir = "/tmp/paras2s/reward_toy"  # distill/, checkpoints/, reward_model/, tb/
         c.toy.enabled = True  # prompts from the toy world
         c.distill.sampling.prompt_bucket = 20  # toy prompts are 12-18 columns: one shape
@@ -135,6 +136,18 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         # The eval pairs are the reported held-out set: ranking checkpoints by them would
         # select on it. The reward model is the last step; keep only the latest steps.
         c.checkpoint.keep_best = 0
+        if preset == "toy_omni":
+            toy_omni(c)
+            c.workdir = "/tmp/paras2s/reward_toy_omni"  # distill/, reward_model/, tb/
+            c.init.path = "/tmp/paras2s/demo_omni/sft/checkpoints/900"  # the Omni demo's SFT
+            c.toy.data_dir = "/tmp/paras2s/demo_omni/sft/toy_data"  # the Omni demo's toy data
+            c.init.made_by = "python launch/demo.py --model qwen25_omni"  # writes both paths
+            # Omni prompts are 18-22 columns (chat template + one audio placeholder per code)
+            c.distill.sampling.prompt_bucket = 24
+            # prompt (18-22) + the reply speech as an audio segment (2 + one placeholder per
+            # code: 8-10 for a toy reply) + the suffix: 32 or 48 columns; 128 fits a reply
+            # cut at the sampler's 96 codes
+            c.data.buckets = [32, 48, 128]
     elif preset == "kimi_audio_7b":
         c.workdir = "/checkpoints/paras2s/reward_7b"  # shared storage on a cluster
         c.model.preset = "kimi_audio_7b"  # the published sizes

@@ -1,8 +1,11 @@
 """The embedded demo: ParaS2SAlign end to end in the toy paralinguistic world, on a CPU.
 
-    python launch/demo.py [--workdir /tmp/paras2s/demo] [--full | --fast]
+    python launch/demo.py [--model kimi_audio | qwen25_omni] [--workdir DIR] [--full | --fast]
 
-1. Stage 1, SFT: the tiny Kimi-Audio learns from imperfect spoken demonstrations.
+`--model` picks the model family (default the tiny Kimi-Audio; `qwen25_omni`: the
+toy-sized Qwen2.5-Omni of the `toy_omni` presets, in /tmp/paras2s/demo_omni by default).
+
+1. Stage 1, SFT: the tiny model learns from imperfect spoken demonstrations.
 2. Stage 2, reward model: the SFT model's sampled replies are judged by the toy rule
    judge; LoRA adapters learn to predict the judge's digit.
 3. Stage 3, GRPO: G = 8 replies per prompt, rewards from the distilled reward model,
@@ -16,7 +19,8 @@ interval over training seeds), the integer judge's ties at G = 2 vs G = 8 (the S
 model's distillation replies) and the reward model's Pearson with the judge.
 
 The default lengths are shortened where they carry no effect; `--full` runs the
-lengths of the stage presets (SFT 600, RM 300, GRPO 60 steps; 3 seeds per beta).
+lengths of the stage presets (SFT 600 (Qwen2.5-Omni: 900), RM 300, GRPO 60 steps; 3 seeds
+per beta).
 Compiled programs are shared through one jax compilation cache in <workdir>/jax_cache.
 Every number comes from this run; it is deterministic for a seed on CPU, and re-running
 resumes finished stages and runs from their checkpoints.
@@ -35,27 +39,36 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 BETAS = (0.2, 0.0)  # the paper's KL weight and none
+# --model -> (the stage presets' name, the default work directory)
+MODELS = {"kimi_audio": ("toy", "/tmp/paras2s/demo"),
+          "qwen25_omni": ("toy_omni", "/tmp/paras2s/demo_omni")}
 
 
 def _lengths(mode: str) -> dict:
-    """Steps per stage and GRPO training seeds per beta for `mode`."""
+    """Steps per stage and GRPO training seeds per beta for `mode` (SFT None: the SFT
+    preset's own length, 600 steps for Kimi-Audio, 900 for Qwen2.5-Omni)."""
     if mode == "full":  # the stage presets' lengths
-        return {"sft": 600, "reward": 300, "grpo": 60, "grpo_seeds": 3}
+        return {"sft": None, "reward": 300, "grpo": 60, "grpo_seeds": 3}
     if mode == "fast":  # a smoke version for tests: same code paths, fewer steps
         return {"sft": 60, "reward": 20, "grpo": 4, "grpo_seeds": 2}
-    # SFT keeps 600 steps: the general-ability requests are learnt between steps 300 and
-    # 450 (probe 1.9 at 300, 4.8 at 450), and the beta comparison is about keeping them.
-    return {"sft": 600, "reward": 200, "grpo": 20, "grpo_seeds": 3}
+    # SFT keeps the preset's steps: Kimi-Audio learns the general-ability requests between
+    # steps 300 and 450 (probe 1.9 at 300, 4.8 at 450), and the beta comparison is about
+    # keeping them.
+    return {"sft": None, "reward": 200, "grpo": 20, "grpo_seeds": 3}
 
 
-def stage_configs(workdir: Path, fast: bool = False, mode: str | None = None) -> dict:
-    """The toy presets of the three stages, chained through `workdir`, at the lengths of
-    `mode` ("quick": the demo's default; "full": the presets'; "fast": a smoke test)."""
+def stage_configs(workdir: Path, fast: bool = False, mode: str | None = None,
+                  model: str = "kimi_audio") -> dict:
+    """The toy presets of the three stages for `model` (a key of `MODELS`), chained
+    through `workdir`, at the lengths of `mode` ("quick": the demo's default; "full": the
+    presets'; "fast": a smoke test)."""
     from configs import grpo, reward, sft
 
     mode = mode or ("fast" if fast else "full")
     steps = _lengths(mode)
-    s, r, g = sft.get_config("toy"), reward.get_config("toy"), grpo.get_config("toy")
+    preset = MODELS[model][0]
+    s, r, g = (m.get_config(preset) for m in (sft, reward, grpo))
+    steps["sft"] = steps["sft"] or s.train.total_steps
     s.workdir, r.workdir, g.workdir = (str(workdir / n) for n in ("sft", "reward", "grpo"))
     s.train.total_steps = s.train.save_every = steps["sft"]
     s.optimizer.decay_steps = max(1, steps["sft"] - s.optimizer.warmup_steps)
@@ -86,18 +99,23 @@ def _final_step(cfg) -> Path:
     return Path(cfg.workdir) / "checkpoints" / str(cfg.train.total_steps)
 
 
-def check_mode(workdir: Path, mode: str) -> None:
-    """Record the lengths a workdir was made with; refuse to resume it with others."""
+def check_mode(workdir: Path, mode: str, model: str = "kimi_audio") -> None:
+    """Record the lengths and model a workdir was made with; refuse to resume it with
+    others."""
     marker = workdir / "demo_mode.json"
     if marker.exists():
-        made = json.loads(marker.read_text())["mode"]
+        stored = json.loads(marker.read_text())
+        made, made_model = stored["mode"], stored.get("model", "kimi_audio")
+        if made_model != model:
+            raise SystemExit(f"{workdir} holds a demo run of --model {made_model}: rerun with "
+                             f"--model {made_model}, or pass another --workdir")
         if made != mode:
             flag = {"full": "--full", "fast": "--fast"}.get(made, "neither --full nor --fast")
             raise SystemExit(f"{workdir} holds a demo run with other lengths ({made}): rerun "
                              f"with {flag}, or pass another --workdir")
     else:
         workdir.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"mode": mode}))
+        marker.write_text(json.dumps({"mode": mode, "model": model}))
 
 
 def use_compilation_cache(workdir: Path) -> None:
@@ -171,22 +189,20 @@ def grpo_run(configs: dict, beta: float, seed: int, eval_seeds: int) -> dict:
 
 def _base_model(configs: dict, workdir: Path) -> Path:
     """The untrained model, saved once through the same save/restore path as the rest."""
-    from flax import nnx
-
     from paras2s_jax.checkpoint.orbax_io import save_model
-    from paras2s_jax.model import KimiAudio
-    from paras2s_jax.train.trainer import model_config
+    from paras2s_jax.train.trainer import model_config, model_family
 
     sft_cfg = configs["sft"]
     base_dir = workdir / "base_model"
     if not base_dir.exists():
-        save_model(base_dir, KimiAudio(model_config(sft_cfg.model), rngs=nnx.Rngs(sft_cfg.seed)))
+        family = model_family(sft_cfg.model)
+        save_model(base_dir, family.build(model_config(sft_cfg.model), sft_cfg.seed))
     return base_dir
 
 
 def _lane_command(args: argparse.Namespace, beta: float) -> list[str]:
     cmd = [sys.executable, os.path.abspath(__file__), "--workdir", args.workdir,
-           "--seeds", str(args.seeds), "--grpo-beta", f"{beta:g}"]
+           "--model", args.model, "--seeds", str(args.seeds), "--grpo-beta", f"{beta:g}"]
     return cmd + (["--full"] if args.full else []) + (["--fast"] if args.fast else [])
 
 
@@ -206,20 +222,26 @@ def _stage(name: str, cfg) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default="/tmp/paras2s/demo")
+    parser.add_argument("--model", choices=tuple(MODELS), default="kimi_audio",
+                        help="model family: the tiny Kimi-Audio or the toy Qwen2.5-Omni")
+    parser.add_argument("--workdir", default=None,
+                        help="default: /tmp/paras2s/demo (kimi_audio), "
+                             "/tmp/paras2s/demo_omni (qwen25_omni)")
     parser.add_argument("--seeds", type=int, default=3, help="sampling seeds of the evaluation")
     lengths = parser.add_mutually_exclusive_group()
     lengths.add_argument("--full", action="store_true",
-                         help="the presets' lengths: SFT 600, RM 300, GRPO 60 steps x 3 seeds")
+                         help="the presets' lengths: SFT 600 (Omni 900), RM 300, GRPO 60 "
+                              "steps x 3 seeds")
     lengths.add_argument("--fast", action="store_true", help="a few steps per stage (smoke test)")
     # Internal: the second process runs the GRPO runs of one beta.
     parser.add_argument("--grpo-beta", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.workdir = args.workdir or MODELS[args.model][1]
     workdir = Path(args.workdir)
     mode = "full" if args.full else "fast" if args.fast else "quick"
-    check_mode(workdir, mode)
+    check_mode(workdir, mode, args.model)
     use_compilation_cache(workdir)
-    configs = stage_configs(workdir, mode=mode)
+    configs = stage_configs(workdir, mode=mode, model=args.model)
     grpo_seeds = _lengths(mode)["grpo_seeds"]
     if args.grpo_beta is not None:
         _grpo_lane(configs, args.grpo_beta, grpo_seeds, args.seeds)

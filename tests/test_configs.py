@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from configs.base import base_config
-from paras2s_jax.model.families import family_named
+from paras2s_jax.model import KimiAudioConfig
 from paras2s_jax.sharding import MeshConfig
 from paras2s_jax.train import stages, trainer
 
@@ -30,7 +30,8 @@ def test_base_config_loads():
 def test_every_preset_builds(name, preset):
     cfg = importlib.import_module(f"configs.{name}").get_config(preset)
     mc = trainer.model_config(cfg.model)
-    assert isinstance(mc, family_named(cfg.model.family).config_class)
+    assert isinstance(mc, trainer.model_family(cfg.model).config_class)
+    assert isinstance(mc, KimiAudioConfig) == (cfg.model.family == "kimi_audio")
     trainer.optimizer_config(cfg.optimizer)
     devices = 8
     data, fsdp, tensor = MeshConfig(**cfg.mesh.to_dict()).resolve(devices)

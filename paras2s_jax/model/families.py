@@ -111,7 +111,7 @@ KIMI_AUDIO = ModelFamily(
 
 QWEN25_OMNI = ModelFamily(
     name="qwen25_omni", config_class=omni.QwenOmniConfig, model_class=omni.QwenOmni,
-    presets={"tiny": _omni_preset(omni.tiny),
+    presets={"tiny": _omni_preset(omni.tiny), "toy": _omni_preset(omni.toy),
              "qwen25_omni_3b": _omni_preset(omni.qwen25_omni_3b),
              "qwen25_omni_7b": _omni_preset(omni.qwen25_omni_7b)},
     to_json=omni.config_to_json, from_json=omni.config_from_json, load_hf=omni.load_qwen_omni,

@@ -3,7 +3,10 @@ the trainer building, saving and restoring either family from `config.model`."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -58,6 +61,33 @@ def test_omni_numerics_reach_every_part_and_overrides_go_per_part():
         QWEN25_OMNI.preset("kimi_audio_7b")
     with pytest.raises(ValueError, match="config.model.family='gpt'"):
         family_named("gpt")
+
+
+def test_omni_model_wide_dtypes_are_the_parts_shared_ones():
+    config = QWEN25_OMNI.preset("tiny", dtype="bfloat16", param_dtype="float32")
+    assert config.compute_dtype == jnp.bfloat16 and config.storage_dtype == jnp.float32
+    mixed = dataclasses.replace(config, talker=config.talker.replace(dtype="float32"))
+    with pytest.raises(ValueError, match="parts' dtypes differ"):
+        _ = mixed.compute_dtype
+
+
+def test_the_toy_preset_covers_the_toy_world():
+    from configs import reward
+    from paras2s_jax.toyworld.world import PROSODY_BASE, STYLES, WORDS
+
+    config = QWEN25_OMNI.preset("toy")
+    rm = reward.get_config("toy_omni").reward
+    t, c = config.thinker, config.talker
+    specials = {t.bos_token_id, t.eos_token_id, t.pad_token_id, t.audio_token_index,
+                t.audio_start_token_id, t.audio_end_token_id, c.text_start_token_id,
+                c.text_end_token_id, c.text_pad_token_id}
+    scoring = set(rm.digit_ids) | set(rm.suffix_ids)
+    # the toy words, the reward model's digits and suffix, then the specials
+    assert len(WORDS) < min(scoring) and max(scoring) < min(specials)
+    assert max(specials) < t.vocab_size
+    codes = PROSODY_BASE + 4 * len(STYLES)  # every toy speech code
+    assert codes <= 256 <= min(c.codec_start_token_id, c.codec_end_token_id,
+                               c.codec_pad_token_id, c.codec_mask_token_id) < c.vocab_size
 
 
 def test_abstract_omni_with_lora_allocates_nothing_and_has_adapters():

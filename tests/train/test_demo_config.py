@@ -34,9 +34,23 @@ def test_runs_directories_and_the_second_process():
     configs = stage_configs(Path("/w"), mode="quick")
     assert grpo_run_dir(configs, 0.2, 0) == Path("/w/grpo")
     assert grpo_run_dir(configs, 0.0, 2) == Path("/w/grpo_runs/beta0_seed2")
-    args = argparse.Namespace(workdir="/w", seeds=3, full=True, fast=False)
+    args = argparse.Namespace(workdir="/w", seeds=3, full=True, fast=False,
+                              model="qwen25_omni")
     cmd = _lane_command(args, 0.0)
     assert cmd[cmd.index("--grpo-beta") + 1] == "0" and "--full" in cmd
+    assert cmd[cmd.index("--model") + 1] == "qwen25_omni"  # the second process's family
+
+
+def test_model_picks_the_family_presets():
+    kimi = stage_configs(Path("/w"), mode="quick")
+    omni = stage_configs(Path("/w"), mode="quick", model="qwen25_omni")
+    for name, preset in (("sft", sft), ("reward", reward), ("grpo", grpo)):
+        assert kimi[name].model.family == "kimi_audio"
+        assert omni[name].model.family == preset.get_config("toy_omni").model.family \
+            == "qwen25_omni"
+    assert omni["sft"].train.total_steps == sft.get_config("toy_omni").train.total_steps
+    assert omni["reward"].init.path == f"/w/sft/checkpoints/{omni['sft'].train.total_steps}"
+    assert omni["grpo"].reward.path == "/w/reward/reward_model"
 
 
 def test_a_workdir_keeps_its_lengths(tmp_path):
@@ -44,6 +58,8 @@ def test_a_workdir_keeps_its_lengths(tmp_path):
     check_mode(tmp_path, "quick")  # resuming is fine
     with pytest.raises(SystemExit, match="rerun with neither --full nor --fast"):
         check_mode(tmp_path, "full")
+    with pytest.raises(SystemExit, match="run of --model kimi_audio"):
+        check_mode(tmp_path, "quick", "qwen25_omni")
 
 
 def test_toy_samplers_share_one_program():

@@ -251,3 +251,23 @@ def tiny() -> tuple[ThinkerTextConfig, TalkerConfig]:
         codec_mask_token_id=63, text_start_token_id=110, text_end_token_id=111,
         text_pad_token_id=112, talker_eos_token_id=(62, 61))
     return thinker, talker
+
+
+def toy() -> tuple[ThinkerTextConfig, TalkerConfig]:
+    """The toy world's pair (`configs/*.py:toy_omni`), sized like Kimi-Audio's `tiny`:
+    a 4-layer thinker of width 64 over 1024 text ids (the toy words at the bottom, the
+    reward model's digits and suffix at 595-600, the specials at the top) and a 2-layer
+    talker of width 64 (Kimi's 2 audio-branch layers) over the 256 toy speech codes plus
+    its four codec specials."""
+    thinker = ThinkerTextConfig(
+        vocab_size=1024, hidden_size=64, intermediate_size=128, num_layers=4, num_heads=4,
+        num_kv_heads=2, head_dim=16, rope_theta=10_000.0, mrope_section=(2, 3, 3),
+        audio_token_index=1010, audio_start_token_id=1011, audio_end_token_id=1012,
+        bos_token_id=1000, eos_token_id=1001, pad_token_id=1002)
+    talker = TalkerConfig(
+        vocab_size=260, embedding_size=64, hidden_size=64, intermediate_size=128,
+        num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16, rope_theta=10_000.0,
+        mrope_section=(2, 3, 3), codec_start_token_id=256, codec_end_token_id=257,
+        codec_pad_token_id=258, codec_mask_token_id=259, text_start_token_id=1020,
+        text_end_token_id=1021, text_pad_token_id=1022, talker_eos_token_id=(258, 257))
+    return thinker, talker

@@ -58,6 +58,23 @@ class QwenOmniConfig:
             raise ValueError(f"talker_config.embedding_size ({self.talker.embedding_size}) must "
                              f"equal the thinker's hidden_size ({self.thinker.hidden_size})")
 
+    def _shared(self, field: str) -> jnp.dtype:
+        values = {name: getattr(getattr(self, name), field) for name in PARTS}
+        if len(set(values.values())) > 1:
+            raise ValueError(f"the Qwen2.5-Omni parts' {field}s differ ({values}); the "
+                             f"stages take one model-wide {field} (config.model.{field})")
+        return jnp.dtype(values["thinker"])
+
+    @property
+    def compute_dtype(self) -> jnp.dtype:
+        """The compute dtype every part shares (`config.model.dtype` sets all three)."""
+        return self._shared("dtype")
+
+    @property
+    def storage_dtype(self) -> jnp.dtype:
+        """The parameter dtype every part shares (`config.model.param_dtype`)."""
+        return self._shared("param_dtype")
+
     @classmethod
     def from_hf(cls, config: dict[str, Any], **overrides: Any) -> QwenOmniConfig:
         """From the whole `config.json` dict; overrides (param_dtype, dtype) go to all parts."""
@@ -125,6 +142,16 @@ def tiny() -> QwenOmniConfig:
     """float32 test sizes: `config.tiny()` parts and a 128-bin audio encoder of width 32."""
     thinker, talker = parts.tiny()
     return _compose(thinker, talker, AudioEncoderConfig.tiny(output_dim=thinker.hidden_size))
+
+
+def toy() -> QwenOmniConfig:
+    """The toy world's model (`config.toy()` parts): a 2-layer audio encoder of width 64
+    over 32 mel bins (the toy renderer's patterns need no more) in chunks of 64 frames,
+    so a whole toy prompt (at most 12 codes, 48 frames) is one chunk."""
+    thinker, talker = parts.toy()
+    audio = AudioEncoderConfig.tiny(num_mel_bins=32, d_model=64, encoder_ffn_dim=128,
+                                    n_window=32, output_dim=thinker.hidden_size)
+    return _compose(thinker, talker, audio)
 
 
 def place_audio(tokens: jax.Array, counts: jax.Array, is_audio: jax.Array) -> jax.Array:
