@@ -231,9 +231,9 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.grpo.sampling.audio_top_k = 50  # nor from the codec vocabulary's
         # 256 rows (32 prompts x G = 8) of 512 prompt + 256 text + 1024 code columns.
         # `launch/plan.py` (8 fake CPU devices), 7B / 3B peaks: the update in 8
-        # micro-batches 36.5 / 36.0 GB; old / reference log-probs and RM scores in 8
-        # parts 12.6 / 13.2 and 11.8 / 6.4 GB; the sampler in 2 calls of 128 rows
-        # 21.7 / 15.0 GB.
+        # micro-batches 22.6 / 21.0 GB; old / reference log-probs and RM scores in 8
+        # parts 11.3 / 12.0 and 11.8 / 6.4 GB; the sampler in 2 calls of 128 rows
+        # 21.6 / 14.9 GB.
         c.optimizer.accum_steps = 8
         c.grpo.forward_micro_batches = 8  # old / reference log-probs and RM scores
         c.grpo.rollout_micro_batches = 2  # sampler calls per step

@@ -214,12 +214,12 @@ def get_config(preset: str = "toy") -> ml_collections.ConfigDict:
         c.data.global_batch = 32  # scored replies per update
         c.data.buckets = [512, 1024, 2048, 4096]  # prompt + reply + suffix lengths
         # 32 rows x 4096 in 4 micro-batches, one row a GPU at a time on 8 GPUs: `launch/
-        # plan.py` peaks at 54.8 GB (7B; 52.6 GB of temporaries) / 46.3 GB (3B) on 8
-        # fake CPU devices.
+        # plan.py` peaks at 19.1 GB (7B) / 10.9 GB (3B) on 8 fake CPU devices (54.8 /
+        # 46.3 GB with adapters in the audio encoder too: see `lora.within` below).
         c.optimizer.accum_steps = 4
         c.train.total_steps = 10_000  # one epoch of 320k pairs at batch 32
         c.train.eval_every = 500  # held-out Pearson cadence
-        c.train.eval_micro_batches = 4  # one row a GPU at a time: 18.6 / 10.1 GB
+        c.train.eval_micro_batches = 4  # one row a GPU at a time: 18.5 / 10.1 GB
         c.train.save_every = 500  # checkpoint cadence
         c.checkpoint.keep_best = 0  # the last step is the reward model (see kimi_audio_7b)
         # Suffix and digits from the checkpoint's Qwen2 tokenizer.
