@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from paras2s_jax.checkpoint.orbax_io import read_stored_config
-from paras2s_jax.model.families import DEFAULT_FAMILY, KIMI_AUDIO, QWEN25_OMNI
+from paras2s_jax.model import families
+from paras2s_jax.model.families import KIMI_AUDIO, QWEN25_OMNI
 from paras2s_jax.sampling import SamplingConfig
 from paras2s_jax.speech_chat import SpokenReply
 
@@ -48,7 +49,7 @@ def stored_family(checkpoint: str | Path) -> str | None:
     """The family tag of an Orbax model checkpoint (Kimi-Audio's configs carry none);
     None when `checkpoint` holds no stored config."""
     try:
-        return read_stored_config(checkpoint).get("family", DEFAULT_FAMILY)
+        return families.stored_family(read_stored_config(checkpoint)).name
     except FileNotFoundError:
         return None
 

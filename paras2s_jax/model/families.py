@@ -142,9 +142,14 @@ def config_to_json(config: Any) -> dict[str, Any]:
     return {"family": family.name, **family.to_json(config)}
 
 
+def stored_family(data: dict[str, Any]) -> ModelFamily:
+    """The family of a stored config (`config_to_json` output; untagged: Kimi-Audio)."""
+    return family_named(data.get("family", DEFAULT_FAMILY))
+
+
 def config_from_json(data: dict[str, Any], **numerics: Any) -> Any:
     """The config of `config_to_json` output (keys other than the config's own, e.g. the
     stored "lora", are ignored); `numerics`: dtype / param_dtype / remat."""
-    family = family_named(data.get("family", DEFAULT_FAMILY))
+    family = stored_family(data)
     names = {f.name for f in dataclasses.fields(family.config_class)}
     return family.from_json({k: v for k, v in data.items() if k in names}, **numerics)

@@ -20,7 +20,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from paras2s_jax import sharding
-from paras2s_jax.model.families import ModelFamily, family_named
+from paras2s_jax.model.families import DEFAULT_FAMILY, ModelFamily, family_named
 from paras2s_jax.model.lora import LoRAConfig, attach_lora
 from paras2s_jax.policy import SpeechPolicy, policy_for
 from paras2s_jax.train import data as data_lib
@@ -35,7 +35,7 @@ NUMERICS = ("dtype", "param_dtype", "remat")  # `config.model` fields every fami
 
 def model_family(cfg: ml_collections.ConfigDict) -> ModelFamily:
     """The model family of `cfg.model` (`cfg.model.family`, default Kimi-Audio)."""
-    return family_named(cfg.get("family", "kimi_audio"))
+    return family_named(cfg.get("family", DEFAULT_FAMILY))
 
 
 def model_config(cfg: ml_collections.ConfigDict) -> Any:
